@@ -1,0 +1,131 @@
+package store
+
+import "time"
+
+// Record kinds.
+const (
+	KindGenesis  = "genesis"
+	KindExchange = "exchange"
+	KindRefused  = "refused"
+	KindConnect  = "connect"
+	KindApproval = "approval"
+	KindPrune    = "prune"
+	KindShutdown = "shutdown"
+	KindRestore  = "restore"
+	KindAborted  = "aborted"
+)
+
+// Outcomes of an exchange.
+const (
+	OutcomeForwarded       = "forwarded"
+	OutcomeBlocked         = "blocked"
+	OutcomeDenied          = "denied"
+	OutcomeUnauthenticated = "unauthenticated"
+	OutcomeApprovalDenied  = "approval_denied"
+	OutcomeApprovalTimeout = "approval_timeout"
+	OutcomeUpstreamError   = "upstream_error"
+	OutcomeClientGone      = "client_gone"
+	OutcomeAborted         = "aborted"
+	OutcomeRefused         = "refused"
+	OutcomeSpliced         = "spliced"
+	OutcomePending         = "pending"
+)
+
+// Record is one entry of the log as the proxy hands it to Append. The store
+// assigns Seq and Prev, replaces the bodies with salted commitments, and
+// encodes the result as the leaf bytes that are hashed (see FORMAT.md).
+type Record struct {
+	Seq       uint64    `json:"seq"`
+	Prev      string    `json:"prev"` // hex SHA-256 leaf hash of record Seq-1
+	Kind      string    `json:"kind"`
+	SessionID string    `json:"session_id,omitempty"` // uuid v7
+	Start     time.Time `json:"start"`
+	End       time.Time `json:"end"`
+
+	Identity Identity          `json:"identity"`
+	Meta     map[string]string `json:"meta_unverified,omitempty"` // client-declared Sessctl-Meta-* headers
+
+	Conn   Conn   `json:"conn"`
+	Host   string `json:"host,omitempty"`
+	Method string `json:"method,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Model  string `json:"model,omitempty"`
+	Status int    `json:"status,omitempty"`
+	// Outcome is one of the Outcome* constants.
+	Outcome string `json:"outcome,omitempty"`
+	// Reason is a short human explanation (error text with no secrets).
+	Reason string `json:"reason,omitempty"`
+
+	Rules    []RuleHit `json:"rules,omitempty"`
+	Approval *Approval `json:"approval,omitempty"`
+	// Recording is "full" or "metadata" (bodies not stored).
+	Recording string `json:"recording,omitempty"`
+
+	// Request and Response commit to the bodies; filled by the store from
+	// RequestBody and ResponseBody.
+	Request  *Commitment `json:"request,omitempty"`
+	Response *Commitment `json:"response,omitempty"`
+
+	// Deltas keep each streamed delta's arrival offset and size.
+	Deltas []Delta `json:"deltas,omitempty"`
+	// SecretHMACs are HMAC-SHA256 (hex) of each masked value under the
+	// log's secret key; never the secret itself.
+	SecretHMACs []string `json:"secret_hmacs,omitempty"`
+	// Extra carries kind-specific fields (genesis origin and key, prune
+	// range, connect byte counts...).
+	Extra map[string]string `json:"extra,omitempty"`
+
+	// RequestBody and ResponseBody are the bodies as the store must keep
+	// them (already masked). They are not part of the leaf.
+	RequestBody  []byte `json:"-"`
+	ResponseBody []byte `json:"-"`
+}
+
+// Identity is who made a request, as verified by sessctl.
+type Identity struct {
+	Method    string            `json:"method,omitempty"` // runner_token | oidc | session_token | none
+	Runner    string            `json:"runner,omitempty"`
+	Issuer    string            `json:"issuer,omitempty"`
+	Subject   string            `json:"subject,omitempty"`
+	TokenHash string            `json:"token_sha256,omitempty"`
+	Claims    map[string]string `json:"claims,omitempty"`
+	Policy    string            `json:"policy,omitempty"`
+}
+
+// Conn describes the client connection an exchange arrived on.
+type Conn struct {
+	ID     string `json:"id,omitempty"`
+	Mode   string `json:"mode,omitempty"` // explicit | transparent
+	Client string `json:"client,omitempty"`
+	// Transport is "http" or "websocket".
+	Transport string `json:"transport,omitempty"`
+}
+
+// RuleHit is one rule that fired on an exchange.
+type RuleHit struct {
+	Name   string `json:"name"`
+	Action string `json:"action"`
+	Scope  string `json:"scope"`
+	Count  int    `json:"count"`
+}
+
+// Approval is a human decision on a held request.
+type Approval struct {
+	ID       string    `json:"id"`
+	Decision string    `json:"decision"` // pending | approved | denied | timeout
+	By       string    `json:"by,omitempty"`
+	At       time.Time `json:"at,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
+// Commitment is SHA-256(domain tag ‖ salt ‖ body) in hex, with the body size.
+type Commitment struct {
+	Hash string `json:"sha256"`
+	Size int64  `json:"size"`
+}
+
+// Delta is one streamed chunk's arrival offset from Start and its size.
+type Delta struct {
+	OffsetMS int64 `json:"t"`
+	Size     int   `json:"n"`
+}

@@ -15,6 +15,12 @@ const (
 	KindAborted  = "aborted"
 )
 
+// Recording modes.
+const (
+	RecordingFull     = "full"     // bodies stored, with commitments
+	RecordingMetadata = "metadata" // no bodies, no commitments
+)
+
 // Outcomes of an exchange.
 const (
 	OutcomeForwarded       = "forwarded"

@@ -1,0 +1,415 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// maxBatch bounds the number of jobs committed in one transaction.
+const maxBatch = 4096
+
+// job is one unit of work for the appender goroutine.
+type job struct {
+	rec     *Record // record to append (a copy of the caller's), or nil
+	pre     []byte  // JSON of rec with seq 0 and prev "" (see leafFrom)
+	req     []byte  // stored request body value (salt ‖ body), or nil
+	resp    []byte  // stored response body value, or nil
+	pending []byte  // Begin: pending entry for rec.SessionID
+	// fn runs alone in its own transaction before rec is appended.
+	fn   func(tx *bbolt.Tx, st *chainState) error
+	hash tlog.Hash
+	err  error
+	done chan struct{}
+}
+
+// chainState is the tip of the log.
+type chainState struct {
+	size uint64
+	head tlog.Hash
+}
+
+// encodedPrefix is how the JSON of a record with Seq 0 and Prev "" starts.
+const encodedPrefix = `{"seq":0,"prev":""`
+
+// newJob validates r and prepares everything that can be done outside the
+// appender: a copy of the record, sealed bodies with their commitments,
+// and the JSON encoding. Only seq and prev are filled in later.
+func newJob(r *Record) (*job, error) {
+	if r == nil {
+		return nil, errors.New("store: append: nil record")
+	}
+	if r.Kind == "" {
+		return nil, errors.New("store: append: record has no kind")
+	}
+	rec := *r
+	rec.Seq, rec.Prev, rec.Request, rec.Response = 0, "", nil, nil
+	rec.RequestBody, rec.ResponseBody = nil, nil
+	if rec.Start.IsZero() {
+		rec.Start = time.Now()
+	}
+	if rec.End.IsZero() {
+		rec.End = rec.Start
+	}
+	rec.Start, rec.End = rec.Start.UTC(), rec.End.UTC()
+	j := &job{rec: &rec, done: make(chan struct{})}
+	if rec.Recording != RecordingMetadata {
+		var err error
+		if len(r.RequestBody) > 0 {
+			if j.req, rec.Request, err = sealBody(r.RequestBody); err != nil {
+				return nil, err
+			}
+		}
+		if len(r.ResponseBody) > 0 {
+			if j.resp, rec.Response, err = sealBody(r.ResponseBody); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&rec); err != nil {
+		return nil, fmt.Errorf("store: append: encode record: %w", err)
+	}
+	j.pre = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if !bytes.HasPrefix(j.pre, []byte(encodedPrefix)) {
+		return nil, errors.New("store: append: unexpected record encoding")
+	}
+	if len(LeafPrefix)+len(j.pre)+100 > maxLeafSize {
+		return nil, fmt.Errorf("store: append: record of %d bytes exceeds the %d byte limit", len(j.pre), maxLeafSize)
+	}
+	return j, nil
+}
+
+// leafFrom splices seq and prev into the pre-encoded record. The result is
+// byte for byte what EncodeLeaf returns for the record with Seq and Prev
+// set, because they are the first two fields of the JSON object.
+func leafFrom(pre []byte, seq uint64, prev string) []byte {
+	leaf := make([]byte, 0, len(LeafPrefix)+len(pre)+96)
+	leaf = append(leaf, LeafPrefix...)
+	leaf = append(leaf, `{"seq":`...)
+	leaf = strconv.AppendUint(leaf, seq, 10)
+	leaf = append(leaf, `,"prev":"`...)
+	leaf = append(leaf, prev...)
+	leaf = append(leaf, '"')
+	return append(leaf, pre[len(encodedPrefix):]...)
+}
+
+// Append adds r to the log and returns once the record is durable
+// (fsynced, unless Options.NoSync). The store assigns Seq and Prev and
+// replaces the bodies by commitments; on success these are also set in r.
+// Concurrent appends are committed together (group commit). If ctx ends
+// first, Append returns its error; the record may still be written.
+func (s *Store) Append(ctx context.Context, r *Record) (Receipt, error) {
+	j, err := newJob(r)
+	if err != nil {
+		return Receipt{}, err
+	}
+	if err := s.submit(ctx, j); err != nil {
+		return Receipt{}, err
+	}
+	r.Seq, r.Prev, r.Request, r.Response = j.rec.Seq, j.rec.Prev, j.rec.Request, j.rec.Response
+	return Receipt{Seq: j.rec.Seq, Hash: hex.EncodeToString(j.hash[:])}, nil
+}
+
+// Begin durably notes that the exchange r (which must have a SessionID)
+// is in flight. If sessctl stops before a record with the same SessionID
+// is appended, the next Open appends an aborted record for it. Bodies are
+// not kept.
+func (s *Store) Begin(ctx context.Context, r *Record) error {
+	if r == nil || r.SessionID == "" {
+		return errors.New("store: begin: record has no session id")
+	}
+	p := *r
+	p.RequestBody, p.ResponseBody, p.Request, p.Response = nil, nil, nil, nil
+	if p.Start.IsZero() {
+		p.Start = time.Now().UTC()
+	}
+	v, err := json.Marshal(&p)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	j := &job{rec: &p, pending: v, done: make(chan struct{})}
+	return s.submit(ctx, j)
+}
+
+func (s *Store) submit(ctx context.Context, j *job) error {
+	select {
+	case <-s.quit:
+		return ErrClosed
+	default:
+	}
+	select {
+	case s.jobs <- j:
+	case <-s.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("store: append: %w", ctx.Err())
+	}
+	select {
+	case <-j.done:
+		return j.err
+	case <-ctx.Done():
+		return fmt.Errorf("store: append: %w", ctx.Err())
+	}
+}
+
+// appender is the single writer goroutine.
+func (s *Store) appender() {
+	defer close(s.done)
+	tick := s.opts.CheckpointInterval / 2
+	tick = min(max(tick, 10*time.Millisecond), time.Second)
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	s.lastCPTime = time.Now()
+	for {
+		select {
+		case j := <-s.jobs:
+			batch := []*job{j}
+			var special *job
+			if j.fn != nil {
+				batch, special = nil, j
+			}
+		collect:
+			for special == nil && len(batch) < maxBatch {
+				select {
+				case j := <-s.jobs:
+					if j.fn != nil {
+						special = j
+						break collect
+					}
+					batch = append(batch, j)
+				default:
+					break collect
+				}
+			}
+			if len(batch) > 0 {
+				s.runBatch(batch)
+			}
+			if special != nil {
+				s.runBatch([]*job{special})
+			}
+			if s.size-s.lastCP >= uint64(s.opts.CheckpointEvery) {
+				s.tryCheckpoint()
+			}
+		case <-ticker.C:
+			if s.Healthy() != nil {
+				s.probe()
+			}
+			if s.size > s.lastCP && time.Since(s.lastCPTime) >= s.opts.CheckpointInterval {
+				s.tryCheckpoint()
+			}
+		case <-s.quit:
+			s.shutdown()
+			return
+		}
+	}
+}
+
+func (s *Store) runBatch(batch []*job) {
+	err := s.commitBatch(batch)
+	s.setHealth(err)
+	for _, j := range batch {
+		if err != nil {
+			j.err = err
+		}
+		close(j.done)
+	}
+}
+
+// commitBatch appends the jobs in one transaction.
+func (s *Store) commitBatch(batch []*job) error {
+	st := chainState{size: s.size, head: s.head}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		st = chainState{size: s.size, head: s.head}
+		for _, j := range batch {
+			if j.fn != nil {
+				if err := j.fn(tx, &st); err != nil {
+					return err
+				}
+			}
+			if j.pending != nil {
+				if err := tx.Bucket(bucketPending).Put([]byte(j.rec.SessionID), j.pending); err != nil {
+					return err
+				}
+				continue
+			}
+			if j.rec != nil {
+				if err := s.appendTx(tx, &st, j); err != nil {
+					return err
+				}
+			}
+		}
+		return putHead(tx, st)
+	})
+	if err != nil {
+		return fmt.Errorf("store: append to %s: %w", s.path, err)
+	}
+	s.size, s.head = st.size, st.head
+	return nil
+}
+
+// appendTx writes one record (leaf, tree hashes, bodies, indexes) in tx.
+func (s *Store) appendTx(tx *bbolt.Tx, st *chainState, j *job) error {
+	seq := st.size
+	prev := hex.EncodeToString(st.head[:])
+	leaf := leafFrom(j.pre, seq, prev)
+	h := tlog.RecordHash(leaf)
+	if err := tx.Bucket(bucketLeaves).Put(u64key(seq), leaf); err != nil {
+		return err
+	}
+	tree := tx.Bucket(bucketTree)
+	hashes, err := tlog.StoredHashesForRecordHash(int64(seq), h, bucketHashReader{tree})
+	if err != nil {
+		return fmt.Errorf("tree: %w", err)
+	}
+	idx := tlog.StoredHashIndex(0, int64(seq))
+	for i, hh := range hashes {
+		if err := tree.Put(u64key(uint64(idx+int64(i))), bytes.Clone(hh[:])); err != nil {
+			return err
+		}
+	}
+	bodies := tx.Bucket(bucketBodies)
+	if j.req != nil {
+		if err := bodies.Put(bodyKey(seq, bodyRequest), j.req); err != nil {
+			return err
+		}
+	}
+	if j.resp != nil {
+		if err := bodies.Put(bodyKey(seq, bodyResponse), j.resp); err != nil {
+			return err
+		}
+	}
+	r := j.rec
+	if r.SessionID != "" {
+		if err := tx.Bucket(bucketSessions).Put(sessionKey(r.SessionID, seq), nil); err != nil {
+			return err
+		}
+		if r.Kind != KindApproval {
+			if err := tx.Bucket(bucketPending).Delete([]byte(r.SessionID)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := tx.Bucket(bucketTimes).Put(timeKey(r.Start, seq), nil); err != nil {
+		return err
+	}
+	r.Seq, r.Prev = seq, prev
+	j.hash = h
+	st.size, st.head = seq+1, h
+	return nil
+}
+
+func putHead(tx *bbolt.Tx, st chainState) error {
+	v := make([]byte, 8+tlog.HashSize)
+	binary.BigEndian.PutUint64(v, st.size)
+	copy(v[8:], st.head[:])
+	return tx.Bucket(bucketMeta).Put(metaHead, v)
+}
+
+// bucketHashReader reads stored tree hashes from the tree bucket.
+type bucketHashReader struct{ b *bbolt.Bucket }
+
+func (r bucketHashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, idx := range indexes {
+		v := r.b.Get(u64key(uint64(idx)))
+		if len(v) != tlog.HashSize {
+			return nil, fmt.Errorf("stored hash %d missing", idx)
+		}
+		copy(out[i][:], v)
+	}
+	return out, nil
+}
+
+// probe tries a small write to find out whether the disk works again.
+func (s *Store) probe() {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(metaProbe, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	})
+	if err != nil {
+		err = fmt.Errorf("store: write to %s: %w", s.path, err)
+	}
+	s.setHealth(err)
+}
+
+func (s *Store) tryCheckpoint() {
+	if err := s.checkpoint(); err != nil {
+		s.setHealth(err)
+	}
+}
+
+// checkpoint signs and stores a checkpoint for the current size, then
+// copies it to the checkpoint file and hook.
+func (s *Store) checkpoint() error {
+	c := Checkpoint{Origin: s.origin, Size: int64(s.size)}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		c.Root, err = tlog.TreeHash(c.Size, bucketHashReader{tx.Bucket(bucketTree)})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: checkpoint %s: %w", s.path, err)
+	}
+	msg, err := signCheckpoint(c, s.signer)
+	if err != nil {
+		return err
+	}
+	if err := s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketCheckpoints).Put(u64key(s.size), msg)
+	}); err != nil {
+		return fmt.Errorf("store: checkpoint %s: %w", s.path, err)
+	}
+	s.lastCP, s.lastCPTime = s.size, time.Now()
+	if s.opts.CheckpointFile != "" {
+		if err := appendFile(s.opts.CheckpointFile, msg); err != nil {
+			s.log.Error("could not copy checkpoint", "file", s.opts.CheckpointFile, "err", err)
+		}
+	}
+	if s.opts.OnCheckpoint != nil {
+		s.opts.OnCheckpoint(bytes.Clone(msg))
+	}
+	return nil
+}
+
+func appendFile(name string, data []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// shutdown appends the shutdown record and the final checkpoint.
+func (s *Store) shutdown() {
+	now := time.Now().UTC()
+	j, err := newJob(&Record{Kind: KindShutdown, Start: now, End: now})
+	if err == nil {
+		err = s.commitBatch([]*job{j})
+	}
+	if err == nil && s.size > s.lastCP {
+		err = s.checkpoint()
+	}
+	if err != nil {
+		s.closeErr = fmt.Errorf("store: close %s: %w", s.path, err)
+	}
+}

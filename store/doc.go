@@ -1,0 +1,18 @@
+// Package store is sessctl's tamper-evident session log.
+//
+// Every exchange the proxy handles (and every refusal, approval, prune and
+// shutdown) becomes one record. A record is encoded once into leaf bytes
+// (see FORMAT.md), and those exact bytes are stored and hashed: each leaf
+// names the hash of the previous leaf (a hash chain), and the leaf hashes
+// are the leaves of an RFC 6962 Merkle tree kept with
+// golang.org/x/mod/sumdb/tlog. Request and response bodies live apart from
+// the leaves, bound to them by salted SHA-256 commitments, so they can be
+// pruned without breaking the chain. Periodically, and at shutdown, the
+// store signs a C2SP tlog-checkpoint with an Ed25519 note key kept outside
+// the database.
+//
+// A [Store] is the single writer: one appender goroutine commits batches of
+// records per bbolt transaction (group commit) and acknowledges a record
+// only once it is fsynced. A [Reader] opens a log read-only for queries,
+// proofs and [Verify], which recomputes every hash from the stored bytes.
+package store

@@ -1,0 +1,402 @@
+package store
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Defaults for Options.
+const (
+	DefaultCheckpointEvery    = 1000
+	DefaultCheckpointInterval = 10 * time.Second
+)
+
+// ErrClosed is returned by operations on a closed Store.
+var ErrClosed = errors.New("store: closed")
+
+// Options configure a Store.
+type Options struct {
+	// SigningKeyFile holds the Ed25519 note signer key for checkpoints.
+	// It is created (mode 0600) if missing, and refused if its group or
+	// others can read it. Default: the database path + ".key". The
+	// public key is written beside it with the suffix ".pub".
+	SigningKeyFile string
+	// CheckpointEvery is the number of records between checkpoints
+	// (default 1000).
+	CheckpointEvery int
+	// CheckpointInterval is the longest time a new record stays
+	// unsigned (default 10s).
+	CheckpointInterval time.Duration
+	// CheckpointFile, if set, receives a copy of each signed checkpoint
+	// (appended, fsynced).
+	CheckpointFile string
+	// OnCheckpoint, if set, is called (from the appender goroutine) with
+	// each signed checkpoint, e.g. to POST it to a witness. It must not
+	// block for long.
+	OnCheckpoint func(signed []byte)
+	// Logger receives operational messages; default slog.Default().
+	Logger *slog.Logger
+	// NoSync disables fsync (bbolt NoSync). For tests and benchmarks only:
+	// a record is then not durable when Append returns.
+	NoSync bool
+
+	// openFile replaces os.OpenFile for the database (tests).
+	openFile func(string, int, os.FileMode) (*os.File, error)
+}
+
+// Receipt acknowledges a durable record.
+type Receipt struct {
+	Seq  uint64
+	Hash string // hex leaf hash
+}
+
+// Store is the single writer of a session log. Its methods are safe for
+// concurrent use.
+type Store struct {
+	db     *bbolt.DB
+	path   string
+	opts   Options
+	log    *slog.Logger
+	signer note.Signer
+	vkey   string
+	origin string
+	secret []byte
+
+	jobs      chan *job
+	quit      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+
+	health atomic.Pointer[healthState]
+
+	// Owned by the appender goroutine after Open returns.
+	size       uint64
+	head       tlog.Hash
+	lastCP     uint64
+	lastCPTime time.Time
+}
+
+type healthState struct{ err error }
+
+// Open opens the log at path, creating it (with a genesis record binding
+// the origin "<hostname>/<log uuid>" and the public key) if it does not
+// exist. Reopening a log recomputes the head and root, checks them against
+// the last signed checkpoint, and appends an aborted record for each
+// exchange that was in flight (see [Store.Begin]) when the log was last
+// closed.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.CheckpointEvery <= 0 {
+		opts.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if opts.CheckpointInterval <= 0 {
+		opts.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if opts.SigningKeyFile == "" {
+		opts.SigningKeyFile = path + ".key"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:  time.Second,
+		NoSync:   opts.NoSync,
+		OpenFile: opts.openFile,
+	})
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	s := &Store{
+		db:   db,
+		path: path,
+		opts: opts,
+		log:  opts.Logger.With("db", path),
+		jobs: make(chan *job),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	s.health.Store(&healthState{})
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go s.appender()
+	return s, nil
+}
+
+// openError turns bbolt's open errors into messages an operator can act on.
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, bbolt.ErrTimeout):
+		return fmt.Errorf("store: open %s: database is in use / locked by another process", path)
+	case errors.Is(err, bbolt.ErrInvalid), errors.Is(err, bbolt.ErrVersionMismatch), errors.Is(err, bbolt.ErrChecksum):
+		return fmt.Errorf("store: open %s: not a bbolt database or corrupt: %w", path, err)
+	}
+	return fmt.Errorf("store: open %s: %w", path, err)
+}
+
+// init creates a new log or recovers an existing one.
+func (s *Store) init() error {
+	var fresh, foreign bool
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		fresh = tx.Bucket(bucketMeta) == nil
+		if fresh {
+			// A bbolt file with other buckets is somebody else's.
+			foreign = tx.ForEach(func([]byte, *bbolt.Bucket) error { return errStop }) != nil
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("store: open %s: %w", s.path, err)
+	}
+	if foreign {
+		return fmt.Errorf("store: open %s: not a sessctl log (a bbolt database without sessctl's meta bucket)", s.path)
+	}
+	if fresh {
+		return s.genesis()
+	}
+	return s.recover()
+}
+
+var errStop = errors.New("stop")
+
+func (s *Store) genesis() error {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	logID, err := uuid.NewV7()
+	if err != nil {
+		return fmt.Errorf("store: genesis: %w", err)
+	}
+	s.origin = sanitizeName(host) + "/" + logID.String()
+	s.signer, s.vkey, err = loadOrCreateKey(s.opts.SigningKeyFile, s.origin)
+	if err != nil {
+		return err
+	}
+	s.secret = make([]byte, 32)
+	if _, err := rand.Read(s.secret); err != nil {
+		return fmt.Errorf("store: genesis: %w", err)
+	}
+	now := time.Now().UTC()
+	g := &Record{
+		Kind:  KindGenesis,
+		Start: now,
+		End:   now,
+		Extra: map[string]string{
+			"origin":     s.origin,
+			"public_key": s.vkey,
+			"log_id":     logID.String(),
+			"format":     dbFormat,
+		},
+	}
+	j, err := newJob(g)
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketMeta, bucketLeaves, bucketTree, bucketBodies, bucketCheckpoints, bucketSessions, bucketTimes, bucketPending} {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(bucketMeta)
+		for k, v := range map[string][]byte{
+			string(metaFormat):    []byte(dbFormat),
+			string(metaOrigin):    []byte(s.origin),
+			string(metaPublicKey): []byte(s.vkey),
+			string(metaSecret):    s.secret,
+		} {
+			if err := m.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		st := chainState{}
+		if err := s.appendTx(tx, &st, j); err != nil {
+			return err
+		}
+		return putHead(tx, st)
+	})
+	if err != nil {
+		return fmt.Errorf("store: genesis %s: %w", s.path, err)
+	}
+	s.size, s.head = 1, j.hash
+	s.log.Info("created session log", "origin", s.origin, "public_key", s.vkey)
+	return s.checkpoint()
+}
+
+// sanitizeName makes a host name usable in a note key name (no spaces or
+// plus signs).
+func sanitizeName(host string) string {
+	b := []byte(host)
+	for i, c := range b {
+		if c <= ' ' || c == '+' || c >= 0x7f {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+// recover reopens an existing log: it checks the key, recomputes the head
+// and root from the stored leaves and tree, checks them against the last
+// checkpoint, and turns pending exchanges into aborted records.
+func (s *Store) recover() error {
+	var pending []*Record
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if string(m.Get(metaFormat)) != dbFormat {
+			return fmt.Errorf("unsupported format %q (want %q)", m.Get(metaFormat), dbFormat)
+		}
+		s.origin = string(m.Get(metaOrigin))
+		s.secret = bytes.Clone(m.Get(metaSecret))
+		metaKey := string(m.Get(metaPublicKey))
+		leaves := tx.Bucket(bucketLeaves)
+		if leaves == nil {
+			return errors.New("no leaves bucket")
+		}
+		g := leaves.Get(u64key(0))
+		if g == nil {
+			return errors.New("genesis record missing")
+		}
+		gr, err := decodeLeafHeader(g)
+		if err != nil {
+			return fmt.Errorf("genesis record: %w", err)
+		}
+		if gr.Kind != KindGenesis || gr.Extra["public_key"] != metaKey || gr.Extra["origin"] != s.origin {
+			return errors.New("genesis record does not match the log's metadata")
+		}
+		s.signer, s.vkey, err = loadOrCreateKey(s.opts.SigningKeyFile, s.origin)
+		if err != nil {
+			return err
+		}
+		if s.vkey != metaKey {
+			return fmt.Errorf("signing key %s (%s) is not this log's key (%s)", s.opts.SigningKeyFile, s.vkey, metaKey)
+		}
+		k, last := leaves.Cursor().Last()
+		if len(k) != 8 {
+			return errors.New("leaves bucket has a malformed key")
+		}
+		s.size = binary.BigEndian.Uint64(k) + 1
+		s.head = tlog.RecordHash(last)
+		hr := bucketHashReader{tx.Bucket(bucketTree)}
+		stored, err := hr.ReadHashes([]int64{tlog.StoredHashIndex(0, int64(s.size-1))})
+		if err != nil || stored[0] != s.head {
+			return fmt.Errorf("last record %d does not match the stored tree; run sessctl verify", s.size-1)
+		}
+		if _, err := tlog.TreeHash(int64(s.size), hr); err != nil {
+			return fmt.Errorf("tree: %w", err)
+		}
+		if err := s.checkLastCheckpoint(tx, hr); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
+			r := new(Record)
+			if err := decodeStrict(v, r); err != nil {
+				s.log.Warn("skipping unreadable pending entry", "session_id", string(k), "err", err)
+				return nil
+			}
+			pending = append(pending, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("store: reopen %s: %w", s.path, err)
+	}
+	for _, p := range pending {
+		a := *p
+		a.Kind = KindAborted
+		a.Outcome = OutcomeAborted
+		a.Reason = "in flight when sessctl stopped"
+		if a.End.IsZero() || a.End.Before(a.Start) {
+			a.End = time.Now().UTC()
+		}
+		j, err := newJob(&a)
+		if err != nil {
+			return err
+		}
+		if err := s.commitBatch([]*job{j}); err != nil {
+			return fmt.Errorf("store: reopen %s: record aborted exchange: %w", s.path, err)
+		}
+		s.log.Warn("exchange was in flight at last stop; recorded as aborted", "session_id", a.SessionID, "seq", j.rec.Seq)
+	}
+	if s.size > s.lastCP {
+		return s.checkpoint()
+	}
+	return nil
+}
+
+// checkLastCheckpoint checks the newest stored checkpoint against the tree
+// and sets lastCP.
+func (s *Store) checkLastCheckpoint(tx *bbolt.Tx, hr tlog.HashReader) error {
+	k, v := tx.Bucket(bucketCheckpoints).Cursor().Last()
+	if k == nil {
+		return nil
+	}
+	c, err := OpenCheckpoint(v, s.vkey)
+	if err != nil {
+		return fmt.Errorf("last checkpoint: %w; run sessctl verify", err)
+	}
+	if c.Origin != s.origin || uint64(c.Size) > s.size {
+		return fmt.Errorf("last checkpoint (size %d) does not match the log (size %d); run sessctl verify", c.Size, s.size)
+	}
+	root, err := tlog.TreeHash(c.Size, hr)
+	if err != nil || root != c.Root {
+		return fmt.Errorf("log does not match its last checkpoint (size %d); run sessctl verify", c.Size)
+	}
+	s.lastCP = uint64(c.Size)
+	return nil
+}
+
+// Origin returns the log's origin, "<hostname>/<log uuid>".
+func (s *Store) Origin() string { return s.origin }
+
+// PublicKey returns the note verifier key of the checkpoint signer.
+func (s *Store) PublicKey() string { return s.vkey }
+
+// SecretKey returns the per-log key for HMACs of masked secrets. It is
+// generated at genesis and kept in the database.
+func (s *Store) SecretKey() []byte { return bytes.Clone(s.secret) }
+
+// Healthy returns nil while the store can write, and the last write error
+// after a failed write. The proxy must refuse traffic while it is non-nil.
+// The store retries in the background and becomes healthy again once a
+// write succeeds.
+func (s *Store) Healthy() error {
+	return s.health.Load().err
+}
+
+func (s *Store) setHealth(err error) {
+	old := s.health.Load().err
+	if err != nil && old == nil {
+		s.log.Error("session log write failed; refusing traffic until writes work", "err", err)
+	}
+	if err == nil && old != nil {
+		s.log.Info("session log writable again")
+	}
+	s.health.Store(&healthState{err: err})
+}
+
+// Close appends a shutdown record, writes a final checkpoint and closes
+// the database. Appends after Close fail with ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.done
+		if err := s.db.Close(); err != nil && s.closeErr == nil {
+			s.closeErr = fmt.Errorf("store: close %s: %w", s.path, err)
+		}
+	})
+	return s.closeErr
+}

@@ -342,8 +342,10 @@ func (iss *issuer) mint(name string, now time.Time, validity time.Duration) (*tl
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("ca: generate leaf key: %w", err)
 	}
+	// Like the CA/Browser Forum's current profile for TLS servers, the leaf
+	// has an empty subject: its name is in the SAN, marked critical. It
+	// keeps the subject key id RFC 5280 asks for.
 	tpl := (&x509util.Certificate{
-		Subject:          x509util.Subject{CommonName: name},
 		DNSNames:         []string{name},
 		KeyUsage:         x509util.KeyUsage(x509.KeyUsageDigitalSignature),
 		ExtKeyUsage:      x509util.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/ca"
+	"github.com/sessctl/sessctl/config"
+	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/proxy"
+	"github.com/sessctl/sessctl/rules"
+	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/web"
+)
+
+func serveCommand() *cli.Command {
+	flags := []cli.Flag{&cli.StringFlag{Name: "config", Usage: "YAML config file (keys as in sessctl.example.yaml)", EnvVars: []string{"SESSCTL_CONFIG"}}}
+	for _, k := range config.Keys() {
+		env := []string{"SESSCTL_" + strings.ToUpper(k.Name)}
+		if k.List {
+			flags = append(flags, &cli.StringSliceFlag{Name: k.Name, Usage: k.Usage, EnvVars: env})
+		} else {
+			flags = append(flags, &cli.StringFlag{Name: k.Name, Usage: k.Usage, EnvVars: env})
+		}
+	}
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the proxy (embedded defaults; CA, database and a runner token are created on first run)",
+		Flags: flags,
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := serve(ctx, cfg, newLogger(cfg)); err != nil {
+				return cli.Exit("sessctl: "+err.Error(), 1)
+			}
+			return nil
+		},
+	}
+}
+
+// loadConfig layers the defaults, the config file, then flags and
+// SESSCTL_* environment variables.
+func loadConfig(c *cli.Context) (*config.Config, error) {
+	cfg := config.Default()
+	if path := c.String("config"); path != "" {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range config.Keys() {
+		if !c.IsSet(k.Name) {
+			continue
+		}
+		vals := []string{c.String(k.Name)}
+		if k.List {
+			vals = c.StringSlice(k.Name)
+		}
+		if err := cfg.Set(k.Name, vals); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.Resolve(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg *config.Config) *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// serve wires the parts together and runs until ctx is done.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	authority, err := openCA(cfg, log)
+	if err != nil {
+		return err
+	}
+	keys, err := upstreamKeys(cfg)
+	if err != nil {
+		return err
+	}
+	if keys[""] == "" {
+		log.Warn("no upstream API key: set upstream_key_file or OPENAI_API_KEY; intercepted requests get 503 until then")
+	}
+	st, err := store.Open(cfg.DB, store.Options{
+		SigningKeyFile:     filepath.Join(cfg.DataDir, "log.key"),
+		CheckpointEvery:    cfg.CheckpointEvery,
+		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
+		CheckpointFile:     cfg.CheckpointFile,
+		Logger:             log,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	}()
+	auth, err := newAuthenticator(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	var ruleSet atomic.Pointer[rules.Set]
+	if err := loadRules(cfg.RulesFile, &ruleSet); err != nil {
+		return err
+	}
+	go watchRules(ctx, cfg.RulesFile, &ruleSet, log)
+
+	tr, dial, upTLS, err := proxy.NewTransport(proxy.UpstreamOptions{CAFile: cfg.UpstreamCAFile, Addr: cfg.UpstreamAddr})
+	if err != nil {
+		return err
+	}
+	metrics := proxy.NewMetrics()
+	queue := approval.NewQueue(time.Duration(cfg.ApprovalTimeout))
+	px, err := proxy.New(proxy.Options{
+		Intercept: cfg.Intercept, Passthrough: cfg.Passthrough,
+		Certs: authority, Store: st, Auth: auth, Policies: cfg.Policies,
+		Rules:     ruleSet.Load,
+		Approvals: queue, ApprovalMode: cfg.ApprovalMode,
+		Keys:     keys,
+		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
+		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
+		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage,
+		Logger: log, Metrics: metrics,
+	})
+	if err != nil {
+		return err
+	}
+	defer px.Close()
+
+	pl, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	al, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		pl.Close()
+		return fmt.Errorf("admin_listen: %w", err)
+	}
+	if !isLoopback(al.Addr()) {
+		log.Warn("admin listener is not on loopback: keep it behind a firewall", "addr", al.Addr().String())
+	}
+	admin := &http.Server{
+		Handler:           web.NewHandler(web.Options{Health: st.Healthy, Metrics: metrics.WritePrometheus, Logger: log}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go admin.Serve(al)
+	defer admin.Close()
+	if cfg.TransparentListen != "" {
+		log.Warn("transparent_listen is accepted but transparent mode is not built yet; ignoring", "addr", cfg.TransparentListen)
+	}
+	log.Info("sessctl serving", "listen", pl.Addr().String(), "admin", al.Addr().String(),
+		"intercept", cfg.Intercept, "passthrough", cfg.Passthrough, "db", cfg.DB, "ca", cfg.CADir)
+	return px.ServeExplicit(ctx, pl)
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// openCA loads the CA, creating it on first run.
+func openCA(cfg *config.Config, log *slog.Logger) (*ca.Authority, error) {
+	if _, err := os.Stat(filepath.Join(cfg.CADir, "ca.crt")); errors.Is(err, fs.ErrNotExist) {
+		if err := ca.Init(cfg.CADir, ca.InitOptions{Hosts: cfg.Intercept}); err != nil {
+			return nil, err
+		}
+		log.Info("created a new CA: runners must trust it", "cert", filepath.Join(cfg.CADir, "ca.crt"))
+	}
+	return ca.Load(cfg.CADir, ca.LoadOptions{Hosts: cfg.Intercept, LeafValidity: time.Duration(cfg.LeafValidity), Logger: log})
+}
+
+// upstreamKeys reads the real API keys: the default one from
+// upstream_key_file or the process's OPENAI_API_KEY, and the named ones.
+func upstreamKeys(cfg *config.Config) (map[string]string, error) {
+	keys := map[string]string{}
+	read := func(path string) (string, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("upstream key: %w", err)
+		}
+		k := strings.TrimSpace(string(b))
+		if k == "" {
+			return "", fmt.Errorf("upstream key file %s is empty", path)
+		}
+		return k, nil
+	}
+	if cfg.UpstreamKeyFile != "" {
+		k, err := read(cfg.UpstreamKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		keys[""] = k
+	} else {
+		keys[""] = strings.TrimSpace(os.Getenv("OPENAI_API_KEY"))
+	}
+	for name, path := range cfg.UpstreamKeys {
+		k, err := read(path)
+		if err != nil {
+			return nil, fmt.Errorf("upstream_keys %s: %w", name, err)
+		}
+		keys[name] = k
+	}
+	return keys, nil
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sessctl/sessctl/ca"
+)
+
+// The tests in this file run the real sessctl binary, as a user would:
+// `sessctl serve` on embedded defaults, curl through HTTPS_PROXY, then
+// `sessctl verify`.
+
+var sessctlBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sessctl-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	sessctlBin = filepath.Join(dir, "sessctl")
+	if out, err := exec.Command("go", "build", "-o", sessctlBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building sessctl: %v\n%s", err, out)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const realKey = "sk-real-key-for-the-e2e-test-000000"
+
+// upstreamStandIn serves TLS for api.openai.com with a CA of its own and
+// answers chat completions, checking the real key.
+func upstreamStandIn(t *testing.T) (addr, caFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := ca.Init(dir, ca.InitOptions{Hosts: []string{"api.openai.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := ca.Load(dir, ca.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: auth.GetCertificate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+realKey {
+			w.WriteHeader(401)
+			io.WriteString(w, `{"error":{"message":"wrong key","type":"invalid_request_error"}}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"chatcmpl-e2e","choices":[{"message":{"role":"assistant","content":"hello from upstream"}}]}`)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String(), filepath.Join(dir, "ca.crt")
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type server struct {
+	cmd    *exec.Cmd
+	stdout *bytes.Buffer
+	stderr *bytes.Buffer
+	token  string
+	listen string
+	data   string
+}
+
+// startServe runs `sessctl serve` with no config file, on fresh ports,
+// and waits until the first-run token is printed and the proxy listens.
+func startServe(t *testing.T, upAddr, upCA string) *server {
+	t.Helper()
+	s := &server{listen: freeAddr(t), data: t.TempDir(), stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
+	s.cmd = exec.Command(sessctlBin, "serve", "--listen", s.listen, "--admin_listen", freeAddr(t),
+		"--data_dir", s.data, "--upstream_addr", upAddr, "--upstream_ca_file", upCA)
+	s.cmd.Env = append(os.Environ(), "OPENAI_API_KEY="+realKey, "HTTPS_PROXY=http://"+s.listen)
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stderr = s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.stop(t) })
+	tokens := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			s.stdout.WriteString(line + "\n")
+			if tok, ok := strings.CutPrefix(strings.TrimSpace(line), "export OPENAI_API_KEY="); ok {
+				tokens <- tok
+			}
+		}
+	}()
+	select {
+	case s.token = <-tokens:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no runner token printed on first run; stderr:\n%s", s.stderr)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.Dial("tcp", s.listen)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy never listened; stderr:\n%s", s.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s
+}
+
+func (s *server) stop(t *testing.T) {
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+		t.Errorf("sessctl serve did not stop on SIGTERM")
+	}
+}
+
+func run(t *testing.T, name string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return string(out), 0
+}
+
+func TestServeCurlVerifyTamper(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	upAddr, upCA := upstreamStandIn(t)
+	s := startServe(t, upAddr, upCA)
+	caCert := filepath.Join(s.data, "ca", "ca.crt")
+	out, code := run(t, "curl", "-sS", "--max-time", "20", "--proxy", "http://"+s.listen, "--cacert", caCert,
+		"-H", "Authorization: Bearer "+s.token, "-H", "Content-Type: application/json",
+		"-d", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`,
+		"https://api.openai.com/v1/chat/completions")
+	if code != 0 || !strings.Contains(out, "hello from upstream") {
+		t.Fatalf("curl exit %d: %s\nserve stderr:\n%s", code, out, s.stderr)
+	}
+	out, code = run(t, "curl", "-sS", "--max-time", "20", "--proxy", "http://"+s.listen, "--cacert", caCert,
+		"-H", "Authorization: Bearer not-a-runner", "https://api.openai.com/v1/models")
+	if code != 0 || !strings.Contains(out, "sessctl_unauthenticated") {
+		t.Fatalf("unknown token: curl exit %d: %s", code, out)
+	}
+	// The proxy's own curl (HTTPS_PROXY points at itself) must not loop:
+	// the answer above came from the upstream stand-in.
+	s.stop(t)
+	db := filepath.Join(s.data, "sessions.db")
+	out, code = run(t, sessctlBin, "verify", "--db", db)
+	if code != 0 || !regexp.MustCompile(`^ok: \d+ records`).MatchString(out) {
+		t.Fatalf("verify exit %d: %s", code, out)
+	}
+	data, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{realKey, s.token} {
+		if bytes.Contains(data, []byte(secret)) {
+			t.Fatalf("a credential is stored in the database")
+		}
+	}
+	// Flip one byte of the forwarded exchange's record: its status.
+	i := bytes.Index(data, []byte(`"status":200`))
+	if i < 0 {
+		t.Fatal("no forwarded record found in the file")
+	}
+	data[i+len(`"status":20`)] = '1'
+	if err := os.WriteFile(db, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = run(t, sessctlBin, "verify", "--db", db)
+	if code != 1 || !regexp.MustCompile(`record \d+: modified`).MatchString(out) {
+		t.Fatalf("verify after tampering: exit %d: %s", code, out)
+	}
+}
+
+func TestBadConfigExits2(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]string{
+		"unknown key":  "listen: 127.0.0.1:0\nno_such_key: 1\n",
+		"bad value":    "max_body: lots\n",
+		"bad listen":   "listen: nowhere\n",
+		"bad duration": "approval_timeout: soon\n",
+		"not yaml":     "listen: [\n",
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".yaml")
+			os.WriteFile(p, []byte(body), 0o600)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, sessctlBin, "serve", "--config", p, "--data_dir", t.TempDir()).CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("exit %v, want 2; output: %s", err, out)
+			}
+			if !strings.Contains(string(out), "config") {
+				t.Errorf("error does not say what is wrong: %s", out)
+			}
+		})
+	}
+}

@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/elazarl/goproxy"
+	"github.com/google/uuid"
+
+	"github.com/sessctl/sessctl/store"
+)
+
+// decision is what the egress policy says of a host.
+type decision int
+
+const (
+	refuse decision = iota
+	intercept
+	passthrough
+)
+
+// decide applies the egress policy to a host name.
+func (s *Server) decide(host string) decision {
+	h := hostOnly(host)
+	switch {
+	case s.intercept[h]:
+		return intercept
+	case s.pass[h]:
+		return passthrough
+	}
+	return refuse
+}
+
+// newFront builds the explicit listener's handler on goproxy: CONNECT is
+// decided here and every accepted tunnel is hijacked, so that sessctl (not
+// goproxy) terminates TLS, forwards, streams and records. Plain HTTP
+// requests are refused: runners reach the API over TLS only.
+func (s *Server) newFront() http.Handler {
+	gp := goproxy.NewProxyHttpServer()
+	gp.Logger = discardLogger{}
+	// Never inherit HTTPS_PROXY: goproxy's default transport reads it, and
+	// a proxy that inherits its own address loops.
+	gp.Tr = &http.Transport{Proxy: nil}
+	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusBadRequest, errBadRequest, "not_a_proxy_request",
+			"sessctl is an HTTPS proxy: send CONNECT (set HTTPS_PROXY)")
+	})
+	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+		return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: s.hijack}, host
+	})
+	gp.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+		return r, s.refusePlain(r)
+	})
+	return gp
+}
+
+// refusePlain answers a plain-HTTP proxy request: sessctl forwards none.
+func (s *Server) refusePlain(r *http.Request) *http.Response {
+	host := hostOnly(r.URL.Host)
+	msg := fmt.Sprintf("plain HTTP to %s is not allowed through sessctl; use HTTPS", host)
+	if s.decide(host) == intercept {
+		msg = fmt.Sprintf("plain HTTP to %s is refused: use https://%s", host, host)
+	}
+	s.recordRefusal(r.Context(), &store.Record{
+		Conn: store.Conn{Mode: "explicit", Client: r.RemoteAddr}, Host: host,
+		Method: r.Method, Path: r.URL.Path, Status: http.StatusForbidden, Reason: msg,
+	})
+	resp := goproxy.NewResponse(r, "application/json", http.StatusForbidden, string(errorBody(errForbidden, "plain_http", msg)))
+	resp.Header.Set("X-Should-Retry", "false")
+	return resp
+}
+
+// hijack takes over a CONNECT connection once goproxy has parsed it.
+func (s *Server) hijack(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
+	s.wg.Add(1)
+	defer s.wg.Done()
+	target := req.URL.Host
+	host := hostOnly(target)
+	t := &tunnel{id: uuid.Must(uuid.NewV7()).String(), mode: "explicit", host: host, client: client.RemoteAddr().String()}
+	_, port, err := net.SplitHostPort(target)
+	t.port = port
+	if err != nil || port == "" || host == "" {
+		s.refuseConnect(client, t, req, http.StatusBadRequest, "malformed CONNECT target "+fmt.Sprintf("%q", target))
+		return
+	}
+	switch s.decide(host) {
+	case refuse:
+		s.refuseConnect(client, t, req, http.StatusForbidden, "egress to "+host+" is not allowed")
+	case passthrough:
+		fmt.Fprint(client, "HTTP/1.1 200 Connection established\r\n\r\n")
+		s.splice(context.Background(), client, t, target)
+	case intercept:
+		t.proxyCred = proxyCredential(req.Header.Get("Proxy-Authorization"))
+		fmt.Fprint(client, "HTTP/1.1 200 Connection established\r\n\r\n")
+		s.terminate(client, t)
+	}
+}
+
+// refuseConnect answers a CONNECT with an error and records the refusal.
+func (s *Server) refuseConnect(client net.Conn, t *tunnel, req *http.Request, status int, msg string) {
+	defer client.Close()
+	body := errorBody(errForbidden, "egress_refused", msg)
+	client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(client, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nX-Should-Retry: false\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		status, http.StatusText(status), len(body), body)
+	s.recordRefusal(context.Background(), &store.Record{
+		Conn: t.conn(), Host: t.host, Method: req.Method, Path: req.URL.Host,
+		Status: status, Reason: msg,
+	})
+}
+
+// proxyCredential extracts a token from Proxy-Authorization: Bearer TOKEN,
+// or Basic with the token as the password (user name ignored).
+func proxyCredential(v string) string {
+	if tok := bearer(v); tok != "" {
+		return tok
+	}
+	scheme, enc, ok := strings.Cut(strings.TrimSpace(v), " ")
+	if !ok || !strings.EqualFold(scheme, "Basic") {
+		return ""
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(enc))
+	if err != nil {
+		return ""
+	}
+	_, pass, _ := strings.Cut(string(raw), ":")
+	return pass
+}
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...any) {}

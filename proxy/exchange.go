@@ -1,0 +1,279 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/rules"
+	"github.com/sessctl/sessctl/store"
+)
+
+// exchange is one request inside an intercepted tunnel, from its first
+// byte to its record.
+type exchange struct {
+	s       *Server
+	t       *tunnel
+	rec     *store.Record
+	policy  *identity.Policy
+	rules   *rules.Set
+	secrets [][]byte
+}
+
+// serveExchange handles one request inside an intercepted tunnel: pin the
+// host, check the store can record, authenticate, apply policy and rules,
+// swap the credential, forward, relay and record.
+func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
+	t := tunnelFrom(r.Context())
+	if t == nil {
+		writeError(w, http.StatusInternalServerError, errBadRequest, "no_tunnel", "request outside a tunnel")
+		return
+	}
+	ex := &exchange{s: s, t: t, rec: &store.Record{
+		Kind:      store.KindExchange,
+		SessionID: uuid.Must(uuid.NewV7()).String(),
+		Start:     time.Now().UTC(),
+		Conn:      t.conn(),
+		Host:      t.host,
+		Method:    r.Method,
+		Path:      r.URL.Path,
+		Recording: "full",
+		Meta:      clientMeta(r.Header),
+	}}
+	s.opt.Metrics.add("requests_total", 1)
+
+	// Pin the host: every request in a tunnel is for the tunnel's host, so
+	// that the real key can never be steered elsewhere.
+	if hostOnly(r.Host) != t.host || (r.URL.Host != "" && hostOnly(r.URL.Host) != t.host) {
+		ex.refuse(w, http.StatusMisdirectedRequest, errForbidden, "host_mismatch", store.OutcomeDenied,
+			fmt.Sprintf("request for %q inside a tunnel to %q", hostOnly(r.Host), t.host))
+		return
+	}
+	// Fail closed: no record, no traffic.
+	if err := s.opt.Store.Healthy(); err != nil {
+		s.log.Error("refusing traffic: store cannot record", "err", err)
+		s.opt.Metrics.add("store_unavailable_total", 1)
+		writeError(w, http.StatusServiceUnavailable, errUnavailable, "store_unavailable",
+			"sessctl cannot record this exchange right now; try again later")
+		return
+	}
+	if !ex.authenticate(w, r) {
+		return
+	}
+	if isWebSocket(r) {
+		s.serveWebSocket(w, r, ex)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			ex.refuse(w, http.StatusRequestEntityTooLarge, errTooLarge, "request_too_large", store.OutcomeBlocked,
+				fmt.Sprintf("request body larger than max_body (%d bytes)", s.opt.MaxBody))
+			return
+		}
+		ex.finish(r.Context(), http.StatusBadRequest, store.OutcomeClientGone, "reading request body: "+err.Error())
+		return
+	}
+	ex.rec.Model = modelOf(body)
+	res := ex.rules.Request(body)
+	ex.addHits(res)
+	ex.rec.RequestBody = res.Body
+	if res.Block != nil {
+		ex.refuse(w, http.StatusForbidden, errPolicyViolation, res.Block.Name, store.OutcomeBlocked,
+			blockMessage(res.Block))
+		return
+	}
+	if res.Approve != nil || (ex.policy != nil && ex.policy.Approve == "always") {
+		why := "policy " + policyName(ex.policy)
+		if res.Approve != nil {
+			why = "rule " + res.Approve.Name
+		}
+		if !ex.approve(w, r, why, res.Body) {
+			return
+		}
+	}
+	ex.forward(w, r, res.Body)
+}
+
+// authenticate decides who the runner is and which policy applies. A
+// credential given on CONNECT (Proxy-Authorization) wins over the request's
+// Authorization header, which is then ignored (and never forwarded).
+func (ex *exchange) authenticate(w http.ResponseWriter, r *http.Request) bool {
+	cred := ex.t.proxyCred
+	if cred == "" {
+		cred = bearer(r.Header.Get("Authorization"))
+	}
+	id, err := ex.s.opt.Auth.Authenticate(r.Context(), cred)
+	if err != nil {
+		ex.rec.Identity.TokenHash = tokenHash(cred)
+		ex.refuse(w, http.StatusUnauthorized, errUnauthenticated, "invalid_runner_credential", store.OutcomeUnauthenticated,
+			"sessctl: "+safeAuthReason(err)+"; present a runner token or CI OIDC token as the bearer credential")
+		return false
+	}
+	ex.rec.Identity = store.Identity{
+		Method: id.Method, Runner: id.Runner, Issuer: id.Issuer, Subject: id.Subject,
+		TokenHash: id.TokenHash, Claims: id.Claims,
+	}
+	ex.policy = identity.Match(ex.s.opt.Policies, id)
+	ex.rules = ex.s.opt.Rules()
+	if ex.policy != nil {
+		ex.rec.Identity.Policy = ex.policy.Name
+		if ex.policy.Record == "metadata" {
+			ex.rec.Recording = "metadata"
+		}
+		if len(ex.policy.Rules) > 0 {
+			ex.rules = ex.rules.Subset(ex.policy.Rules)
+		}
+		if ex.policy.Deny {
+			ex.refuse(w, http.StatusForbidden, errForbidden, "policy_denied", store.OutcomeDenied,
+				"policy "+ex.policy.Name+" denies this identity")
+			return false
+		}
+	}
+	return true
+}
+
+// safeAuthReason returns the part of an authentication error that is safe
+// to show the runner: never the token.
+func safeAuthReason(err error) string {
+	var ae *identity.AuthError
+	if errors.As(err, &ae) {
+		return ae.Reason
+	}
+	return "authentication failed"
+}
+
+// key returns the real API key for this exchange's policy.
+func (ex *exchange) key() (string, bool) {
+	name := ""
+	if ex.policy != nil {
+		name = ex.policy.Key
+	}
+	k, ok := ex.s.opt.Keys[name]
+	return k, ok && k != ""
+}
+
+// refuse answers with an OpenAI-shaped error and records the refusal:
+// nothing was forwarded.
+func (ex *exchange) refuse(w http.ResponseWriter, status int, typ, code, outcome, msg string) {
+	ex.rec.Kind = store.KindRefused
+	ex.fail(w, status, typ, code, outcome, msg)
+}
+
+// fail answers with an OpenAI-shaped error and records the exchange.
+func (ex *exchange) fail(w http.ResponseWriter, status int, typ, code, outcome, msg string) {
+	writeError(w, status, typ, code, msg)
+	ex.finish(context.Background(), status, outcome, msg)
+}
+
+// finish completes and appends the record. It reports whether the record
+// is durable.
+func (ex *exchange) finish(ctx context.Context, status int, outcome, reason string) bool {
+	r := ex.rec
+	r.End = time.Now().UTC()
+	r.Status = status
+	r.Outcome = outcome
+	r.Reason = reason
+	if r.Recording == "metadata" {
+		r.RequestBody, r.ResponseBody = nil, nil
+	}
+	key := ex.s.opt.Store.SecretKey()
+	for _, sec := range ex.secrets {
+		r.SecretHMACs = append(r.SecretHMACs, rules.SecretHMAC(key, sec))
+	}
+	ex.s.opt.Metrics.add("outcome_"+outcome, 1)
+	if _, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), r); err != nil {
+		ex.s.log.Error("cannot record exchange", "session", r.SessionID, "err", err)
+		ex.s.opt.Metrics.add("record_errors_total", 1)
+		return false
+	}
+	return true
+}
+
+func (ex *exchange) addHits(res rules.Result) {
+	for _, h := range res.Hits {
+		ex.rec.Rules = mergeHit(ex.rec.Rules, store.RuleHit{Name: h.Rule, Action: string(h.Action), Scope: h.Scope, Count: h.Count})
+	}
+	ex.secrets = append(ex.secrets, res.Secrets...)
+}
+
+func mergeHit(hits []store.RuleHit, h store.RuleHit) []store.RuleHit {
+	for i := range hits {
+		if hits[i].Name == h.Name && hits[i].Scope == h.Scope && hits[i].Action == h.Action {
+			hits[i].Count += h.Count
+			return hits
+		}
+	}
+	return append(hits, h)
+}
+
+func blockMessage(r *rules.Rule) string {
+	msg := "request blocked by sessctl rule " + r.Name
+	if r.Message != "" {
+		msg += ": " + r.Message
+	}
+	return msg
+}
+
+func policyName(p *identity.Policy) string {
+	if p == nil {
+		return ""
+	}
+	return p.Name
+}
+
+// modelOf returns the "model" field of a JSON request body, if any.
+func modelOf(body []byte) string {
+	var v struct {
+		Model string `json:"model"`
+	}
+	if json.Unmarshal(body, &v) != nil || len(v.Model) > 200 {
+		return ""
+	}
+	return v.Model
+}
+
+// clientMeta collects Sessctl-Meta-* headers: client-declared, unverified
+// metadata, bounded in count and size.
+func clientMeta(h http.Header) map[string]string {
+	var m map[string]string
+	for k, v := range h {
+		name, ok := strings.CutPrefix(k, "Sessctl-Meta-")
+		if !ok || len(v) == 0 {
+			continue
+		}
+		if m == nil {
+			m = make(map[string]string)
+		}
+		if len(m) >= 32 {
+			break
+		}
+		val := v[0]
+		if len(val) > 256 {
+			val = val[:256]
+		}
+		m[strings.ToLower(name)] = val
+	}
+	return m
+}
+
+// tokenHash is the hex SHA-256 of a presented credential ("" for none), so
+// that a refusal can be correlated without storing the token.
+func tokenHash(cred string) string {
+	if cred == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(cred))
+	return hex.EncodeToString(sum[:])
+}

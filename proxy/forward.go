@@ -1,0 +1,66 @@
+package proxy
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/sessctl/sessctl/store"
+)
+
+// forward swaps the credential, sends the request upstream and relays the
+// answer.
+func (ex *exchange) forward(w http.ResponseWriter, r *http.Request, body []byte) {
+	key, ok := ex.key()
+	if !ok {
+		ex.refuse(w, http.StatusInternalServerError, errUnavailable, "no_upstream_key",
+			"sessctl has no upstream key for policy "+policyName(ex.policy))
+		return
+	}
+	up, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+ex.t.target()+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		ex.refuse(w, http.StatusBadRequest, errBadRequest, "bad_request", store.OutcomeBlocked, "cannot forward this request")
+		return
+	}
+	up.Header = outboundHeader(r.Header)
+	up.Header.Set("Authorization", "Bearer "+key)
+	up.ContentLength = int64(len(body))
+	if len(body) > 0 {
+		up.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	} else {
+		up.Header.Del("Content-Length")
+	}
+	up.Host = ex.t.host
+	resp, err := ex.s.opt.Upstream.RoundTrip(up)
+	if err != nil {
+		if r.Context().Err() != nil {
+			ex.finish(r.Context(), 0, store.OutcomeClientGone, "client went away before the answer")
+			return
+		}
+		ex.s.log.Warn("upstream request failed", "session", ex.rec.SessionID, "host", ex.t.host, "err", err)
+		ex.fail(w, http.StatusBadGateway, errUpstream, "upstream_unreachable",
+			store.OutcomeUpstreamError, "sessctl could not reach "+ex.t.host)
+		return
+	}
+	defer resp.Body.Close()
+	ex.relay(w, r, resp)
+}
+
+// outboundHeader copies the runner's headers for the upstream request,
+// without hop-by-hop headers, the runner's credential, sessctl's own
+// metadata headers, or Accept-Encoding (the transport asks for gzip and
+// decodes it, so that rules see plain text).
+func outboundHeader(in http.Header) http.Header {
+	h := in.Clone()
+	removeHopHeaders(h)
+	h.Del("Authorization")
+	h.Del("Accept-Encoding")
+	h.Del("Content-Length")
+	for k := range h {
+		if strings.HasPrefix(k, "Sessctl-") {
+			h.Del(k)
+		}
+	}
+	return h
+}

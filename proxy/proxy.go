@@ -1,0 +1,183 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/rules"
+	"github.com/sessctl/sessctl/store"
+)
+
+// Recorder is where exchanges are recorded. *store.Store implements it.
+type Recorder interface {
+	// Append returns once the record is durable.
+	Append(ctx context.Context, r *store.Record) (store.Receipt, error)
+	// Healthy reports whether records can be written; traffic is refused
+	// while it returns an error.
+	Healthy() error
+	// SecretKey is the key under which masked secrets are HMACed.
+	SecretKey() []byte
+}
+
+// Authenticator tells who a runner is from the credential it presents.
+// *identity.Authenticator implements it.
+type Authenticator interface {
+	Authenticate(ctx context.Context, credential string) (*identity.Identity, error)
+}
+
+// Certs mints the certificates presented to runners. *ca.Authority
+// implements it.
+type Certs interface {
+	GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
+}
+
+// Options configure a Server. Certs, Store, Auth, Rules and Keys are required.
+type Options struct {
+	// Intercept lists the hosts that are MITMed; Passthrough the hosts that
+	// are tunnelled without decryption. Everything else is refused.
+	Intercept, Passthrough []string
+	Certs                  Certs
+	Store                  Recorder
+	Auth                   Authenticator
+	// Policies are matched in order against each identity; none means
+	// allow everything with full recording.
+	Policies []identity.Policy
+	// Rules returns the rule set in force (it may change on reload).
+	Rules func() *rules.Set
+	// Approvals holds requests that need a human; nil treats approval as
+	// a block.
+	Approvals *approval.Queue
+	// ApprovalMode is "hold" (default) or "ticket".
+	ApprovalMode string
+	// Keys maps key names to real API keys; "" is the default key.
+	Keys map[string]string
+	// Upstream is the transport to the real API (see NewTransport).
+	Upstream http.RoundTripper
+	// UpstreamDial dials upstream hosts for passthrough tunnels and
+	// WebSockets; nil uses a net.Dialer.
+	UpstreamDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// UpstreamTLS is the client TLS configuration for upstream WebSockets.
+	UpstreamTLS *tls.Config
+	// MaxBody bounds request bodies and non-streamed answers.
+	MaxBody int64
+	// RecordBodyLimit bounds how much of a streamed answer is recorded.
+	RecordBodyLimit int64
+	// Holdback bounds the stream masker's held-back tail.
+	Holdback int
+	// WSMaxMessage bounds one WebSocket message.
+	WSMaxMessage int64
+	Logger       *slog.Logger
+	Metrics      *Metrics
+}
+
+// Server is the proxy. Its explicit listener speaks the HTTP proxy
+// protocol (CONNECT); intercepted tunnels from it and from the transparent
+// listener are served by one inner HTTP server.
+type Server struct {
+	opt       Options
+	log       *slog.Logger
+	intercept map[string]bool
+	pass      map[string]bool
+	inner     *http.Server
+	conns     *connListener
+	front     http.Handler
+	wg        sync.WaitGroup
+}
+
+// New checks opts and builds a Server.
+func New(opts Options) (*Server, error) {
+	switch {
+	case opts.Certs == nil, opts.Store == nil, opts.Auth == nil, opts.Rules == nil, opts.Upstream == nil:
+		return nil, errors.New("proxy: Certs, Store, Auth, Rules and Upstream are required")
+	case opts.Keys[""] == "":
+		return nil, errors.New("proxy: no upstream API key (upstream_key_file or OPENAI_API_KEY)")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics()
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = 32 << 20
+	}
+	if opts.Holdback <= 0 {
+		opts.Holdback = 256
+	}
+	if opts.WSMaxMessage <= 0 {
+		opts.WSMaxMessage = 32 << 20
+	}
+	if opts.ApprovalMode == "" {
+		opts.ApprovalMode = "hold"
+	}
+	if opts.UpstreamDial == nil {
+		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+		opts.UpstreamDial = d.DialContext
+	}
+	s := &Server{
+		opt:       opts,
+		log:       opts.Logger,
+		intercept: hostSet(opts.Intercept),
+		pass:      hostSet(opts.Passthrough),
+		conns:     newConnListener(),
+	}
+	s.inner = &http.Server{
+		Handler:           http.HandlerFunc(s.serveExchange),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ConnContext:       withTunnel,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+	}
+	s.front = s.newFront()
+	go s.inner.Serve(s.conns)
+	return s, nil
+}
+
+func hostSet(hosts []string) map[string]bool {
+	m := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		m[strings.ToLower(h)] = true
+	}
+	return m
+}
+
+// ServeExplicit serves the HTTP proxy protocol on l until ctx is done.
+func (s *Server) ServeExplicit(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.front,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("proxy: explicit listener: %w", err)
+	}
+	return nil
+}
+
+// Close stops the inner server and waits for tunnels to end.
+func (s *Server) Close() error {
+	err := s.inner.Close()
+	s.conns.Close()
+	s.wg.Wait()
+	return err
+}
+
+// Metrics returns the server's counters.
+func (s *Server) Metrics() *Metrics { return s.opt.Metrics }

@@ -1,0 +1,167 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sessctl/sessctl/rules"
+	"github.com/sessctl/sessctl/store"
+)
+
+// maxDeltas bounds the per-delta timing kept in one record.
+const maxDeltas = 100_000
+
+// relay sends the upstream answer to the runner: streamed answers event by
+// event through the stream masker, flushed as they come; JSON and text
+// answers masked whole; anything else streamed through unchanged.
+func (ex *exchange) relay(w http.ResponseWriter, r *http.Request, resp *http.Response) {
+	body, err := decodeBody(resp)
+	if err != nil {
+		ex.fail(w, http.StatusBadGateway, errUpstream, "upstream_encoding", store.OutcomeUpstreamError, err.Error())
+		return
+	}
+	defer body.Close()
+	removeHopHeaders(resp.Header)
+	h := w.Header()
+	for k, vs := range resp.Header {
+		h[k] = append([]string(nil), vs...)
+	}
+	h.Del("Content-Length")
+	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch {
+	case mediaType == "text/event-stream":
+		ex.relayStream(w, r, resp.StatusCode, body, true)
+	case mediaType == "application/json" || strings.HasSuffix(mediaType, "+json") || strings.HasPrefix(mediaType, "text/"):
+		ex.relayWhole(r.Context(), w, resp.StatusCode, body)
+	default:
+		ex.relayStream(w, r, resp.StatusCode, body, false)
+	}
+}
+
+// relayWhole masks a JSON or text answer whole. The record is made durable
+// before the runner receives the answer.
+func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, status int, body io.Reader) {
+	data, err := io.ReadAll(io.LimitReader(body, ex.s.opt.MaxBody+1))
+	if err != nil {
+		ex.fail(w, http.StatusBadGateway, errUpstream, "upstream_read", store.OutcomeUpstreamError, "reading the upstream answer failed")
+		return
+	}
+	if int64(len(data)) > ex.s.opt.MaxBody {
+		ex.fail(w, http.StatusBadGateway, errTooLarge, "answer_too_large", store.OutcomeUpstreamError,
+			fmt.Sprintf("answer larger than max_body (%d bytes)", ex.s.opt.MaxBody))
+		return
+	}
+	res := ex.rules.Response(data)
+	ex.addHits(res)
+	ex.rec.ResponseBody = res.Body
+	if !ex.finish(ctx, status, store.OutcomeForwarded, "") {
+		w.Header().Del("Content-Type")
+		writeError(w, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", "sessctl could not record this exchange")
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(res.Body)))
+	w.WriteHeader(status)
+	w.Write(res.Body)
+}
+
+// relayStream relays an answer as it arrives, flushing after each event
+// (SSE, masked) or each read (anything else, unmasked). The record is
+// appended before the final chunk: the runner's answer is complete only
+// once it is durable.
+func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status int, body io.Reader, sse bool) {
+	cw := &clientWriter{w: w, rc: http.NewResponseController(w), start: ex.rec.Start, limit: ex.s.opt.RecordBodyLimit}
+	w.WriteHeader(status)
+	cw.flush()
+	var sink io.Writer = cw
+	var masker *rules.SSEMasker
+	if sse {
+		masker = ex.rules.NewSSE(cw, cw.flush, rules.StreamOptions{Holdback: ex.s.opt.Holdback})
+		sink = masker
+	}
+	buf := make([]byte, 32<<10)
+	outcome, reason := store.OutcomeForwarded, ""
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := sink.Write(buf[:n]); werr != nil {
+				outcome, reason = store.OutcomeClientGone, "client went away mid-answer"
+				break
+			}
+			if !sse {
+				cw.flush()
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if r.Context().Err() != nil {
+				outcome, reason = store.OutcomeClientGone, "client went away mid-answer"
+			} else {
+				outcome, reason = store.OutcomeUpstreamError, "upstream answer broke off"
+			}
+			break
+		}
+	}
+	if masker != nil {
+		if outcome == store.OutcomeForwarded {
+			if err := masker.Close(); err != nil {
+				outcome, reason = store.OutcomeClientGone, "client went away mid-answer"
+			}
+		}
+		ex.addHits(masker.Result())
+		if b := masker.Blocked(); b != nil {
+			outcome, reason = store.OutcomeBlocked, "answer blocked by rule "+b.Name
+		}
+	}
+	ex.rec.ResponseBody = cw.rec.Bytes()
+	ex.rec.Deltas = cw.deltas
+	if cw.truncated {
+		ex.rec.Extra = map[string]string{"response_truncated_at": strconv.FormatInt(cw.limit, 10)}
+	}
+	ok := ex.finish(r.Context(), status, outcome, reason)
+	if !ok || outcome == store.OutcomeUpstreamError {
+		// End the chunked answer without its terminator, so the runner
+		// cannot mistake it for a complete, recorded one.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// clientWriter writes to the runner, keeping a bounded copy of what was
+// sent and the timing of each write.
+type clientWriter struct {
+	w         http.ResponseWriter
+	rc        *http.ResponseController
+	start     time.Time
+	limit     int64
+	rec       bytes.Buffer
+	deltas    []store.Delta
+	truncated bool
+}
+
+func (c *clientWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if len(c.deltas) < maxDeltas {
+		c.deltas = append(c.deltas, store.Delta{OffsetMS: time.Since(c.start).Milliseconds(), Size: n})
+	}
+	room := c.limit - int64(c.rec.Len())
+	if int64(n) > room {
+		c.truncated = true
+	}
+	if room > 0 {
+		c.rec.Write(p[:min(int64(n), room)])
+	}
+	return n, err
+}
+
+func (c *clientWriter) flush() {
+	c.rc.Flush()
+}

@@ -1,0 +1,70 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sessctl/sessctl/store"
+)
+
+// splice tunnels a passthrough connection byte for byte to target, without
+// decryption, and records a connect record with the byte counts and
+// duration.
+func (s *Server) splice(ctx context.Context, client net.Conn, t *tunnel, target string) {
+	defer client.Close()
+	rec := &store.Record{
+		Kind: store.KindConnect, SessionID: uuid.Must(uuid.NewV7()).String(),
+		Start: time.Now().UTC(), Conn: t.conn(), Host: t.host, Method: "CONNECT", Path: target,
+	}
+	rec.Conn.Transport = "tcp"
+	if err := s.opt.Store.Healthy(); err != nil {
+		s.log.Error("refusing passthrough: store cannot record", "err", err)
+		return
+	}
+	up, err := s.opt.UpstreamDial(ctx, "tcp", target)
+	if err != nil {
+		rec.Outcome, rec.Reason, rec.End = store.OutcomeUpstreamError, "dial failed", time.Now().UTC()
+		s.appendConnect(ctx, rec)
+		return
+	}
+	defer up.Close()
+	var in, out atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); copyHalf(up, client, &out) }()
+	go func() { defer wg.Done(); copyHalf(client, up, &in) }()
+	wg.Wait()
+	rec.Outcome, rec.End = store.OutcomeSpliced, time.Now().UTC()
+	rec.Extra = map[string]string{
+		"bytes_to_upstream":   strconv.FormatInt(out.Load(), 10),
+		"bytes_from_upstream": strconv.FormatInt(in.Load(), 10),
+	}
+	s.appendConnect(ctx, rec)
+}
+
+func (s *Server) appendConnect(ctx context.Context, rec *store.Record) {
+	s.opt.Metrics.add("passthrough_total", 1)
+	if _, err := s.opt.Store.Append(context.WithoutCancel(ctx), rec); err != nil {
+		s.log.Error("cannot record passthrough", "host", rec.Host, "err", err)
+		s.opt.Metrics.add("record_errors_total", 1)
+	}
+}
+
+// copyHalf copies src to dst, counting bytes, then half-closes dst so the
+// other direction can finish.
+func copyHalf(dst, src net.Conn, n *atomic.Int64) {
+	c, _ := io.Copy(dst, src)
+	n.Add(c)
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	} else {
+		dst.Close()
+	}
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sessctl/sessctl/config"
+	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/rules"
+)
+
+// newAuthenticator builds the runner authenticator from the config and the
+// runners file. On first run, with no runner and no OIDC issuer, it creates
+// one runner token and prints it once, so that a newcomer can try the
+// proxy at once.
+func newAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logger) (*identity.Authenticator, error) {
+	fromFile, err := identity.LoadRunnersFile(cfg.RunnersFile)
+	if err != nil {
+		return nil, err
+	}
+	runners := append(append([]identity.Runner{}, cfg.Runners...), fromFile...)
+	if len(runners) == 0 && len(cfg.OIDC) == 0 {
+		tok, err := identity.NewRunnerToken()
+		if err != nil {
+			return nil, err
+		}
+		r := identity.Runner{Name: "runner-1", TokenSHA256: identity.HashToken(tok)}
+		if err := identity.AddRunner(cfg.RunnersFile, r); err != nil {
+			return nil, err
+		}
+		runners = append(runners, r)
+		fmt.Fprintf(os.Stdout, `
+sessctl: first run: created runner %q (its token is shown once, only its hash is kept in %s).
+On the runner:
+  export HTTPS_PROXY=http://%s
+  export OPENAI_API_KEY=%s
+  export SSL_CERT_FILE=%s REQUESTS_CA_BUNDLE=%s NODE_EXTRA_CA_CERTS=%s
+
+`, r.Name, cfg.RunnersFile, cfg.Listen, tok,
+			filepath.Join(cfg.CADir, "ca.crt"), filepath.Join(cfg.CADir, "ca.crt"), filepath.Join(cfg.CADir, "ca.crt"))
+	}
+	key, err := sessionKey(filepath.Join(cfg.DataDir, "session.key"))
+	if err != nil {
+		return nil, err
+	}
+	return identity.New(ctx, identity.Config{
+		Runners: runners, OIDC: cfg.OIDC, SessionTokenTTL: time.Duration(cfg.SessionTokenTTL),
+		SessionKey: key, Logger: log,
+	})
+}
+
+// sessionKey loads the key that signs session tokens, creating it (0600)
+// on first run so that tokens survive a restart.
+func sessionKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		k, err := identity.NewSessionKey()
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, k, 0o600); err != nil {
+			return nil, fmt.Errorf("session key: %w", err)
+		}
+		return k, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("session key %s is readable by group or others (mode %v); chmod 600 it", path, fi.Mode().Perm())
+	}
+	return b, nil
+}
+
+// loadRules loads the rules file (or the built-in ruleset) into cur.
+func loadRules(path string, cur *atomic.Pointer[rules.Set]) error {
+	if path == "" {
+		cur.Store(rules.Default())
+		return nil
+	}
+	set, err := rules.Load(path)
+	if err != nil {
+		return err
+	}
+	cur.Store(set)
+	return nil
+}
+
+// watchRules reloads the rules file on SIGHUP and when it changes. A bad
+// file is logged and the rules in force stay.
+func watchRules(ctx context.Context, path string, cur *atomic.Pointer[rules.Set], log *slog.Logger) {
+	if path == "" {
+		return
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	last := modTime(path)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		case <-tick.C:
+			m := modTime(path)
+			if m.Equal(last) {
+				continue
+			}
+			last = m
+		}
+		if err := loadRules(path, cur); err != nil {
+			log.Error("rules reload rejected; the previous rules stay in force", "file", path, "err", err)
+			continue
+		}
+		log.Info("rules reloaded", "file", path, "rules", len(cur.Load().Rules()))
+	}
+}
+
+func modTime(path string) time.Time {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}

@@ -39,6 +39,11 @@ func OpenReader(path string) (*Reader, error) {
 		if f := string(m.Get(metaFormat)); f != dbFormat {
 			return fmt.Errorf("not a sessctl log or an unsupported version (format %q, want %q)", f, dbFormat)
 		}
+		for _, b := range [][]byte{bucketTree, bucketBodies, bucketCheckpoints, bucketSessions, bucketTimes} {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("damaged sessctl log: bucket %q is missing", b)
+			}
+		}
 		return nil
 	})
 	if err != nil {

@@ -492,6 +492,7 @@ func (v *verifier) classify(es []entry) {
 	present := make(map[uint64]bool, len(es))
 	for i, e := range es {
 		if !e.ok {
+			present[e.key] = true // reported as modified
 			continue
 		}
 		present[e.seq] = true

@@ -192,11 +192,7 @@ func Match(policies []Policy, id *Identity) *Policy {
 // matches reports whether every glob of m matches id.
 func matches(m map[string]string, id *Identity) bool {
 	for k, glob := range m {
-		v := id.attr(k)
-		if v == "" {
-			return false
-		}
-		if ok, err := path.Match(glob, v); err != nil || !ok {
+		if !globMatch(glob, id.attr(k)) {
 			return false
 		}
 	}

@@ -3,12 +3,17 @@ package ca
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -324,5 +329,71 @@ func TestConcurrentMintOnce(t *testing.T) {
 	}
 	if got := a.Stats().Minted; got != 1 {
 		t.Errorf("minted %d leaves for one name, want 1", got)
+	}
+}
+
+func TestIntermediateIssuerIsSentInChain(t *testing.T) {
+	// A root outside sessctl (as an organisation's CA would be) signs a
+	// name-constrained intermediate that sessctl mints with.
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rootTpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "org root"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	rootDER, err := x509.CreateCertificate(rand.Reader, rootTpl, rootTpl, &rootKey.PublicKey, rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := x509.ParseCertificate(rootDER)
+	interKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	interTpl := &x509.Certificate{
+		SerialNumber:                big.NewInt(2),
+		Subject:                     pkix.Name{CommonName: "sessctl intermediate"},
+		NotBefore:                   now.Add(-time.Hour),
+		NotAfter:                    now.Add(12 * time.Hour),
+		KeyUsage:                    x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid:       true,
+		IsCA:                        true,
+		MaxPathLenZero:              true,
+		PermittedDNSDomainsCritical: true,
+		PermittedDNSDomains:         []string{"api.openai.com"},
+	}
+	interDER, err := x509.CreateCertificate(rand.Reader, interTpl, root, &interKey.PublicKey, rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, _ := x509.ParseCertificate(interDER)
+	dir := filepath.Join(t.TempDir(), "ca")
+	if err := writePair(dir, inter, interKey); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Load(dir, LoadOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := a.Leaf("api.openai.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leaf.Certificate) != 2 || !bytes.Equal(leaf.Certificate[1], interDER) {
+		t.Fatalf("chain has %d certificates, want leaf + intermediate", len(leaf.Certificate))
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	addr := startServer(t, a.GetCertificate)
+	if _, err := get(roots, "api.openai.com", addr); err != nil {
+		t.Fatalf("client trusting only the org root: %v", err)
 	}
 }

@@ -1,0 +1,99 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// When the database file stops accepting writes, Append fails and the
+// store reports itself unhealthy, so the proxy refuses traffic.
+func TestFailClosedOnWriteError(t *testing.T) {
+	var mu sync.Mutex
+	var file *os.File
+	dir := t.TempDir()
+	s, err := Open(filepath.Join(dir, "s.db"), Options{
+		Logger: quietLogger(),
+		openFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			mu.Lock()
+			file = f
+			mu.Unlock()
+			return f, err
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.Append(ctx, exchange(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Healthy(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	file.Close() // every later write and fsync fails
+	mu.Unlock()
+	if _, err := s.Append(ctx, exchange(2)); err == nil {
+		t.Fatal("Append succeeded on a closed file")
+	}
+	err = s.Healthy()
+	if err == nil || !strings.Contains(err.Error(), "store: append") {
+		t.Fatalf("Healthy() = %v, want the write error", err)
+	}
+	if _, err := s.Append(ctx, exchange(3)); err == nil {
+		t.Fatal("Append succeeded on a closed file")
+	}
+	if err := s.Close(); err == nil {
+		t.Fatal("Close reported success although the shutdown record could not be written")
+	}
+}
+
+// An exchange announced with Begin and never appended becomes an aborted
+// record at the next Open.
+func TestBeginAborted(t *testing.T) {
+	s, path := openTest(t, Options{NoSync: true})
+	ctx := context.Background()
+	done, lost := exchange(1), exchange(2)
+	for _, r := range []*Record{done, lost} {
+		if err := s.Begin(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Append(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, Options{SigningKeyFile: filepath.Join(filepath.Dir(path), "signing.key"), Logger: quietLogger(), NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var aborted []*Record
+	s.List(Filter{Kind: KindAborted}, func(r *Record) error { aborted = append(aborted, r); return nil })
+	if len(aborted) != 1 || aborted[0].SessionID != lost.SessionID || aborted[0].Outcome != OutcomeAborted || aborted[0].Request != nil {
+		t.Fatalf("aborted records: %+v", aborted)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Only once.
+	s, err = Open(path, Options{SigningKeyFile: filepath.Join(filepath.Dir(path), "signing.key"), Logger: quietLogger(), NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	s.List(Filter{Kind: KindAborted}, func(*Record) error { n++; return nil })
+	s.Close()
+	if n != 1 {
+		t.Fatalf("%d aborted records after a second reopen", n)
+	}
+	if rep := mustVerify(t, path, VerifyOptions{}); !rep.OK() {
+		t.Fatal(rep.Problems)
+	}
+}

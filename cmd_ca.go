@@ -15,15 +15,18 @@ const defaultRetireWindow = 7 * 24 * time.Hour
 // caCommand is "sessctl ca": create, export, rotate and promote the
 // interception CA.
 func caCommand() *cli.Command {
-	dirFlag := &cli.StringFlag{
-		Name:    "dir",
-		Usage:   "CA directory",
-		Value:   "data/ca",
-		EnvVars: []string{"SESSCTL_CA_DIR"},
+	// Each subcommand gets its own flag values: urfave/cli keeps parse
+	// state in them.
+	dirFlag := func() cli.Flag {
+		return &cli.StringFlag{
+			Name:    "dir",
+			Usage:   "CA directory",
+			Value:   "data/ca",
+			EnvVars: []string{"SESSCTL_CA_DIR"},
+		}
 	}
-	hostFlag := &cli.StringSliceFlag{
-		Name:  "host",
-		Usage: "host the CA may issue for (repeatable); its name constraints permit only these",
+	hostFlag := func(usage string) cli.Flag {
+		return &cli.StringSliceFlag{Name: "host", Usage: usage}
 	}
 	return &cli.Command{
 		Name:  "ca",
@@ -33,7 +36,8 @@ func caCommand() *cli.Command {
 				Name:      "init",
 				Usage:     "create a name-constrained CA (ca.crt, ca.key)",
 				ArgsUsage: " ",
-				Flags: []cli.Flag{dirFlag, hostFlag,
+				Flags: []cli.Flag{dirFlag(),
+					hostFlag("host the CA may issue for (repeatable; default api.openai.com); its name constraints permit only these"),
 					&cli.BoolFlag{Name: "force", Usage: "replace an existing CA (runners trusting it will fail)"},
 				},
 				Action: func(c *cli.Context) error {
@@ -50,7 +54,7 @@ func caCommand() *cli.Command {
 				Name:      "export",
 				Usage:     "print the PEM certificates runners should trust (current, next, not yet retired old)",
 				ArgsUsage: " ",
-				Flags:     []cli.Flag{dirFlag},
+				Flags:     []cli.Flag{dirFlag()},
 				Action: func(c *cli.Context) error {
 					b, err := ca.Bundle(c.String("dir"), time.Now())
 					if err != nil {
@@ -64,7 +68,8 @@ func caCommand() *cli.Command {
 				Name:      "rotate",
 				Usage:     "create the next CA beside the current one",
 				ArgsUsage: " ",
-				Flags: []cli.Flag{dirFlag, hostFlag,
+				Flags: []cli.Flag{dirFlag(),
+					hostFlag("host the next CA may issue for (repeatable; default: the current CA's)"),
 					&cli.BoolFlag{Name: "force", Usage: "replace a pending next CA"},
 				},
 				Action: func(c *cli.Context) error {
@@ -82,7 +87,7 @@ func caCommand() *cli.Command {
 				Name:      "promote",
 				Usage:     "switch minting to the next CA; keep the old one trusted until --retire-after",
 				ArgsUsage: " ",
-				Flags: []cli.Flag{dirFlag,
+				Flags: []cli.Flag{dirFlag(),
 					&cli.StringFlag{Name: "retire-after", Usage: "date (YYYY-MM-DD or RFC 3339) until which the old CA stays in the bundle (default: in 7 days)"},
 				},
 				Action: func(c *cli.Context) error {
@@ -114,7 +119,7 @@ func parseDate(s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("bad date %q: want YYYY-MM-DD or RFC 3339", s)
+		return time.Time{}, fmt.Errorf("--retire-after: bad date %q: want YYYY-MM-DD or RFC 3339", s)
 	}
 	return t, nil
 }

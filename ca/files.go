@@ -115,7 +115,11 @@ func readKey(path string) (crypto.Signer, error) {
 // readPair reads dir/ca.crt and dir/ca.key and checks that they belong
 // together and form a CA that can issue certificates.
 func readPair(dir string) (*pair, error) {
-	cert, err := readCert(filepath.Join(dir, certFile))
+	crt := filepath.Join(dir, certFile)
+	if _, err := os.Stat(crt); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("ca: no CA in %s (create one with: sessctl ca init --dir %s): %w", dir, dir, err)
+	}
+	cert, err := readCert(crt)
 	if err != nil {
 		return nil, err
 	}

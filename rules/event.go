@@ -1,0 +1,493 @@
+package rules
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// ErrBlocked is returned by the stream maskers once a block (or approve)
+// rule has fired in an answer: the stream has been ended with an error
+// event and nothing more will be written.
+var ErrBlocked = errors.New("rules: answer blocked by a rule")
+
+// StreamOptions tune the stream maskers.
+type StreamOptions struct {
+	// Holdback bounds how many bytes of text that could still become a
+	// match are held back, per text stream (rules may raise it for
+	// themselves with Rule.Holdback). Default 256.
+	Holdback int
+	// MaxEvent bounds the size of one SSE event. Default 16 MiB.
+	MaxEvent int
+}
+
+const (
+	defaultHoldback = 256
+	defaultMaxEvent = 16 << 20
+)
+
+func (o StreamOptions) withDefaults() StreamOptions {
+	if o.Holdback <= 0 {
+		o.Holdback = defaultHoldback
+	}
+	if o.MaxEvent <= 0 {
+		o.MaxEvent = defaultMaxEvent
+	}
+	return o
+}
+
+// EventMasker masks a stream of JSON events (the data of SSE events, or
+// WebSocket messages) of one answer. Text that arrives in pieces (chat
+// completion deltas, Responses API *.delta events) is masked across pieces:
+// the tail that could still become a match is held back, and released in a
+// later event. Every other string of every event is masked as a whole text.
+// An EventMasker is not safe for concurrent use.
+type EventMasker struct {
+	m       *matcher
+	opts    StreamOptions
+	t       *tally
+	streams []*textStream
+	blocked *compiled
+}
+
+type streamKind uint8
+
+const (
+	chatText streamKind = iota + 1
+	chatTool
+	respText
+)
+
+// textStream is one text that arrives in pieces.
+type textStream struct {
+	key    string
+	kind   streamKind
+	choice int    // chat: choice index
+	tool   int    // chat: tool call index
+	field  string // chat: delta field
+	itemID string // responses: item id
+	ctx    []byte // the last released rune, as context for matching
+	held   []byte // text not released yet
+	tmpl   []byte // the last event that carried this stream
+}
+
+// outEvent is an event to emit.
+type outEvent struct {
+	data  []byte
+	orig  bool   // the input event, unchanged
+	synth bool   // made up to release held text
+	typ   string // type of a synthesized event, if it has one
+	err   bool   // the error event that ends a blocked stream
+}
+
+// NewEventMasker returns a masker for the events of one answer, using the
+// response rules of s.
+func (s *Set) NewEventMasker(opts StreamOptions) *EventMasker {
+	return &EventMasker{m: s.resp, opts: opts.withDefaults(), t: newTally(s.resp, ScopeResponse)}
+}
+
+// Event masks one JSON event and returns the events to emit now: usually
+// the event itself, possibly with a shortened delta; before an event that
+// ends a text, an extra delta event that releases the text held back. An
+// event that is not JSON is masked as text. Once a block or approve rule
+// fires, Event returns the events to emit, ending with an error event, and
+// ErrBlocked; later calls return nothing and ErrBlocked.
+func (m *EventMasker) Event(ev []byte) ([][]byte, error) {
+	if m.blocked != nil {
+		return nil, ErrBlocked
+	}
+	outs := m.process(ev)
+	data := make([][]byte, len(outs))
+	for i, o := range outs {
+		data[i] = o.data
+	}
+	if m.blocked != nil {
+		return data, ErrBlocked
+	}
+	return data, nil
+}
+
+// Flush releases all text held back, as delta events, at the end of the
+// answer.
+func (m *EventMasker) Flush() [][]byte {
+	var data [][]byte
+	for _, o := range m.flush() {
+		data = append(data, o.data)
+	}
+	return data
+}
+
+// Result returns the hits and secrets so far. Body is not used.
+func (m *EventMasker) Result() Result { return m.t.result() }
+
+// Blocked returns the block or approve rule that ended the answer, or nil.
+func (m *EventMasker) Blocked() *Rule {
+	if m.blocked == nil {
+		return nil
+	}
+	return m.blocked.public()
+}
+
+func (m *EventMasker) bound(c *compiled) int { return max(m.opts.Holdback, c.Holdback) }
+
+// flush finishes every stream.
+func (m *EventMasker) flush() []outEvent {
+	if m.blocked != nil {
+		return nil
+	}
+	var outs []outEvent
+	for len(m.streams) > 0 && m.blocked == nil {
+		st := m.streams[0]
+		outs = append(outs, m.finish(st)...)
+	}
+	if m.blocked != nil {
+		outs = append(outs, outEvent{data: errorEvent(m.blocked), err: true})
+	}
+	return outs
+}
+
+// deltaField is a piece of a text stream inside an event.
+type deltaField struct {
+	node *jnode
+	st   textStream // identity of the stream (key and kind fields)
+}
+
+// process masks one event.
+func (m *EventMasker) process(ev []byte) []outEvent {
+	if m.blocked != nil {
+		return nil
+	}
+	root, strs, ok := parseJSON(ev)
+	if !ok {
+		out := maskBody(m.m, m.t, m.t.counts, ev, nil)
+		if m.checkFired(m.t.counts) {
+			return []outEvent{{data: errorEvent(m.blocked), err: true}}
+		}
+		return []outEvent{{data: out, orig: len(out) == len(ev) && (len(ev) == 0 || &out[0] == &ev[0])}}
+	}
+	deltas, ends, repeat := classify(ev, &root)
+
+	var outs []outEvent
+	has := func(st *textStream) bool {
+		return slices.ContainsFunc(deltas, func(d deltaField) bool { return d.st.key == st.key })
+	}
+	ended := func(st *textStream) bool {
+		return slices.ContainsFunc(ends, func(f func(*textStream) bool) bool { return f(st) })
+	}
+	// Streams that end here without a piece in this event: release their
+	// tail first.
+	for _, st := range slices.Clone(m.streams) {
+		if ended(st) && !has(st) {
+			outs = append(outs, m.finish(st)...)
+			if m.blocked != nil {
+				return append(outs, outEvent{data: errorEvent(m.blocked), err: true})
+			}
+		}
+	}
+	// Every other string, as a whole text.
+	skip := make(map[int]bool, len(deltas))
+	for _, d := range deltas {
+		skip[d.node.start] = true
+	}
+	counts := m.t.counts
+	if repeat {
+		counts = make([]int, len(m.m.rules))
+	}
+	edits := maskEdits(m.m, m.t, counts, ev, strs, skip)
+	if repeat {
+		for r, n := range counts {
+			m.t.peaks[r] = max(m.t.peaks[r], n)
+		}
+	}
+	if m.checkFired(counts) {
+		return append(outs, outEvent{data: errorEvent(m.blocked), err: true})
+	}
+	// The pieces of text streams.
+	var open []*textStream
+	for _, d := range deltas {
+		st := m.stream(d.st)
+		piece := []byte(d.node.text(ev))
+		final := ended(st)
+		out := m.step(st, piece, final)
+		if m.blocked != nil {
+			return append(outs, outEvent{data: errorEvent(m.blocked), err: true})
+		}
+		if final {
+			m.remove(st)
+		} else {
+			open = append(open, st)
+		}
+		if string(out) != string(piece) {
+			edits = append(edits, edit{start: d.node.start, end: d.node.end, repl: appendQuote(nil, out)})
+		}
+	}
+	slices.SortFunc(edits, func(a, b edit) int { return a.start - b.start })
+	data := applyEdits(ev, edits)
+	for _, st := range open {
+		st.tmpl = data
+	}
+	return append(outs, outEvent{data: data, orig: len(edits) == 0})
+}
+
+// checkFired records the first block or approve rule with a count.
+func (m *EventMasker) checkFired(counts []int) bool {
+	for r, c := range m.m.rules {
+		if c.Action != Mask && counts[r] > 0 {
+			m.blocked = c
+			return true
+		}
+	}
+	return false
+}
+
+// stream returns the open stream with id's key, or opens it.
+func (m *EventMasker) stream(id textStream) *textStream {
+	for _, st := range m.streams {
+		if st.key == id.key {
+			return st
+		}
+	}
+	st := id
+	m.streams = append(m.streams, &st)
+	return &st
+}
+
+func (m *EventMasker) remove(st *textStream) {
+	m.streams = slices.DeleteFunc(m.streams, func(x *textStream) bool { return x == st })
+}
+
+// finish releases the rest of st in a synthesized event and closes st.
+func (m *EventMasker) finish(st *textStream) []outEvent {
+	m.remove(st)
+	out := m.step(st, nil, true)
+	if m.blocked != nil || len(out) == 0 || st.tmpl == nil {
+		return nil
+	}
+	data, typ := synthesize(st, out)
+	if data == nil {
+		return nil
+	}
+	return []outEvent{{data: data, synth: true, typ: typ}}
+}
+
+// step adds a piece to st and returns the masked text that can be released.
+// With final set, the text is complete and all of it is released.
+func (m *EventMasker) step(st *textStream, piece []byte, final bool) []byte {
+	buf := make([]byte, 0, len(st.ctx)+len(st.held)+len(piece))
+	buf = append(append(append(buf, st.ctx...), st.held...), piece...)
+	from := len(st.ctx)
+	segs := []seg{{start: 0, end: len(buf), from: from}}
+	cut := len(buf)
+	var hits []hit
+	if final {
+		hits, _ = m.m.find(buf, segs, false, nil)
+	} else {
+		var live int
+		hits, live = m.m.find(buf, segs, true, m.bound)
+		if live >= 0 {
+			cut = live
+		}
+		for cut < len(buf) && cut > from && !utf8.RuneStart(buf[cut]) {
+			cut--
+		}
+		for moved := true; moved; {
+			moved = false
+			for _, h := range hits {
+				if h.mstart < cut && cut < h.mend {
+					cut, moved = h.mstart, true
+				}
+			}
+		}
+		hits = slices.DeleteFunc(hits, func(h hit) bool { return h.mstart >= cut })
+	}
+	for _, h := range hits {
+		if m.m.rules[h.rule].Action != Mask {
+			m.t.counts[h.rule]++
+			if m.blocked == nil {
+				m.blocked = m.m.rules[h.rule]
+			}
+		}
+	}
+	if m.blocked != nil {
+		return nil
+	}
+	for i := range hits {
+		hits[i].start -= from
+		hits[i].end -= from
+		hits[i].mstart -= from
+		hits[i].mend -= from
+	}
+	text := buf[from:cut]
+	m.t.add(m.t.counts, text, hits)
+	out := applyMasks(nil, text, hits, m.m)
+	if cut > 0 {
+		st.ctx = lastRune(buf[:cut])
+	}
+	st.held = append([]byte(nil), buf[cut:]...)
+	return out
+}
+
+// classify finds the text pieces in an event, the streams the event ends,
+// and whether the event repeats text already streamed.
+func classify(src []byte, root *jnode) (deltas []deltaField, ends []func(*textStream) bool, repeat bool) {
+	if root.kind != jObject {
+		return nil, nil, false
+	}
+	if ch := root.get(src, "choices"); ch != nil && ch.kind == jArray {
+		for pos := range ch.elems {
+			c := &ch.elems[pos]
+			idx := intOr(src, c.get(src, "index"), pos)
+			if d := c.get(src, "delta"); d != nil && d.kind == jObject {
+				for i := range d.keys {
+					name, v := d.keys[i].text(src), &d.elems[i]
+					switch {
+					case name == "tool_calls" && v.kind == jArray:
+						for tp := range v.elems {
+							tc := &v.elems[tp]
+							t := intOr(src, tc.get(src, "index"), tp)
+							if a := tc.get(src, "function").get(src, "arguments"); a.isString() {
+								deltas = append(deltas, deltaField{node: a, st: textStream{
+									key: "c|" + strconv.Itoa(idx) + "|t|" + strconv.Itoa(t), kind: chatTool, choice: idx, tool: t,
+								}})
+							}
+							// A new tool call ends the others of this choice.
+							ends = append(ends, func(st *textStream) bool {
+								return st.kind == chatTool && st.choice == idx && st.tool != t
+							})
+						}
+					case v.isString() && name != "role":
+						deltas = append(deltas, deltaField{node: v, st: textStream{
+							key: "c|" + strconv.Itoa(idx) + "|f|" + name, kind: chatText, choice: idx, field: name,
+						}})
+					}
+				}
+			}
+			if fr := c.get(src, "finish_reason"); fr.isString() {
+				ends = append(ends, func(st *textStream) bool {
+					return (st.kind == chatText || st.kind == chatTool) && st.choice == idx
+				})
+			}
+		}
+		return deltas, ends, false
+	}
+	typ := root.get(src, "type").text(src)
+	switch {
+	case strings.HasSuffix(typ, ".delta") && root.get(src, "delta").isString() && !strings.HasSuffix(typ, "audio.delta"):
+		id := root.get(src, "item_id").text(src)
+		key := "r|" + strings.TrimSuffix(typ, ".delta") + "|" + id + "|" +
+			string(root.get(src, "output_index").raw(src)) + "|" +
+			string(root.get(src, "content_index").raw(src)) + "|" +
+			string(root.get(src, "summary_index").raw(src))
+		deltas = append(deltas, deltaField{node: root.get(src, "delta"), st: textStream{key: key, kind: respText, itemID: id}})
+	case typ == "response.completed" || typ == "response.failed" || typ == "response.incomplete" || typ == "response.done":
+		ends = append(ends, func(*textStream) bool { return true })
+		repeat = true
+	case typ == "error" || typ == "response.error":
+		ends = append(ends, func(*textStream) bool { return true })
+	case strings.HasSuffix(typ, ".done"):
+		repeat = true
+		id := root.get(src, "item_id").text(src)
+		if id == "" {
+			id = root.get(src, "item").get(src, "id").text(src)
+		}
+		prefix := strings.TrimSuffix(typ, ".done")
+		ends = append(ends, func(st *textStream) bool {
+			if st.kind != respText {
+				return false
+			}
+			if id != "" {
+				return st.itemID == id
+			}
+			return strings.HasPrefix(st.key, "r|"+prefix+"|")
+		})
+	}
+	return deltas, ends, repeat
+}
+
+// intOr returns the integer value of n, or def.
+func intOr(src []byte, n *jnode, def int) int {
+	if n == nil || n.kind != jNumber {
+		return def
+	}
+	v, err := strconv.Atoi(string(n.raw(src)))
+	if err != nil {
+		return def
+	}
+	return v
+}
+
+// synthesize builds a delta event that carries text for st, from the last
+// event that carried st. It returns the event and its type, if any.
+func synthesize(st *textStream, text []byte) ([]byte, string) {
+	src := st.tmpl
+	root, _, ok := parseJSON(src)
+	if !ok || root.kind != jObject {
+		return nil, ""
+	}
+	if st.kind == respText {
+		d := root.get(src, "delta")
+		if !d.isString() {
+			return nil, ""
+		}
+		out := append([]byte(nil), src[:d.start]...)
+		out = appendQuote(out, text)
+		out = append(out, src[d.end:]...)
+		return out, root.get(src, "type").text(src)
+	}
+	// A chat completion chunk with one choice and one field.
+	out := []byte{'{'}
+	for i := range root.keys {
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(out, root.keys[i].raw(src)...)
+		out = append(out, ':')
+		switch root.keys[i].text(src) {
+		case "choices":
+			out = append(out, `[{"index":`...)
+			out = strconv.AppendInt(out, int64(st.choice), 10)
+			out = append(out, `,"delta":{`...)
+			if st.kind == chatTool {
+				out = append(out, `"tool_calls":[{"index":`...)
+				out = strconv.AppendInt(out, int64(st.tool), 10)
+				out = append(out, `,"function":{"arguments":`...)
+				out = appendQuote(out, text)
+				out = append(out, `}}]`...)
+			} else {
+				out = appendQuote(out, []byte(st.field))
+				out = append(out, ':')
+				out = appendQuote(out, text)
+			}
+			out = append(out, `},"finish_reason":null}]`...)
+		case "usage":
+			out = append(out, "null"...)
+		default:
+			out = append(out, root.elems[i].raw(src)...)
+		}
+	}
+	return append(out, '}'), ""
+}
+
+// errorEvent is the JSON of the error event that ends a blocked answer. It
+// has the shape the OpenAI SDKs raise on (an "error" object) and that of a
+// Responses API error event (type, code, message, param).
+func errorEvent(c *compiled) []byte {
+	msg := "sessctl: answer blocked by rule " + strconv.Quote(c.Name)
+	if c.Action == Approve {
+		msg = "sessctl: answer requires approval under rule " + strconv.Quote(c.Name) + ", which a stream cannot wait for"
+	}
+	if c.Message != "" {
+		msg += ": " + c.Message
+	}
+	out := []byte(`{"type":"error","error":{"message":`)
+	out = appendQuote(out, []byte(msg))
+	out = append(out, `,"type":"sessctl_policy_violation","param":null,"code":`...)
+	out = appendQuote(out, []byte(c.Name))
+	out = append(out, `},"code":`...)
+	out = appendQuote(out, []byte(c.Name))
+	out = append(out, `,"message":`...)
+	out = appendQuote(out, []byte(msg))
+	return append(out, `,"param":null}`...)
+}

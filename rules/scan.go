@@ -1,0 +1,331 @@
+package rules
+
+import (
+	"io"
+	"math"
+	"slices"
+	"unicode/utf8"
+)
+
+// matcher holds the rules of one scope and the literal tables that drive the
+// prefilter.
+type matcher struct {
+	rules    []*compiled
+	pairBits [1 << 16 / 64]uint64 // two-byte keys that may begin a literal
+	pairLits map[uint16][]litRef
+	first    [256][]litRef // literals by first byte, for partial literals at a stream's end
+	maxLit   int           // longest literal, in bytes (upper bound)
+	fallback []int         // rules scanned without prefilter
+}
+
+type litRef struct {
+	rule int
+	lit  lit
+}
+
+func newMatcher(all []*compiled, scope scopeMask) *matcher {
+	m := &matcher{pairLits: map[uint16][]litRef{}}
+	for _, c := range all {
+		if c.scope&scope == 0 {
+			continue
+		}
+		ri := len(m.rules)
+		m.rules = append(m.rules, c)
+		if c.lits == nil {
+			m.fallback = append(m.fallback, ri)
+			continue
+		}
+		for _, l := range c.lits {
+			ref := litRef{rule: ri, lit: l}
+			for _, k := range pairKeys(l) {
+				m.pairBits[k>>6] |= 1 << (k & 63)
+				m.pairLits[k] = append(m.pairLits[k], ref)
+			}
+			var b [utf8.UTFMax]byte
+			seen := map[byte]bool{}
+			for _, r := range l[0].variants() {
+				utf8.EncodeRune(b[:], r)
+				if !seen[b[0]] {
+					seen[b[0]] = true
+					m.first[b[0]] = append(m.first[b[0]], ref)
+				}
+			}
+			m.maxLit = max(m.maxLit, len(l)*utf8.UTFMax)
+		}
+	}
+	return m
+}
+
+// seg is one independent text inside a scan buffer: buf[start:end], where
+// matches may start only at or after from (bytes before it are context).
+type seg struct {
+	start, end, from int
+}
+
+// hit is one match of one rule: the masked span and the whole match.
+type hit struct {
+	rule         int // index in matcher.rules
+	start, end   int // the value (the "secret" group, or the match)
+	mstart, mend int // the whole match
+}
+
+// scan is the state of one pass of a matcher over a buffer.
+type scan struct {
+	m      *matcher
+	buf    []byte
+	stream bool
+	bound  func(*compiled) int // stream holdback per rule
+
+	next   []int // per rule: no further match may start before this
+	last   []int // per rule: last position tried
+	budget []int // per rule: bytes of windowed matching left
+	over   []bool
+	done   []bool // stream: rule has a live partial match; later matches are moot
+	hits   []hit
+	live   int // stream: earliest start of a possible match not yet complete
+	rd     runeReader
+}
+
+// find runs the rules of m over the segments of buf. In stream mode the text
+// may continue after the end of the (single) segment: find then also reports
+// in live the earliest position where a match could still begin or grow (or
+// -1), and returns only the matches before it that more text cannot change.
+func (m *matcher) find(buf []byte, segs []seg, stream bool, bound func(*compiled) int) (hits []hit, live int) {
+	n := len(m.rules)
+	if n == 0 {
+		return nil, -1
+	}
+	s := &scan{
+		m: m, buf: buf, stream: stream, bound: bound,
+		next: make([]int, n), last: make([]int, n), budget: make([]int, n),
+		over: make([]bool, n), done: make([]bool, n), live: -1,
+	}
+	for i := range s.last {
+		s.last[i] = -1
+		s.budget[i] = 8*len(buf) + 1<<16
+	}
+	if len(m.pairLits) > 0 {
+		s.prefiltered(segs)
+	}
+	for _, ri := range m.fallback {
+		s.full(ri, segs)
+	}
+	for ri, over := range s.over {
+		if over {
+			s.hits = slices.DeleteFunc(s.hits, func(h hit) bool { return h.rule == ri })
+			s.full(ri, segs)
+		}
+	}
+	if stream {
+		s.partials(segs[0])
+		if s.live >= 0 {
+			s.hits = slices.DeleteFunc(s.hits, func(h hit) bool { return h.mstart >= s.live })
+		}
+	}
+	slices.SortFunc(s.hits, func(a, b hit) int {
+		if a.start != b.start {
+			return a.start - b.start
+		}
+		return a.rule - b.rule
+	})
+	return s.hits, s.live
+}
+
+// prefiltered looks for the literals of every rule in one pass and tries the
+// rule where one begins.
+func (s *scan) prefiltered(segs []seg) {
+	buf, m := s.buf, s.m
+	si := 0
+	for i := 0; i+1 < len(buf); i++ {
+		k := uint16(buf[i])<<8 | uint16(buf[i+1])
+		if m.pairBits[k>>6]&(1<<(k&63)) == 0 {
+			continue
+		}
+		for si < len(segs) && segs[si].end <= i {
+			si++
+		}
+		if si == len(segs) {
+			return
+		}
+		sg := segs[si]
+		if i < sg.start || i < sg.from {
+			continue
+		}
+		for _, ref := range m.pairLits[k] {
+			r := ref.rule
+			if s.over[r] || s.done[r] || i < s.next[r] || i == s.last[r] {
+				continue
+			}
+			if full, _ := litAt(buf[i:sg.end], ref.lit); full {
+				s.try(r, i, sg)
+			}
+		}
+	}
+}
+
+// try runs rule r anchored at p, where one of its literals begins.
+func (s *scan) try(r, p int, sg seg) {
+	c := s.m.rules[r]
+	s.last[r] = p
+	ws, re := p, c.anchor
+	if p > sg.start {
+		ws, re = p-1, c.ctx
+	}
+	var loc []int
+	if c.maxLen >= 0 && p+c.maxLen+utf8.UTFMax <= sg.end || c.maxLen >= 0 && !s.stream {
+		we := min(sg.end, p+c.maxLen+utf8.UTFMax)
+		s.budget[r] -= we - ws
+		loc = re.FindSubmatchIndex(s.buf[ws:we])
+	} else {
+		s.rd = runeReader{b: s.buf, i: ws, end: sg.end}
+		loc = re.FindReaderSubmatchIndex(&s.rd)
+		s.budget[r] -= s.rd.i - ws
+		if s.stream && s.rd.eof && p >= sg.end-s.bound(c) {
+			// The match could still start here and grow: hold from p.
+			s.setLive(p)
+			s.done[r] = true
+			return
+		}
+	}
+	if s.budget[r] < 0 {
+		s.over[r] = true
+		return
+	}
+	if loc == nil {
+		return
+	}
+	s.record(r, p, ws, loc)
+}
+
+// record adds the match loc (relative to base) of rule r that starts at
+// mstart, unless its value is filtered out.
+func (s *scan) record(r, mstart, base int, loc []int) {
+	c := s.m.rules[r]
+	mend := base + loc[1]
+	s.next[r] = mend
+	start, end := mstart, mend
+	if c.secret > 0 {
+		if loc[2*c.secret] < 0 {
+			return
+		}
+		start, end = base+loc[2*c.secret], base+loc[2*c.secret+1]
+	}
+	if start == end || !c.keep(s.buf[start:end]) {
+		return
+	}
+	s.hits = append(s.hits, hit{rule: r, start: start, end: end, mstart: mstart, mend: mend})
+}
+
+// full finds every match of rule r with the regular expression alone.
+func (s *scan) full(r int, segs []seg) {
+	c := s.m.rules[r]
+	for _, sg := range segs {
+		pos := max(sg.start, sg.from)
+		for pos < sg.end {
+			var loc []int
+			base, mstart := pos, 0
+			if pos == sg.start {
+				loc = c.re.FindSubmatchIndex(s.buf[pos:sg.end])
+				if loc == nil {
+					break
+				}
+				mstart = base + loc[0]
+			} else {
+				base = pos - 1
+				loc = c.search.FindSubmatchIndex(s.buf[base:sg.end])
+				if loc == nil {
+					break
+				}
+				_, w := utf8.DecodeRune(s.buf[base+loc[0] : sg.end])
+				mstart = base + loc[0] + w
+			}
+			s.record(r, mstart, base, loc)
+			pos = base + loc[1]
+		}
+	}
+	if s.stream {
+		sg := segs[0]
+		from := max(sg.from, sg.end-s.bound(c))
+		if p := liveStart(c.prog, s.buf[sg.start:sg.end], from-sg.start); p >= 0 {
+			s.setLive(sg.start + p)
+		}
+	}
+}
+
+// partials marks as live any literal cut by the end of a stream's text.
+func (s *scan) partials(sg seg) {
+	from := max(sg.from, sg.end-s.m.maxLit)
+	for p := from; p < sg.end; p++ {
+		if s.live >= 0 && p >= s.live {
+			return
+		}
+		for _, ref := range s.m.first[s.buf[p]] {
+			c := s.m.rules[ref.rule]
+			if s.over[ref.rule] || p < sg.end-s.bound(c) {
+				continue
+			}
+			if _, partial := litAt(s.buf[p:sg.end], ref.lit); partial {
+				s.setLive(p)
+				return
+			}
+		}
+	}
+}
+
+func (s *scan) setLive(p int) {
+	if s.live < 0 || p < s.live {
+		s.live = p
+	}
+}
+
+// keep applies the entropy and allow filters to a value.
+func (c *compiled) keep(v []byte) bool {
+	if c.Entropy > 0 && entropy(v) < c.Entropy {
+		return false
+	}
+	for _, a := range c.allow {
+		if a.Match(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// entropy returns the Shannon entropy of b in bits per byte.
+func entropy(b []byte) float64 {
+	if len(b) == 0 {
+		return 0
+	}
+	var counts [256]int
+	for _, c := range b {
+		counts[c]++
+	}
+	var h float64
+	n := float64(len(b))
+	for _, k := range counts {
+		if k > 0 {
+			p := float64(k) / n
+			h -= p * math.Log2(p)
+		}
+	}
+	return h
+}
+
+// runeReader reads runes from b[i:end] and notes whether the reader asked
+// for more: a regular expression that reads to the end of a stream's text
+// may still match differently once more text arrives.
+type runeReader struct {
+	b      []byte
+	i, end int
+	eof    bool
+}
+
+func (r *runeReader) ReadRune() (rune, int, error) {
+	if r.i >= r.end {
+		r.eof = true
+		return 0, 0, io.EOF
+	}
+	c, w := utf8.DecodeRune(r.b[r.i:r.end])
+	r.i += w
+	return c, w, nil
+}

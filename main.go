@@ -14,6 +14,13 @@ func main() {
 		Usage: "a recording, rule-enforcing TLS gate between CI runners and the OpenAI API",
 		Commands: []*cli.Command{
 			serveCommand(),
+			caCommand(),
+			tokenCommand(),
+			rulesCommand(),
+			sessionsCommand(),
+			verifyCommand(),
+			proofCommand(),
+			checkpointCommand(),
 		},
 		ExitErrHandler: func(c *cli.Context, err error) {
 			if err == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"net/http"
 	"time"
 
@@ -17,22 +16,46 @@ import (
 // promptPreview bounds the masked prompt shown to approvers.
 const promptPreview = 4 << 10
 
-// approve holds a request for a human decision (or, in ticket mode,
-// checks for one). It reports whether the request may go on; otherwise it
-// has answered the runner and recorded why.
+// verdict is the outcome of an approval: go on, or refuse with these.
+type verdict struct {
+	ok                         bool
+	clientGone                 bool
+	status                     int
+	typ, code, outcome, reason string
+}
+
+// approve holds an HTTP request for a human decision (or, in ticket
+// mode, checks for one). It reports whether the request may go on;
+// otherwise it has answered the runner and recorded why.
 func (ex *exchange) approve(w http.ResponseWriter, r *http.Request, why string, body []byte) bool {
+	v := ex.awaitApproval(r.Context(), why, body)
+	switch {
+	case v.ok:
+		return true
+	case v.clientGone:
+		ex.rec.Kind = store.KindRefused
+		ex.finish(r.Context(), 0, store.OutcomeClientGone, v.reason)
+	default:
+		ex.refuse(w, v.status, v.typ, v.code, v.outcome, v.reason)
+	}
+	return false
+}
+
+// awaitApproval asks the approval queue about this exchange, recording
+// each step (pending, then the decision) as an approval record linked to
+// the exchange's session.
+func (ex *exchange) awaitApproval(ctx context.Context, why string, body []byte) verdict {
 	q := ex.s.opt.Approvals
 	if q == nil {
-		ex.refuse(w, http.StatusForbidden, errPolicyViolation, "approval_required", store.OutcomeBlocked,
-			"this request needs human approval ("+why+"), and no approval queue is configured")
-		return false
+		return verdict{status: http.StatusForbidden, typ: errPolicyViolation, code: "approval_required", outcome: store.OutcomeBlocked,
+			reason: "this request needs human approval (" + why + "), and no approval queue is configured"}
 	}
 	req := approval.Request{
 		ID:            uuid.Must(uuid.NewV7()).String(),
 		SessionID:     ex.rec.SessionID,
 		Requester:     identityKey(ex.rec.Identity),
 		RequesterName: identityName(ex.rec.Identity),
-		Host:          ex.t.host, Method: r.Method, Path: r.URL.Path, Model: ex.rec.Model,
+		Host:          ex.t.host, Method: ex.rec.Method, Path: ex.rec.Path, Model: ex.rec.Model,
 		Rule:    why,
 		Prompt:  string(body[:min(len(body), promptPreview)]),
 		Created: time.Now().UTC(),
@@ -42,39 +65,38 @@ func (ex *exchange) approve(w http.ResponseWriter, r *http.Request, why string, 
 		sum := sha256.Sum256(body)
 		dec, decided := q.Ticket(req, hex.EncodeToString(sum[:]))
 		if !decided {
-			ex.recordApproval(r.Context(), approval.Decision{ID: dec.ID, Decision: "pending"})
-			ex.refuse(w, http.StatusForbidden, errApprovalPending, "approval_required", store.OutcomePending,
-				"this request needs human approval ("+why+"); approval id "+dec.ID+"; send it again once approved")
-			return false
+			ex.recordApproval(ctx, approval.Decision{ID: dec.ID, Decision: approval.Pending})
+			return verdict{status: http.StatusForbidden, typ: errApprovalPending, code: "approval_required", outcome: store.OutcomePending,
+				reason: "this request needs human approval (" + why + "); approval id " + dec.ID + "; send it again once approved"}
 		}
 		d = dec
 	} else {
-		ex.recordApproval(r.Context(), approval.Decision{ID: req.ID, Decision: "pending"})
+		ex.recordApproval(ctx, approval.Decision{ID: req.ID, Decision: approval.Pending})
 		var err error
-		d, err = q.Hold(r.Context(), req)
-		if err != nil && !errors.Is(err, approval.ErrTimeout) {
-			ex.recordApproval(r.Context(), approval.Decision{ID: req.ID, Decision: "abandoned", At: time.Now().UTC(), Reason: "client went away"})
-			ex.rec.Kind = store.KindRefused
-			ex.finish(r.Context(), 0, store.OutcomeClientGone, "client went away while held for approval")
-			return false
+		d, err = q.Hold(ctx, req)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			ex.recordApproval(ctx, d)
+			return verdict{clientGone: true, reason: "client went away while held for approval"}
+		case err != nil:
+			return verdict{status: http.StatusServiceUnavailable, typ: errUnavailable, code: "approval_unavailable", outcome: store.OutcomeBlocked,
+				reason: "this request needs human approval (" + why + "), and the approval queue cannot take it now"}
 		}
-		ex.recordApproval(r.Context(), d)
+		ex.recordApproval(ctx, d)
 	}
 	ex.rec.Approval = &store.Approval{ID: d.ID, Decision: d.Decision, By: d.By, At: d.At, Reason: d.Reason}
 	switch d.Decision {
-	case "approved":
-		return true
-	case "timeout":
-		ex.refuse(w, http.StatusForbidden, errApprovalTimeout, "approval_timeout", store.OutcomeApprovalTimeout,
-			"no approver decided on this request in time ("+why+")")
-	default:
-		msg := "an approver denied this request"
-		if d.Reason != "" {
-			msg += ": " + d.Reason
-		}
-		ex.refuse(w, http.StatusForbidden, errApprovalDenied, "approval_denied", store.OutcomeApprovalDenied, msg)
+	case approval.Approved:
+		return verdict{ok: true}
+	case approval.Timeout:
+		return verdict{status: http.StatusForbidden, typ: errApprovalTimeout, code: "approval_timeout", outcome: store.OutcomeApprovalTimeout,
+			reason: "no approver decided on this request in time (" + why + ")"}
 	}
-	return false
+	msg := "an approver denied this request"
+	if d.Reason != "" {
+		msg += ": " + d.Reason
+	}
+	return verdict{status: http.StatusForbidden, typ: errApprovalDenied, code: "approval_denied", outcome: store.OutcomeApprovalDenied, reason: msg}
 }
 
 // recordApproval appends an approval record linked to the exchange's session.

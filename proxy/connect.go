@@ -2,16 +2,15 @@ package proxy
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/elazarl/goproxy"
 	"github.com/google/uuid"
 
+	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -95,7 +94,7 @@ func (s *Server) hijack(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx)
 		fmt.Fprint(client, "HTTP/1.1 200 Connection established\r\n\r\n")
 		s.splice(context.Background(), client, t, target)
 	case intercept:
-		t.proxyCred = proxyCredential(req.Header.Get("Proxy-Authorization"))
+		t.proxyCred = identity.ParseCredential(req.Header.Get("Proxy-Authorization"))
 		fmt.Fprint(client, "HTTP/1.1 200 Connection established\r\n\r\n")
 		s.terminate(client, t)
 	}
@@ -112,24 +111,6 @@ func (s *Server) refuseConnect(client net.Conn, t *tunnel, req *http.Request, st
 		Conn: t.conn(), Host: t.host, Method: req.Method, Path: req.URL.Host,
 		Status: status, Reason: msg,
 	})
-}
-
-// proxyCredential extracts a token from Proxy-Authorization: Bearer TOKEN,
-// or Basic with the token as the password (user name ignored).
-func proxyCredential(v string) string {
-	if tok := bearer(v); tok != "" {
-		return tok
-	}
-	scheme, enc, ok := strings.Cut(strings.TrimSpace(v), " ")
-	if !ok || !strings.EqualFold(scheme, "Basic") {
-		return ""
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(enc))
-	if err != nil {
-		return ""
-	}
-	_, pass, _ := strings.Cut(string(raw), ":")
-	return pass
 }
 
 type discardLogger struct{}

@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,11 +110,13 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 func (ex *exchange) authenticate(w http.ResponseWriter, r *http.Request) bool {
 	cred := ex.t.proxyCred
 	if cred == "" {
-		cred = bearer(r.Header.Get("Authorization"))
+		cred = identity.ParseCredential(r.Header.Get("Authorization"))
 	}
 	id, err := ex.s.opt.Auth.Authenticate(r.Context(), cred)
 	if err != nil {
-		ex.rec.Identity.TokenHash = tokenHash(cred)
+		if cred != "" {
+			ex.rec.Identity.TokenHash = identity.HashToken(cred)
+		}
 		ex.refuse(w, http.StatusUnauthorized, errUnauthenticated, "invalid_runner_credential", store.OutcomeUnauthenticated,
 			"sessctl: "+safeAuthReason(err)+"; present a runner token or CI OIDC token as the bearer credential")
 		return false
@@ -266,14 +266,4 @@ func clientMeta(h http.Header) map[string]string {
 		m[strings.ToLower(name)] = val
 	}
 	return m
-}
-
-// tokenHash is the hex SHA-256 of a presented credential ("" for none), so
-// that a refusal can be correlated without storing the token.
-func tokenHash(cred string) string {
-	if cred == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(cred))
-	return hex.EncodeToString(sum[:])
 }

@@ -14,8 +14,8 @@ import (
 func (ex *exchange) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	key, ok := ex.key()
 	if !ok {
-		ex.refuse(w, http.StatusInternalServerError, errUnavailable, "no_upstream_key",
-			"sessctl has no upstream key for policy "+policyName(ex.policy))
+		ex.refuse(w, http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked,
+			"sessctl has no upstream API key configured for this request")
 		return
 	}
 	up, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+ex.t.target()+r.URL.RequestURI(), bytes.NewReader(body))

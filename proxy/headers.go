@@ -35,12 +35,3 @@ func hostOnly(hostport string) string {
 	}
 	return strings.ToLower(strings.TrimSuffix(h, "."))
 }
-
-// bearer returns the token of an "Authorization: Bearer" header value.
-func bearer(v string) string {
-	scheme, tok, ok := strings.Cut(strings.TrimSpace(v), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return ""
-	}
-	return strings.TrimSpace(tok)
-}

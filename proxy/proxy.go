@@ -41,7 +41,8 @@ type Certs interface {
 	GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
 }
 
-// Options configure a Server. Certs, Store, Auth, Rules and Keys are required.
+// Options configure a Server. Certs, Store, Auth, Rules and Upstream are
+// required. Without a default key in Keys, intercepted requests get 503.
 type Options struct {
 	// Intercept lists the hosts that are MITMed; Passthrough the hosts that
 	// are tunnelled without decryption. Everything else is refused.
@@ -70,7 +71,8 @@ type Options struct {
 	UpstreamTLS *tls.Config
 	// MaxBody bounds request bodies and non-streamed answers.
 	MaxBody int64
-	// RecordBodyLimit bounds how much of a streamed answer is recorded.
+	// RecordBodyLimit bounds how much of a streamed answer is recorded
+	// (default 8 MiB); the record says where it was cut.
 	RecordBodyLimit int64
 	// Holdback bounds the stream masker's held-back tail.
 	Holdback int
@@ -91,6 +93,7 @@ type Server struct {
 	inner     *http.Server
 	conns     *connListener
 	front     http.Handler
+	wsClient  *http.Client
 	wg        sync.WaitGroup
 }
 
@@ -99,8 +102,6 @@ func New(opts Options) (*Server, error) {
 	switch {
 	case opts.Certs == nil, opts.Store == nil, opts.Auth == nil, opts.Rules == nil, opts.Upstream == nil:
 		return nil, errors.New("proxy: Certs, Store, Auth, Rules and Upstream are required")
-	case opts.Keys[""] == "":
-		return nil, errors.New("proxy: no upstream API key (upstream_key_file or OPENAI_API_KEY)")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -110,6 +111,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = 32 << 20
+	}
+	if opts.RecordBodyLimit <= 0 {
+		opts.RecordBodyLimit = 8 << 20
 	}
 	if opts.Holdback <= 0 {
 		opts.Holdback = 256
@@ -140,6 +144,7 @@ func New(opts Options) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
 	}
 	s.front = s.newFront()
+	s.wsClient = newWSClient(opts.UpstreamDial, opts.UpstreamTLS)
 	go s.inner.Serve(s.conns)
 	return s, nil
 }

@@ -149,17 +149,22 @@ type clientWriter struct {
 
 func (c *clientWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
+	c.note(p[:n])
+	return n, err
+}
+
+// note records that p reached the runner now.
+func (c *clientWriter) note(p []byte) {
 	if len(c.deltas) < maxDeltas {
-		c.deltas = append(c.deltas, store.Delta{OffsetMS: time.Since(c.start).Milliseconds(), Size: n})
+		c.deltas = append(c.deltas, store.Delta{OffsetMS: time.Since(c.start).Milliseconds(), Size: len(p)})
 	}
 	room := c.limit - int64(c.rec.Len())
-	if int64(n) > room {
+	if int64(len(p)) > room {
 		c.truncated = true
 	}
 	if room > 0 {
-		c.rec.Write(p[:min(int64(n), room)])
+		c.rec.Write(p[:min(int64(len(p)), room)])
 	}
-	return n, err
 }
 
 func (c *clientWriter) flush() {

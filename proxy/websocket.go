@@ -1,20 +1,419 @@
 package proxy
 
 import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+
+	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
+
+// wsPath is the one path on which sessctl carries WebSockets: the
+// Responses API's WebSocket transport.
+const wsPath = "/v1/responses"
 
 // isWebSocket reports whether r asks to upgrade to a WebSocket.
 func isWebSocket(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
-// serveWebSocket refuses WebSocket upgrades: the Responses API WebSocket
-// transport is not gated yet, and an ungated one must not pass.
+// newWSClient returns the client for upstream WebSocket handshakes: the
+// same dialer and verified TLS as the HTTP transport, but HTTP/1.1 only,
+// which the Upgrade handshake needs.
+func newWSClient(dial func(ctx context.Context, network, addr string) (net.Conn, error), base *tls.Config) *http.Client {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if base != nil {
+		tc = base.Clone()
+	}
+	tc.NextProtos = []string{"http/1.1"}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:               nil,
+		DialContext:         dial,
+		TLSClientConfig:     tc,
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
+		TLSHandshakeTimeout: 10 * time.Second,
+	}}
+}
+
+// wsHandshakeHeaders are the client's handshake headers that the upstream
+// handshake makes anew.
+var wsHandshakeHeaders = []string{"Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions", "Sec-Websocket-Protocol", "Origin"}
+
+// serveWebSocket carries a Responses API WebSocket. The runner is already
+// authenticated and its policy applied. sessctl terminates the WebSocket
+// on both sides, so it sees whole messages: each response.create is an
+// exchange, its prompt through the request rules, the events that answer
+// it through the stream masker, recorded as one record.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, ex *exchange) {
-	ex.refuse(w, http.StatusNotImplemented, errForbidden, "websocket_unsupported", store.OutcomeBlocked,
-		"sessctl does not carry WebSocket connections yet; use HTTPS")
+	ex.rec.Conn.Transport = "websocket"
+	if r.URL.Path != wsPath {
+		ex.refuse(w, http.StatusNotFound, errForbidden, "websocket_path", store.OutcomeBlocked,
+			"sessctl carries WebSockets only on "+wsPath)
+		return
+	}
+	key, ok := ex.key()
+	if !ok {
+		ex.refuse(w, http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked,
+			"sessctl has no upstream API key configured for this request")
+		return
+	}
+	hdr := outboundHeader(r.Header)
+	for _, h := range wsHandshakeHeaders {
+		hdr.Del(h)
+	}
+	hdr.Set("Authorization", "Bearer "+key)
+	var subprotocols []string
+	for _, v := range r.Header.Values("Sec-Websocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				subprotocols = append(subprotocols, p)
+			}
+		}
+	}
+	dialCtx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	up, resp, err := websocket.Dial(dialCtx, "wss://"+ex.t.target()+r.URL.RequestURI(), &websocket.DialOptions{
+		HTTPClient: s.wsClient, HTTPHeader: hdr, Host: ex.t.host, Subprotocols: subprotocols,
+		CompressionMode: websocket.CompressionContextTakeover,
+	})
+	cancel()
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			// The upstream refused the handshake (bad key, rate limit...):
+			// pass its answer on.
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			for k, vs := range resp.Header {
+				if k == "Content-Type" || strings.HasPrefix(strings.ToLower(k), "x-") || k == "Retry-After" {
+					w.Header()[k] = vs
+				}
+			}
+			w.WriteHeader(resp.StatusCode)
+			w.Write(body)
+			ex.rec.ResponseBody = body
+			ex.finish(r.Context(), resp.StatusCode, store.OutcomeForwarded, "upstream refused the WebSocket handshake")
+			return
+		}
+		s.log.Warn("upstream WebSocket handshake failed", "session", ex.rec.SessionID, "err", err)
+		ex.fail(w, http.StatusBadGateway, errUpstream, "upstream_unreachable", store.OutcomeUpstreamError,
+			"sessctl could not open the WebSocket to "+ex.t.host)
+		return
+	}
+	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols: []string{up.Subprotocol()},
+		// An API client, not a browser: the bearer credential, not the
+		// Origin, authenticates it.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionContextTakeover,
+	})
+	if err != nil {
+		up.CloseNow()
+		ex.finish(r.Context(), 0, store.OutcomeClientGone, "WebSocket handshake with the runner failed")
+		return
+	}
+	client.SetReadLimit(s.opt.WSMaxMessage)
+	up.SetReadLimit(s.opt.WSMaxMessage)
+	c := &wsConn{s: s, base: ex, client: client, up: up}
+	c.run()
+}
+
+// wsConn relays one WebSocket connection.
+type wsConn struct {
+	s      *Server
+	base   *exchange // the handshake: identity, policy, rules, connection
+	client *websocket.Conn
+	up     *websocket.Conn
+
+	mu      sync.Mutex
+	pending []*wsExchange // response.create sent, answer not complete
+	writeMu sync.Mutex    // one writer to the client at a time
+}
+
+// wsExchange is one response.create and the events that answer it.
+type wsExchange struct {
+	ex     *exchange
+	masker *rules.EventMasker
+	cw     *clientWriter
+}
+
+func (c *wsConn) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	upDone := make(chan struct{})
+	go func() {
+		defer close(upDone)
+		c.fromUpstream(ctx)
+		cancel()
+	}()
+	c.fromClient(ctx)
+	cancel()
+	<-upDone
+	c.client.CloseNow()
+	c.up.CloseNow()
+}
+
+// newExchange starts the record of one client message.
+func (c *wsConn) newExchange(msg []byte) *exchange {
+	b := c.base
+	rec := *b.rec
+	rec.SessionID = uuid.Must(uuid.NewV7()).String()
+	rec.Start = time.Now().UTC()
+	rec.Kind = store.KindExchange
+	rec.Method = "WS"
+	rec.Rules, rec.Deltas, rec.SecretHMACs = nil, nil, nil
+	rec.Extra = map[string]string{"ws_session": b.rec.SessionID}
+	rec.Model = wsModel(msg)
+	return &exchange{s: b.s, t: b.t, rec: &rec, policy: b.policy, rules: b.rules}
+}
+
+// fromClient reads the runner's messages, applies the request rules and
+// forwards them.
+func (c *wsConn) fromClient(ctx context.Context) {
+	for {
+		typ, msg, err := c.client.Read(ctx)
+		if err != nil {
+			code := websocket.CloseStatus(err)
+			if code == -1 {
+				code = websocket.StatusGoingAway
+			}
+			c.up.Close(code, "client closed")
+			c.abandon(store.OutcomeClientGone, "client went away")
+			return
+		}
+		if typ != websocket.MessageText {
+			// Binary frames are not part of the API: forward, unscanned
+			// text is never sent this way.
+			if err := c.up.Write(ctx, typ, msg); err != nil {
+				return
+			}
+			continue
+		}
+		if !c.handleClientMessage(ctx, msg) {
+			return
+		}
+	}
+}
+
+func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
+	ex := c.newExchange(msg)
+	evType := wsType(msg)
+	ex.rec.Extra["ws_event"] = evType
+	if err := c.s.opt.Store.Healthy(); err != nil {
+		c.sendError(ctx, ex, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked,
+			"sessctl cannot record this exchange right now; try again later")
+		return true
+	}
+	res := ex.rules.Request(msg)
+	ex.addHits(res)
+	ex.rec.RequestBody = res.Body
+	if res.Block != nil {
+		c.sendError(ctx, ex, http.StatusForbidden, errPolicyViolation, res.Block.Name, store.OutcomeBlocked, blockMessage(res.Block))
+		return true
+	}
+	if evType != "response.create" {
+		// Other client events (response.cancel, ...) are forwarded and
+		// recorded on their own.
+		if err := c.up.Write(ctx, websocket.MessageText, res.Body); err != nil {
+			ex.finish(ctx, 0, store.OutcomeUpstreamError, "upstream WebSocket write failed")
+			return false
+		}
+		ex.finish(ctx, 0, store.OutcomeForwarded, "")
+		return true
+	}
+	if isWarmup(msg) {
+		ex.rec.Extra["warmup"] = "true"
+	}
+	if res.Approve != nil || (ex.policy != nil && ex.policy.Approve == "always") {
+		why := "policy " + policyName(ex.policy)
+		if res.Approve != nil {
+			why = "rule " + res.Approve.Name
+		}
+		v := ex.awaitApproval(ctx, why, res.Body)
+		if v.clientGone {
+			ex.finish(ctx, 0, store.OutcomeClientGone, v.reason)
+			return false
+		}
+		if !v.ok {
+			c.sendError(ctx, ex, v.status, v.typ, v.code, v.outcome, v.reason)
+			return true
+		}
+	}
+	wx := &wsExchange{ex: ex, masker: ex.rules.NewEventMasker(rules.StreamOptions{Holdback: c.s.opt.Holdback}),
+		cw: &clientWriter{start: ex.rec.Start, limit: c.s.opt.RecordBodyLimit}}
+	c.mu.Lock()
+	c.pending = append(c.pending, wx)
+	c.mu.Unlock()
+	if err := c.up.Write(ctx, websocket.MessageText, res.Body); err != nil {
+		c.abandon(store.OutcomeUpstreamError, "upstream WebSocket write failed")
+		return false
+	}
+	return true
+}
+
+// sendError answers one client message with an error event in the API's
+// shape; the connection stays usable.
+func (c *wsConn) sendError(ctx context.Context, ex *exchange, status int, typ, code, outcome, msg string) {
+	ev, _ := json.Marshal(map[string]any{
+		"type":   "error",
+		"status": status,
+		"error":  map[string]any{"type": typ, "code": code, "message": msg, "param": nil},
+	})
+	ex.rec.Kind = store.KindRefused
+	ex.rec.ResponseBody = ev
+	ex.finish(ctx, status, outcome, msg)
+	c.writeClient(ctx, ev)
+}
+
+func (c *wsConn) writeClient(ctx context.Context, msg []byte) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	return c.client.Write(ctx, websocket.MessageText, msg)
+}
+
+// fromUpstream relays the upstream's events to the runner through the
+// current exchange's masker; a terminal event completes its record, which
+// is durable before that event reaches the runner.
+func (c *wsConn) fromUpstream(ctx context.Context) {
+	for {
+		typ, msg, err := c.up.Read(ctx)
+		if err != nil {
+			code := websocket.CloseStatus(err)
+			if code == -1 {
+				c.abandon(store.OutcomeUpstreamError, "upstream WebSocket broke off")
+				c.client.Close(websocket.StatusInternalError, "upstream connection lost")
+				return
+			}
+			c.abandon(store.OutcomeUpstreamError, fmt.Sprintf("upstream closed the WebSocket (%d)", code))
+			c.client.Close(code, "upstream closed")
+			return
+		}
+		if typ != websocket.MessageText {
+			c.writeMu.Lock()
+			c.client.Write(ctx, typ, msg)
+			c.writeMu.Unlock()
+			continue
+		}
+		c.mu.Lock()
+		var wx *wsExchange
+		if len(c.pending) > 0 {
+			wx = c.pending[0]
+		}
+		c.mu.Unlock()
+		if wx == nil {
+			// An event outside any response (session notices): masked
+			// whole, relayed, not an exchange.
+			if c.writeClient(ctx, c.base.rules.Response(msg).Body) != nil {
+				return
+			}
+			continue
+		}
+		out, err := wx.masker.Event(msg)
+		if err != nil {
+			out = [][]byte{msg}
+		}
+		terminal := isTerminal(wsType(msg))
+		if terminal {
+			out = append(wx.masker.Flush(), out...)
+			c.complete(ctx, wx, store.OutcomeForwarded, "")
+		}
+		for _, ev := range out {
+			wx.cw.note(ev)
+			if err := c.writeClient(ctx, ev); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// complete finishes the head exchange's record.
+func (c *wsConn) complete(ctx context.Context, wx *wsExchange, outcome, reason string) {
+	c.mu.Lock()
+	if len(c.pending) > 0 && c.pending[0] == wx {
+		c.pending = c.pending[1:]
+	}
+	c.mu.Unlock()
+	wx.ex.addHits(wx.masker.Result())
+	wx.ex.rec.ResponseBody = wx.cw.rec.Bytes()
+	wx.ex.rec.Deltas = wx.cw.deltas
+	wx.ex.finish(ctx, http.StatusOK, outcome, reason)
+}
+
+// abandon records every exchange still waiting for its answer.
+func (c *wsConn) abandon(outcome, reason string) {
+	c.mu.Lock()
+	pending := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	for _, wx := range pending {
+		wx.ex.addHits(wx.masker.Result())
+		wx.ex.rec.ResponseBody = wx.cw.rec.Bytes()
+		wx.ex.rec.Deltas = wx.cw.deltas
+		wx.ex.finish(context.Background(), 0, outcome, reason)
+	}
+}
+
+func isTerminal(t string) bool {
+	switch t {
+	case "response.completed", "response.failed", "response.incomplete", "error":
+		return true
+	}
+	return false
+}
+
+// wsType returns a message's "type" field.
+func wsType(msg []byte) string {
+	var v struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(msg, &v) != nil || len(v.Type) > 100 {
+		return ""
+	}
+	return v.Type
+}
+
+// wsModel returns the model a response.create names.
+func wsModel(msg []byte) string {
+	var v struct {
+		Model    string `json:"model"`
+		Response struct {
+			Model string `json:"model"`
+		} `json:"response"`
+	}
+	if json.Unmarshal(msg, &v) != nil {
+		return ""
+	}
+	if v.Model == "" {
+		v.Model = v.Response.Model
+	}
+	if len(v.Model) > 200 {
+		return ""
+	}
+	return v.Model
+}
+
+// isWarmup reports a response.create with "generate": false.
+func isWarmup(msg []byte) bool {
+	var v struct {
+		Generate *bool `json:"generate"`
+		Response struct {
+			Generate *bool `json:"generate"`
+		} `json:"response"`
+	}
+	if json.Unmarshal(msg, &v) != nil {
+		return false
+	}
+	g := v.Generate
+	if g == nil {
+		g = v.Response.Generate
+	}
+	return g != nil && !*g
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -143,6 +144,8 @@ type wsExchange struct {
 	ex     *exchange
 	masker *rules.EventMasker
 	cw     *clientWriter
+	// blocked: a rule ended the answer; the rest is dropped.
+	blocked bool
 }
 
 func (c *wsConn) run() {
@@ -316,14 +319,40 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 			}
 			continue
 		}
-		out, err := wx.masker.Event(msg)
-		if err != nil {
-			out = [][]byte{msg}
-		}
 		terminal := isTerminal(wsType(msg))
+		out, err := wx.masker.Event(msg)
+		switch {
+		case wx.blocked:
+			// The answer was cut off by a rule: drop the rest of it.
+			out = nil
+		case errors.Is(err, rules.ErrBlocked):
+			// out ends with the error event the runner sees; stop the
+			// generation upstream and drop what is still on its way.
+			wx.blocked = true
+			c.up.Write(ctx, websocket.MessageText, []byte(`{"type":"response.cancel"}`))
+		case err != nil:
+			out = [][]byte{c.base.rules.Response(msg).Body}
+		}
 		if terminal {
-			out = append(wx.masker.Flush(), out...)
-			c.complete(ctx, wx, store.OutcomeForwarded, "")
+			if !wx.blocked {
+				out = append(wx.masker.Flush(), out...)
+			}
+			outcome, reason := store.OutcomeForwarded, ""
+			if b := wx.masker.Blocked(); b != nil {
+				outcome, reason = store.OutcomeBlocked, "answer blocked by rule "+b.Name
+			}
+			// Record first: the answer is complete for the runner only
+			// once its record is durable.
+			for _, ev := range out {
+				wx.cw.note(ev)
+			}
+			c.complete(ctx, wx, http.StatusOK, outcome, reason)
+			for _, ev := range out {
+				if err := c.writeClient(ctx, ev); err != nil {
+					return
+				}
+			}
+			continue
 		}
 		for _, ev := range out {
 			wx.cw.note(ev)
@@ -335,7 +364,7 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 }
 
 // complete finishes the head exchange's record.
-func (c *wsConn) complete(ctx context.Context, wx *wsExchange, outcome, reason string) {
+func (c *wsConn) complete(ctx context.Context, wx *wsExchange, status int, outcome, reason string) {
 	c.mu.Lock()
 	if len(c.pending) > 0 && c.pending[0] == wx {
 		c.pending = c.pending[1:]
@@ -344,7 +373,7 @@ func (c *wsConn) complete(ctx context.Context, wx *wsExchange, outcome, reason s
 	wx.ex.addHits(wx.masker.Result())
 	wx.ex.rec.ResponseBody = wx.cw.rec.Bytes()
 	wx.ex.rec.Deltas = wx.cw.deltas
-	wx.ex.finish(ctx, http.StatusOK, outcome, reason)
+	wx.ex.finish(ctx, status, outcome, reason)
 }
 
 // abandon records every exchange still waiting for its answer.
@@ -354,10 +383,7 @@ func (c *wsConn) abandon(outcome, reason string) {
 	c.pending = nil
 	c.mu.Unlock()
 	for _, wx := range pending {
-		wx.ex.addHits(wx.masker.Result())
-		wx.ex.rec.ResponseBody = wx.cw.rec.Bytes()
-		wx.ex.rec.Deltas = wx.cw.deltas
-		wx.ex.finish(context.Background(), 0, outcome, reason)
+		c.complete(context.Background(), wx, 0, outcome, reason)
 	}
 }
 

@@ -169,8 +169,20 @@ func (is *issuer) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error
 		is.failedAt = time.Now()
 		return nil, err
 	}
+	var meta struct {
+		JWKSURL string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&meta); err != nil {
+		is.failedAt = time.Now()
+		return nil, err
+	}
+	if u, err := url.Parse(meta.JWKSURL); err != nil || u.Scheme != "https" || u.Host == "" {
+		is.failedAt = time.Now()
+		return nil, fmt.Errorf("discovery document: jwks_uri %q is not an https URL", meta.JWKSURL)
+	}
 	is.failedAt = time.Time{}
-	is.verifier = p.Verifier(&oidc.Config{
+	keys := &keySet{url: meta.JWKSURL, client: is.client, now: is.now, minRefresh: minKeyRefresh}
+	is.verifier = oidc.NewVerifier(is.cfg.Issuer, keys, &oidc.Config{
 		ClientID:             is.cfg.Audience,
 		SupportedSigningAlgs: signingAlgs(),
 		Now:                  is.now,

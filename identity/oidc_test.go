@@ -13,6 +13,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -67,7 +69,9 @@ func newTestIssuer(t *testing.T) *testIssuer {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(set)
 	})
-	ti.srv = httptest.NewTLSServer(mux)
+	ti.srv = httptest.NewUnstartedServer(mux)
+	ti.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake errors are expected
+	ti.srv.StartTLS()
 	t.Cleanup(ti.srv.Close)
 	return ti
 }
@@ -401,10 +405,30 @@ func TestOIDCKeyRotation(t *testing.T) {
 		t.Fatalf("JWKS fetched %d times for one key, want 1 (cached)", n)
 	}
 
+	// Forged tokens (known kid, wrong key; unknown kid) cause no fetch
+	// beyond one per minKeyRefresh: a runner cannot make sessctl hammer
+	// the issuer.
+	foreign, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kid := range []string{old, "no-such-key", ""} {
+		for range 3 {
+			if _, err := a.Authenticate(ctx, signWith(t, jose.RS256, foreign, kid, claims)); !errors.Is(err, ErrBadSignature) {
+				t.Fatalf("forged token, kid %q: err = %v", kid, err)
+			}
+		}
+	}
+	if n := ti.jwksHits.Load(); n != 1 {
+		t.Fatalf("JWKS fetched %d times after forged tokens, want 1", n)
+	}
+
 	// The issuer rotates: a new key appears, the old one is withdrawn.
 	rotated := ti.addKey(t, jose.ES256)
+	oldKey := ti.key(old)
 	ti.unpublish(old)
-	id, err := a.Authenticate(ctx, ti.sign(t, rotated, claims))
+	clock.Advance(minKeyRefresh + time.Second)
+	id, err := a.Authenticate(ctx, ti.sign(t, rotated, ti.githubClaims(clock.Now())))
 	if err != nil {
 		t.Fatalf("token signed with the rotated key: %v", err)
 	}
@@ -413,6 +437,41 @@ func TestOIDCKeyRotation(t *testing.T) {
 	}
 	if n := ti.jwksHits.Load(); n != 2 {
 		t.Fatalf("JWKS fetched %d times, want 2 (refreshed on unknown kid)", n)
+	}
+	// The withdrawn key no longer verifies.
+	if _, err := a.Authenticate(ctx, signWith(t, oldKey.alg, oldKey.priv, old, ti.githubClaims(clock.Now()))); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("token signed with a withdrawn key: err = %v", err)
+	}
+}
+
+func TestParseJWKS(t *testing.T) {
+	ti := newTestIssuer(t)
+	kid := ti.addKey(t, jose.ES256)
+	k := ti.key(kid)
+	pub, _ := json.Marshal(jose.JSONWebKey{Key: k.priv.Public(), KeyID: kid, Algorithm: "ES256", Use: "sig"})
+	priv, _ := json.Marshal(jose.JSONWebKey{Key: k.priv, KeyID: "private", Algorithm: "ES256"})
+	body := `{"keys":[` + string(pub) + `,` + string(priv) + `,
+		{"kty":"EC","crv":"secp256k1","alg":"ES256K","kid":"k1","x":"AA","y":"AA"},
+		{"kty":"OKP","crv":"Ed448","kid":"ed448","x":"AA"},
+		{"kty":"oct","kid":"hmac","k":"c2VjcmV0"},
+		{"kty":"RSA","kid":"enc","use":"enc","n":"AQAB","e":"AQAB"},
+		"garbage"]}`
+	keys, err := parseJWKS([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []string
+	for _, key := range keys {
+		if !key.IsPublic() {
+			t.Fatalf("key %s is not public", key.KeyID)
+		}
+		kids = append(kids, key.KeyID)
+	}
+	if strings.Join(kids, ",") != kid+",private" {
+		t.Fatalf("kept keys %v", kids)
+	}
+	if _, err := parseJWKS([]byte("{")); err == nil {
+		t.Fatal("bad JSON accepted")
 	}
 }
 
@@ -557,6 +616,22 @@ func FuzzAuthenticate(f *testing.F) {
 		}
 		if len(cred) > 8 && strings.Contains(err.Error(), cred) {
 			t.Fatalf("error %q contains the credential", err)
+		}
+	})
+}
+
+func FuzzParseJWKS(f *testing.F) {
+	f.Add([]byte(`{"keys":[{"kty":"EC","crv":"P-256","alg":"ES256","kid":"a","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`))
+	f.Add([]byte(`{"keys":[{"kty":"oct","k":"AA"}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		keys, err := parseJWKS(body)
+		if err != nil {
+			return
+		}
+		for _, k := range keys {
+			if !k.IsPublic() || !k.Valid() {
+				t.Fatalf("kept key %+v", k)
+			}
 		}
 	})
 }

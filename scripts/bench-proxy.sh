@@ -1,0 +1,34 @@
+#!/bin/sh
+# bench-proxy.sh — the proxy load comparison of `make bench-proxy`.
+#
+# Builds the harness (scripts/benchproxy) and runs it: a local TLS stand-in
+# for api.openai.com, driven directly, through mitmproxy (mitmdump) and
+# through bin/sessctl, each with the same workloads. Prints a table and
+# writes bench/results.json; raw outputs (CAs, data dirs, proxy logs) go to
+# bench/out/. Takes about three minutes. It installs nothing: without
+# mitmdump the mitmproxy path is skipped, without bin/sessctl the sessctl
+# path. Extra arguments go to the harness (see `bin/benchproxy -h`), e.g.
+#
+#   scripts/bench-proxy.sh -duration 4s -stream-duration 4s -memory=false
+#   scripts/bench-proxy.sh -paths sessctl -perf bench/out/perf   # perf(1) profiles of sessctl
+set -eu
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+SESSCTL=${SESSCTL:-bin/sessctl}
+
+if MITMDUMP=$(command -v mitmdump 2>/dev/null); then
+	:
+else
+	MITMDUMP=
+	echo "bench-proxy: mitmdump not found: skipping the mitmproxy path." >&2
+	echo "bench-proxy: to include it: apt-get install -y mitmproxy (Debian/Ubuntu) or pipx install mitmproxy" >&2
+fi
+if [ ! -x "$SESSCTL" ]; then
+	echo "bench-proxy: $SESSCTL not found: skipping the sessctl path (run make build)." >&2
+	SESSCTL=
+fi
+
+mkdir -p bin bench/out
+"$GO" build -o bin/benchproxy ./scripts/benchproxy
+exec bin/benchproxy -sessctl "$SESSCTL" -mitmdump "$MITMDUMP" -out bench/results.json -work bench/out "$@"

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	ms := func(ns ...int) []time.Duration {
+		var d []time.Duration
+		for _, n := range ns {
+			d = append(d, time.Duration(n)*time.Millisecond)
+		}
+		return d
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = i + 1
+	}
+	cases := []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{"empty", nil, 50, 0},
+		{"one", ms(7), 99, 7 * time.Millisecond},
+		{"median of four is the second", ms(1, 2, 3, 4), 50, 2 * time.Millisecond},
+		{"p99 of four is the last", ms(1, 2, 3, 4), 99, 4 * time.Millisecond},
+		{"p50 of 1..100", ms(hundred...), 50, 50 * time.Millisecond},
+		{"p99 of 1..100", ms(hundred...), 99, 99 * time.Millisecond},
+		{"p100", ms(1, 2, 3), 100, 3 * time.Millisecond},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := percentile(c.sorted, c.p); got != c.want {
+				t.Errorf("percentile(%v, %v) = %v, want %v", c.sorted, c.p, got, c.want)
+			}
+		})
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	b, err := os.ReadFile("testdata/stat.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"command with spaces and parentheses", string(b), 3250 * time.Millisecond, false},
+		{"no command", "4242 S 1 2 3", 0, true},
+		{"too short", "1 (x) S 1 2 3", 0, true},
+		{"not a number", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 lots 75 0", 0, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := parseStatCPU([]byte(c.in))
+			if (err != nil) != c.wantErr || got != c.want {
+				t.Errorf("parseStatCPU = %v, %v; want %v, error %v", got, err, c.want, c.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	b, err := os.ReadFile("testdata/status.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hwm, rss, err := parseStatus(bufio.NewScanner(bytes.NewReader(b)))
+	if err != nil || hwm != 50<<20 || rss != 40<<20 {
+		t.Errorf("parseStatus = %d, %d, %v; want %d, %d", hwm, rss, err, 50<<20, 40<<20)
+	}
+	for _, bad := range []string{"", "VmHWM:\t12 MB\nVmRSS:\t1 kB\n", "VmRSS:\t1 kB\n", "VmHWM:\t-3 kB\nVmRSS:\t1 kB\n"} {
+		if _, _, err := parseStatus(bufio.NewScanner(strings.NewReader(bad))); err == nil {
+			t.Errorf("parseStatus(%q): no error", bad)
+		}
+	}
+}
+
+// TestOwnProcess reads this test's own /proc entries, as the harness reads
+// a proxy's.
+func TestOwnProcess(t *testing.T) {
+	pid := os.Getpid()
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	if _, err := cpuTime(pid); err != nil {
+		t.Fatal(err)
+	}
+	hwm, rss, err := memStatus(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hwm < rss || rss <= 0 {
+		t.Errorf("VmHWM %d < VmRSS %d", hwm, rss)
+	}
+	m := startMeter(pid)
+	u := m.stop()
+	if u.PeakBytes <= 0 {
+		t.Errorf("meter peak %d", u.PeakBytes)
+	}
+}
+
+// TestDirectPath runs both workloads against the real stand-in over TLS.
+func TestDirectPath(t *testing.T) {
+	up, err := startUpstream(t.TempDir(), 3, 5*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	p := directPath(up)
+	defer p.Stop()
+	ctx := context.Background()
+
+	s := p.do(ctx, chatBody(false), false, 3)
+	if s.err != nil || s.total <= 0 {
+		t.Fatalf("chat: %+v", s)
+	}
+	s = p.do(ctx, chatBody(true), true, 3)
+	if s.err != nil || s.ttfd <= 0 || len(s.gaps) != 2 {
+		t.Fatalf("stream: %+v", s)
+	}
+	if s.gaps[0] < 5*time.Millisecond/2 {
+		t.Errorf("deltas were not spaced out by the stand-in: gap %v", s.gaps[0])
+	}
+	if s := p.do(ctx, chatBody(true), true, 4); s.err == nil {
+		t.Errorf("a short stream was not reported")
+	}
+	wrong := *p
+	wrong.Credential = "sk-not-the-real-key"
+	if s := wrong.do(ctx, chatBody(false), false, 3); s.err == nil || !strings.Contains(s.err.Error(), "401") {
+		t.Errorf("wrong key: %v", s.err)
+	}
+
+	samples, elapsed := runPhase(ctx, p, workload{Stream: false, Concurrency: 4}, 100*time.Millisecond, 3)
+	if len(samples) < 4 || elapsed < 100*time.Millisecond {
+		t.Fatalf("runPhase: %d samples in %v", len(samples), elapsed)
+	}
+	tl := warm(ctx, p, workload{Stream: true, Concurrency: 2}, 10*time.Millisecond, 3)
+	tl.round(ctx, 50*time.Millisecond, 3, nil)
+	r := tl.result()
+	if r.Errors != 0 || r.Requests < 2 || r.TTFD == nil || r.Gap.N != 2*r.Requests || r.PeakRSSMiB != nil {
+		t.Errorf("result: %+v", r)
+	}
+}
+
+// TestBigBodies sends the memory cases, scaled down, straight to the
+// stand-in: each must pass whole.
+func TestBigBodies(t *testing.T) {
+	up, err := startUpstream(t.TempDir(), 3, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	p := directPath(up)
+	defer p.Stop()
+	const n = 1 << 20
+	for _, c := range memoryCases(n) {
+		t.Run(c.Name, func(t *testing.T) {
+			status, received, err := p.big(context.Background(), c)
+			if err != nil || status != http.StatusOK {
+				t.Fatalf("status %d, err %v", status, err)
+			}
+			if c.Answer > 0 && received != n {
+				t.Errorf("received %d bytes, want %d", received, n)
+			}
+			if got := describeBig(c, status, received, err); !strings.Contains(got, "passed") {
+				t.Errorf("describeBig = %q", got)
+			}
+		})
+	}
+	var buf bytes.Buffer
+	if k, err := buf.ReadFrom(bigJSONBody(5000)); err != nil || k != 5000 || !bytes.HasSuffix(buf.Bytes(), []byte(`"}]}`)) {
+		t.Errorf("bigJSONBody: %d bytes, %v", k, err)
+	}
+}
+
+func TestTargets(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	res := func(path, wl string, rps, p50 float64, rss *float64) result {
+		r := result{Path: path, Workload: wl, Requests: 100, RPS: rps, Latency: dist{P50: p50}, PeakRSSMiB: rss}
+		if strings.HasPrefix(wl, "stream") {
+			r.TTFD = &dist{P50: p50}
+			r.Gap = &dist{P99: 20 + p50}
+		}
+		return r
+	}
+	cases := []struct {
+		name    string
+		results []result
+		met     map[string]bool // by target name; absent: n/a
+	}{
+		{
+			name: "all met",
+			results: []result{
+				res("direct", "chat-c1", 5000, 0.2, nil), res("sessctl", "chat-c1", 3000, 0.9, f(20)),
+				res("direct", "chat-c16", 4000, 3, nil), res("sessctl", "chat-c16", 3500, 4, f(40)), res("mitmproxy", "chat-c16", 200, 60, f(70)),
+				res("direct", "stream-c1", 2, 0.3, nil), res("sessctl", "stream-c1", 2, 1.0, f(30)),
+				res("direct", "stream-c16", 40, 1, nil), res("sessctl", "stream-c16", 40, 2, f(50)),
+			},
+			met: map[string]bool{
+				"throughput vs mitmproxy": true, "throughput vs direct": true, "added latency": true,
+				"time to first delta, stream-c1": true, "inter-delta gap, stream-c1": true,
+				"time to first delta, stream-c16": true, "inter-delta gap, stream-c16": true, "proxy RSS": true,
+			},
+		},
+		{
+			name: "missed, and mitmproxy not measured",
+			results: []result{
+				res("direct", "chat-c1", 5000, 0.2, nil), res("sessctl", "chat-c1", 1000, 1.5, f(20)),
+				res("direct", "chat-c16", 4000, 3, nil), res("sessctl", "chat-c16", 3000, 5, f(70)),
+				res("direct", "stream-c16", 40, 1, nil), res("sessctl", "stream-c16", 40, 4, f(50)),
+			},
+			met: map[string]bool{
+				"throughput vs direct": false, "added latency": false,
+				"time to first delta, stream-c16": false, "inter-delta gap, stream-c16": false, "proxy RSS": false,
+			},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := &report{Results: c.results}
+			r.compare()
+			if len(r.Targets) != 8 {
+				t.Fatalf("%d targets, want 8", len(r.Targets))
+			}
+			for _, tg := range r.Targets {
+				want, judged := c.met[tg.Name]
+				switch {
+				case !judged && tg.Met != nil:
+					t.Errorf("%s: judged %v without its paths", tg.Name, *tg.Met)
+				case judged && (tg.Met == nil || *tg.Met != want):
+					t.Errorf("%s: met %v, want %v (%s)", tg.Name, tg.Met, want, tg.Measured)
+				}
+			}
+			var out bytes.Buffer
+			r.print(&out)
+			if !strings.Contains(out.String(), "chat-c16") {
+				t.Errorf("table lacks the results:\n%s", out.String())
+			}
+		})
+	}
+}
+
+func FuzzParseStatCPU(f *testing.F) {
+	if b, err := os.ReadFile("testdata/stat.txt"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte("1 (a) S"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := parseStatCPU(b)
+		if err == nil && d < 0 {
+			t.Errorf("negative CPU time %v", d)
+		}
+	})
+}
+
+func FuzzParseStatus(f *testing.F) {
+	if b, err := os.ReadFile("testdata/status.txt"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte("VmHWM: 1 kB\nVmRSS: 2 kB\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		hwm, rss, err := parseStatus(bufio.NewScanner(bytes.NewReader(b)))
+		if err == nil && (hwm <= 0 || rss <= 0) {
+			t.Errorf("no error but hwm %d rss %d", hwm, rss)
+		}
+	})
+}

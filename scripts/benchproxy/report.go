@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+)
+
+// report is the whole run, as written to results.json.
+type report struct {
+	Generated string         `json:"generated"`
+	Machine   machine        `json:"machine"`
+	Settings  settings       `json:"settings"`
+	Skipped   []skip         `json:"skipped,omitempty"`
+	Results   []result       `json:"results"`
+	Memory    []memoryResult `json:"memory,omitempty"`
+	Targets   []target       `json:"targets,omitempty"`
+	// Verify is the first line of `sessctl verify` on the log the run
+	// wrote.
+	Verify string `json:"sessctl_verify,omitempty"`
+}
+
+type machine struct {
+	NProc       int    `json:"nproc"`
+	CPUModel    string `json:"cpu_model"`
+	Kernel      string `json:"kernel"`
+	GoVersion   string `json:"go_version"`
+	Mitmproxy   string `json:"mitmproxy,omitempty"`
+	SessctlRev  string `json:"sessctl_commit,omitempty"`
+	LoadAvgFrom string `json:"loadavg_at_start"`
+}
+
+type settings struct {
+	WarmupS         float64 `json:"warmup_s"`
+	DurationS       float64 `json:"duration_s"`
+	Rounds          int     `json:"rounds"`
+	StreamDurationS float64 `json:"stream_duration_s"`
+	Deltas          int     `json:"deltas_per_stream"`
+	IntervalMS      float64 `json:"delta_interval_ms"`
+	PromptBytes     int     `json:"prompt_bytes"`
+	BigBytes        int64   `json:"big_bytes"`
+}
+
+type skip struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// target is one goal of issue 7 and whether this run met it.
+type target struct {
+	Name     string `json:"name"`
+	Goal     string `json:"goal"`
+	Measured string `json:"measured"`
+	// Met is nil when a path the target needs was not measured.
+	Met *bool `json:"met"`
+}
+
+func describeMachine(o options) machine {
+	m := machine{NProc: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvgFrom = strings.TrimSpace(string(b))
+	}
+	if o.mitmdump != "" {
+		if out, err := exec.Command(o.mitmdump, "--version").Output(); err == nil {
+			m.Mitmproxy, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
+		}
+	}
+	if o.sessctl != "" {
+		dir := filepath.Dir(o.sessctl)
+		if out, err := exec.Command("git", "-C", dir, "describe", "--always", "--dirty").Output(); err == nil {
+			m.SessctlRev = strings.TrimSpace(string(out))
+		}
+	}
+	return m
+}
+
+// find returns the result of path under workload, or nil.
+func (r *report) find(path, workload string) *result {
+	for i := range r.Results {
+		if r.Results[i].Path == path && r.Results[i].Workload == workload {
+			return &r.Results[i]
+		}
+	}
+	return nil
+}
+
+// compare fills in the differences from the direct path and judges the
+// targets of issue 7.
+func (r *report) compare() {
+	for i := range r.Results {
+		x := &r.Results[i]
+		d := r.find("direct", x.Workload)
+		if d == nil || x.Path == "direct" || x.Requests == 0 || d.Requests == 0 {
+			continue
+		}
+		x.AddedP50MS = ptr(x.Latency.P50 - d.Latency.P50)
+		if x.TTFD != nil && d.TTFD != nil {
+			x.AddedTTFDP50MS = ptr(x.TTFD.P50 - d.TTFD.P50)
+			x.AddedGapP99MS = ptr(x.Gap.P99 - d.Gap.P99)
+		}
+	}
+	s, m, d := "sessctl", "mitmproxy", "direct"
+	add := func(name, goal string, need []*result, measured func() (string, bool)) {
+		t := target{Name: name, Goal: goal, Measured: "not measured"}
+		for _, n := range need {
+			if n == nil || n.Requests == 0 {
+				r.Targets = append(r.Targets, t)
+				return
+			}
+		}
+		var met bool
+		t.Measured, met = measured()
+		t.Met = &met
+		r.Targets = append(r.Targets, t)
+	}
+	sc16, mc16, dc16 := r.find(s, "chat-c16"), r.find(m, "chat-c16"), r.find(d, "chat-c16")
+	add("throughput vs mitmproxy", "sessctl ≥ 2× mitmproxy requests/s, non-streaming, concurrency 16", []*result{sc16, mc16}, func() (string, bool) {
+		q := sc16.RPS / mc16.RPS
+		return fmt.Sprintf("%.0f vs %.0f req/s = %.2f×", sc16.RPS, mc16.RPS, q), q >= 2
+	})
+	add("throughput vs direct", "sessctl ≥ 80% of direct requests/s, non-streaming, concurrency 16", []*result{sc16, dc16}, func() (string, bool) {
+		q := sc16.RPS / dc16.RPS
+		return fmt.Sprintf("%.0f vs %.0f req/s = %.0f%%", sc16.RPS, dc16.RPS, q*100), q >= 0.8
+	})
+	sc1, dc1 := r.find(s, "chat-c1"), r.find(d, "chat-c1")
+	add("added latency", "sessctl p50 − direct p50 ≤ 1 ms, non-streaming, concurrency 1", []*result{sc1, dc1}, func() (string, bool) {
+		a := sc1.Latency.P50 - dc1.Latency.P50
+		return fmt.Sprintf("%.2f ms (%.2f vs %.2f)", a, sc1.Latency.P50, dc1.Latency.P50), a <= 1
+	})
+	for _, c := range []string{"stream-c1", "stream-c16"} {
+		st, dt := r.find(s, c), r.find(d, c)
+		add("time to first delta, "+c, "sessctl TTFD p50 − direct ≤ 2 ms", []*result{st, dt}, func() (string, bool) {
+			a := st.TTFD.P50 - dt.TTFD.P50
+			return fmt.Sprintf("%+.2f ms (%.2f vs %.2f)", a, st.TTFD.P50, dt.TTFD.P50), a <= 2
+		})
+		add("inter-delta gap, "+c, "sessctl gap p99 − direct gap p99 ≤ 2 ms", []*result{st, dt}, func() (string, bool) {
+			a := st.Gap.P99 - dt.Gap.P99
+			return fmt.Sprintf("%+.2f ms (%.2f vs %.2f)", a, st.Gap.P99, dt.Gap.P99), a <= 2
+		})
+	}
+	ss16 := r.find(s, "stream-c16")
+	add("proxy RSS", "sessctl peak RSS ≤ 64 MB at concurrency 16, recording on", []*result{sc16, ss16}, func() (string, bool) {
+		peak := max(*sc16.PeakRSSMiB, *ss16.PeakRSSMiB)
+		return fmt.Sprintf("%.1f MiB (chat %.1f, stream %.1f)", peak, *sc16.PeakRSSMiB, *ss16.PeakRSSMiB), peak*(1<<20) <= 64e6
+	})
+}
+
+func ptr(f float64) *float64 { return &f }
+
+// print writes the tables.
+func (r *report) print(w io.Writer) {
+	fmt.Fprintf(w, "\nmachine: %d × %s, Linux %s, %s; mitmproxy: %s; sessctl %s\n", r.Machine.NProc, r.Machine.CPUModel,
+		r.Machine.Kernel, r.Machine.GoVersion, orNone(r.Machine.Mitmproxy), orNone(r.Machine.SessctlRev))
+	for _, s := range r.Skipped {
+		fmt.Fprintf(w, "skipped %s: %s\n", s.Path, s.Reason)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tpath\treq/s\tp50 ms\tp99 ms\t+p50 ms\tTTFD p50\tTTFD p99\t+TTFD p50\tgap p99\t+gap p99\tRSS MiB\tCPU s/1k\terrors\t")
+	for _, x := range r.Results {
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%s\t", x.Workload, x.Path, x.RPS, x.Latency.P50, x.Latency.P99, opt(x.AddedP50MS))
+		if x.TTFD != nil {
+			fmt.Fprintf(tw, "%.2f\t%.2f\t%s\t%.2f\t%s\t", x.TTFD.P50, x.TTFD.P99, opt(x.AddedTTFDP50MS), x.Gap.P99, opt(x.AddedGapP99MS))
+		} else {
+			fmt.Fprint(tw, "-\t-\t-\t-\t-\t")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t\n", opt(x.PeakRSSMiB), opt(x.CPUPer1k), x.Errors)
+	}
+	tw.Flush()
+	for _, x := range r.Results {
+		if x.FirstError != "" {
+			fmt.Fprintf(w, "first error %s %s: %s\n", x.Path, x.Workload, x.FirstError)
+		}
+	}
+	if len(r.Memory) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "path\tcase\tbaseline RSS MiB\tpeak RSS MiB\tseconds\tresult")
+		for _, m := range r.Memory {
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.1f\t%s\n", m.Path, m.Case, m.BaselineRSSMiB, m.PeakRSSMiB, m.Seconds, m.Result)
+		}
+		tw.Flush()
+	}
+	if r.Verify != "" {
+		fmt.Fprintf(w, "\nsessctl verify: %s\n", r.Verify)
+	}
+	if len(r.Targets) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "target\tgoal\tmeasured\tmet")
+		for _, t := range r.Targets {
+			met := "n/a"
+			if t.Met != nil {
+				met = map[bool]string{true: "met", false: "MISSED"}[*t.Met]
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Goal, t.Measured, met)
+		}
+		tw.Flush()
+	}
+}
+
+func opt(f *float64) string {
+	if f == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", *f)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// write stores the report as indented JSON.
+func (r *report) write(file string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if err := os.WriteFile(file, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	return nil
+}

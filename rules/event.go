@@ -284,8 +284,12 @@ func (m *EventMasker) step(st *textStream, piece []byte, final bool) []byte {
 	if final {
 		hits, _ = m.m.find(buf, segs, false, nil)
 	} else {
+		// A rune cut in two (never in JSON text, but possible in raw
+		// pieces) waits for its other part.
+		cut = len(buf) - partialRune(buf[from:])
+		segs[0].end = cut
 		var live int
-		hits, live = m.m.find(buf, segs, true, m.bound)
+		hits, live = m.m.find(buf[:cut], segs, true, m.bound)
 		if live >= 0 {
 			cut = live
 		}
@@ -327,6 +331,24 @@ func (m *EventMasker) step(st *textStream, piece []byte, final bool) []byte {
 	}
 	st.held = append([]byte(nil), buf[cut:]...)
 	return out
+}
+
+// partialRune returns the length of an incomplete UTF-8 sequence at the
+// end of b that more bytes could complete, or 0.
+func partialRune(b []byte) int {
+	for i := 1; i < utf8.UTFMax && i <= len(b); i++ {
+		c := b[len(b)-i]
+		if c < utf8.RuneSelf {
+			return 0
+		}
+		if utf8.RuneStart(c) {
+			if utf8.FullRune(b[len(b)-i:]) {
+				return 0
+			}
+			return i
+		}
+	}
+	return 0
 }
 
 // classify finds the text pieces in an event, the streams the event ends,

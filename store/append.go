@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -18,6 +19,10 @@ import (
 
 // maxBatch bounds the number of jobs committed in one transaction.
 const maxBatch = 4096
+
+// maxYields is how many times the appender yields the processor while
+// collecting a batch before it commits what it has.
+const maxYields = 3
 
 // job is one unit of work for the appender goroutine.
 type job struct {
@@ -181,6 +186,11 @@ func (s *Store) appender() {
 			if j.fn != nil {
 				batch, special = nil, j
 			}
+			// Take every job already waiting. Appenders just released by
+			// the previous commit are a few microseconds from sending
+			// again: yield briefly so they join this batch instead of
+			// waiting a whole fsync for the next.
+			yields := 0
 		collect:
 			for special == nil && len(batch) < maxBatch {
 				select {
@@ -191,7 +201,11 @@ func (s *Store) appender() {
 					}
 					batch = append(batch, j)
 				default:
-					break collect
+					if yields >= maxYields {
+						break collect
+					}
+					yields++
+					runtime.Gosched()
 				}
 			}
 			if len(batch) > 0 {

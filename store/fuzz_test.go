@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -60,9 +61,43 @@ func FuzzParseCheckpoint(f *testing.F) {
 }
 
 func FuzzVerifyProof(f *testing.F) {
-	f.Add([]byte(proofHeader + "\nkey k\nindex 0\nleaf AA==\nhash AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\ncheckpoint\no\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— o AAAA\n"), "")
+	f.Add([]byte(proofHeader+"\nkey k\nindex 0\nleaf AA==\nhash AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\ncheckpoint\no\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— o AAAA\n"), "")
 	f.Fuzz(func(t *testing.T, bundle []byte, key string) {
 		VerifyProof(bundle, key) // must not panic
 		SplitNotes(bundle)
+	})
+}
+
+// The fast header reader agrees with the JSON decoder on every leaf the
+// encoder can produce.
+func FuzzFastHeader(f *testing.F) {
+	for _, r := range []*Record{exchange(1), {Kind: KindRefused, Reason: `x","request":{"sha256":"`}, {Kind: "k\"q", Meta: map[string]string{"request": "{"}}} {
+		j, err := newJob(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(leafFrom(j.pre, 3, "00"))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r, err := DecodeLeaf(in)
+		if err != nil {
+			return
+		}
+		leaf, err := EncodeLeaf(r)
+		if err != nil {
+			return
+		}
+		slow, err := decodeLeafHeader(leaf)
+		if err != nil {
+			t.Fatalf("encoded leaf does not decode: %v", err)
+		}
+		fast, ok := fastHeader(leaf)
+		if !ok {
+			return
+		}
+		if fast.Seq != slow.Seq || fast.Prev != slow.Prev || fast.Kind != slow.Kind ||
+			fmt.Sprint(fast.Request) != fmt.Sprint(slow.Request) || fmt.Sprint(fast.Response) != fmt.Sprint(slow.Response) {
+			t.Fatalf("fast %+v %v %v\nslow %+v %v %v\nleaf %s", fast, fast.Request, fast.Response, slow, slow.Request, slow.Response, leaf)
+		}
 	})
 }

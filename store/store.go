@@ -389,11 +389,14 @@ func (s *Store) setHealth(err error) {
 }
 
 // Close appends a shutdown record, writes a final checkpoint and closes
-// the database. Appends after Close fail with ErrClosed.
+// the database. Appends after Close fail with ErrClosed, and Healthy
+// reports ErrClosed.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.done
+		// A closed store can record nothing: refuse traffic.
+		s.health.Store(&healthState{err: ErrClosed})
 		if err := s.db.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("store: close %s: %w", s.path, err)
 		}

@@ -394,7 +394,7 @@ func (v *verifier) walk(leaves, bodies *bbolt.Bucket, keep func(entry)) error {
 		} else {
 			e.keyBad = true
 		}
-		h, err := decodeLeafHeader(leaf)
+		h, err := readHeader(leaf)
 		if err == nil {
 			e.seq, e.kind, e.extra = h.Seq, h.Kind, h.Extra
 			if pb, err := hex.DecodeString(h.Prev); err == nil && len(pb) == tlog.HashSize {

@@ -104,4 +104,3 @@ func readHeader(leaf []byte) (*leafHeader, error) {
 	}
 	return decodeLeafHeader(leaf)
 }
-

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -172,15 +174,16 @@ func (e *env) upstreamRequests() []*http.Request {
 	return append([]*http.Request(nil), e.seen...)
 }
 
-// records returns every record of the log, oldest first.
+// records returns every record of the log in sequence order.
 func (e *env) records() []*store.Record {
 	var out []*store.Record
 	if err := e.store.List(store.Filter{}, func(r *store.Record) error {
-		out = append([]*store.Record{r}, out...)
+		out = append(out, r)
 		return nil
 	}); err != nil {
 		e.t.Fatal(err)
 	}
+	slices.SortFunc(out, func(a, b *store.Record) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out
 }
 

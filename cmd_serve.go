@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -100,7 +101,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	authority, err := openCA(cfg, log)
+	authority, tokenHost, err := openCA(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -134,7 +135,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := loadRules(cfg.RulesFile, &ruleSet); err != nil {
 		return err
 	}
-	go watchRules(ctx, cfg.RulesFile, &ruleSet, log)
+	go watchReload(ctx, cfg.RulesFile, &ruleSet, authority, log)
 
 	tr, dial, upTLS, err := proxy.NewTransport(proxy.UpstreamOptions{CAFile: cfg.UpstreamCAFile, Addr: cfg.UpstreamAddr})
 	if err != nil {
@@ -142,7 +143,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	metrics := proxy.NewMetrics()
 	queue := approval.NewQueue(time.Duration(cfg.ApprovalTimeout))
+	var exchanger proxy.Exchanger
+	if len(cfg.OIDC) > 0 && tokenHost {
+		exchanger = auth
+	}
 	px, err := proxy.New(proxy.Options{
+		Exchanger: exchanger,
 		Intercept: cfg.Intercept, Passthrough: cfg.Passthrough,
 		Certs: authority, Store: st, Auth: auth, Policies: cfg.Policies,
 		Rules:     ruleSet.Load,
@@ -189,15 +195,29 @@ func isLoopback(a net.Addr) bool {
 	return ok && ta.IP.IsLoopback()
 }
 
-// openCA loads the CA, creating it on first run.
-func openCA(cfg *config.Config, log *slog.Logger) (*ca.Authority, error) {
+// openCA loads the CA, creating it on first run. A new CA may also mint
+// for proxy.TokenHost, where runners exchange OIDC tokens; the boolean
+// says whether this CA can.
+func openCA(cfg *config.Config, log *slog.Logger) (*ca.Authority, bool, error) {
+	hosts := append(slices.Clone(cfg.Intercept), proxy.TokenHost)
 	if _, err := os.Stat(filepath.Join(cfg.CADir, "ca.crt")); errors.Is(err, fs.ErrNotExist) {
-		if err := ca.Init(cfg.CADir, ca.InitOptions{Hosts: cfg.Intercept}); err != nil {
-			return nil, err
+		if err := ca.Init(cfg.CADir, ca.InitOptions{Hosts: hosts}); err != nil {
+			return nil, false, err
 		}
 		log.Info("created a new CA: runners must trust it", "cert", filepath.Join(cfg.CADir, "ca.crt"))
 	}
-	return ca.Load(cfg.CADir, ca.LoadOptions{Hosts: cfg.Intercept, LeafValidity: time.Duration(cfg.LeafValidity), Logger: log})
+	opts := ca.LoadOptions{Hosts: hosts, LeafValidity: time.Duration(cfg.LeafValidity), Logger: log}
+	if a, err := ca.Load(cfg.CADir, opts); err == nil {
+		return a, true, nil
+	}
+	// A CA whose name constraints leave out the token host (made by
+	// `ca init` for the intercepted hosts only).
+	opts.Hosts = cfg.Intercept
+	a, err := ca.Load(cfg.CADir, opts)
+	if err == nil && len(cfg.OIDC) > 0 {
+		log.Warn("the CA cannot mint for "+proxy.TokenHost+": OIDC token exchange is off", "ca", cfg.CADir)
+	}
+	return a, false, err
 }
 
 // upstreamKeys reads the real API keys: the default one from

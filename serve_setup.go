@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/rules"
@@ -95,35 +96,41 @@ func loadRules(path string, cur *atomic.Pointer[rules.Set]) error {
 	return nil
 }
 
-// watchRules reloads the rules file on SIGHUP and when it changes. A bad
-// file is logged and the rules in force stay.
-func watchRules(ctx context.Context, path string, cur *atomic.Pointer[rules.Set], log *slog.Logger) {
-	if path == "" {
-		return
-	}
+// watchReload reloads the rules file on SIGHUP and when it changes, and
+// the CA on SIGHUP (after `sessctl ca promote`). A bad rules file or CA is
+// logged and what is in force stays.
+func watchReload(ctx context.Context, rulesPath string, cur *atomic.Pointer[rules.Set], authority *ca.Authority, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
-	last := modTime(path)
+	last := modTime(rulesPath)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
+			if err := authority.Reload(); err != nil {
+				log.Error("CA reload rejected; the current CA stays in force", "err", err)
+			} else {
+				log.Info("CA reloaded")
+			}
 		case <-tick.C:
-			m := modTime(path)
-			if m.Equal(last) {
+			m := modTime(rulesPath)
+			if rulesPath == "" || m.Equal(last) {
 				continue
 			}
 			last = m
 		}
-		if err := loadRules(path, cur); err != nil {
-			log.Error("rules reload rejected; the previous rules stay in force", "file", path, "err", err)
+		if rulesPath == "" {
 			continue
 		}
-		log.Info("rules reloaded", "file", path, "rules", len(cur.Load().Rules()))
+		if err := loadRules(rulesPath, cur); err != nil {
+			log.Error("rules reload rejected; the previous rules stay in force", "file", rulesPath, "err", err)
+			continue
+		}
+		log.Info("rules reloaded", "file", rulesPath, "rules", len(cur.Load().Rules()))
 	}
 }
 

@@ -65,6 +65,10 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 			"sessctl cannot record this exchange right now; try again later")
 		return
 	}
+	if t.host == TokenHost && s.opt.Exchanger != nil {
+		s.serveToken(w, r, ex)
+		return
+	}
 	if !ex.authenticate(w, r) {
 		return
 	}

@@ -55,6 +55,9 @@ type Options struct {
 	Policies []identity.Policy
 	// Rules returns the rule set in force (it may change on reload).
 	Rules func() *rules.Set
+	// Exchanger, when set, serves the token exchange at TokenHost (the
+	// CA must be able to mint for it).
+	Exchanger Exchanger
 	// Approvals holds requests that need a human; nil treats approval as
 	// a block.
 	Approvals *approval.Queue
@@ -134,6 +137,9 @@ func New(opts Options) (*Server, error) {
 		intercept: hostSet(opts.Intercept),
 		pass:      hostSet(opts.Passthrough),
 		conns:     newConnListener(),
+	}
+	if opts.Exchanger != nil {
+		s.intercept[TokenHost] = true
 	}
 	s.inner = &http.Server{
 		Handler:           http.HandlerFunc(s.serveExchange),

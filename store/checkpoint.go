@@ -68,7 +68,8 @@ func OpenCheckpoint(msg []byte, vkey string) (Checkpoint, error) {
 
 // SplitNotes splits the concatenation of signed notes (as written to a
 // checkpoint file) into the individual notes. A note ends after its last
-// signature line ("— name sig"); the next line starts the next note.
+// signature line ("— name sig"); the next non-blank line starts the next
+// note.
 func SplitNotes(data []byte) [][]byte {
 	var notes [][]byte
 	start := 0
@@ -89,6 +90,10 @@ func SplitNotes(data []byte) [][]byte {
 			notes = append(notes, data[start:off])
 			start = off
 			inSigs = false
+		}
+		if !inSigs && start == off && len(bytes.TrimSpace(line)) == 0 {
+			// Blank lines between notes belong to neither.
+			start = end
 		}
 		off = end
 	}

@@ -1,5 +1,44 @@
 // Package web serves sessctl's admin listener: health and metrics for
-// operators, and (behind admin tokens) the JSON API and the browser UI.
+// operators, and, behind admin tokens, the JSON API under /api/v1/ and the
+// browser UI.
+//
+// # Authentication
+//
+// /healthz and /metrics are open. Everything else needs an admin token
+// (Options.AdminTokens; only hashes are kept, compared in constant time):
+// API clients send "Authorization: Bearer <token>"; a browser logs in with
+// a form that posts the token once and gets an HttpOnly, SameSite=Strict
+// session cookie naming a server-side login that expires. Tokens never
+// travel in URLs. State-changing requests made with the cookie must carry
+// the login's CSRF token (the X-CSRF-Token header or the csrf form field),
+// and cross-origin state-changing requests are refused outright
+// ([net/http.CrossOriginProtection]).
+//
+// # API
+//
+//	GET  /api/v1/sessions?since=&until=&runner=&repo=&run=&sha=&actor=&outcome=&rule=&host=&kind=&session=&limit=&after=
+//	GET  /api/v1/sessions/{id}          record, prompt and answer
+//	GET  /api/v1/sessions/{id}/answer   the answer's bytes as the runner got them
+//	GET  /api/v1/export?from=SEQ&bodies=1  JSONL, one record a line with its chain hash
+//	GET  /api/v1/approvals              pending requests
+//	GET  /api/v1/approvals/{id}
+//	POST /api/v1/approvals/{id}/approve {"reason": "..."}
+//	POST /api/v1/approvals/{id}/deny    {"reason": "..."} (reason required)
+//	GET  /api/v1/approvals/stream       server-sent events: pending, held, decided
+//
+// # Pages
+//
+// Server-rendered html/template pages with embedded CSS and a small
+// embedded script; no inline script or style, a strict
+// Content-Security-Policy, and every recorded value escaped.
+//
+// # Cost of queries
+//
+// Filters other than time are applied while walking the store's time
+// index newest first ([Find]), so a selective filter over a large log
+// reads many records. Secondary indexes in the store (identity claims,
+// runner, outcome, rule, host, each keyed value ‖ time ‖ seq) would let
+// such a query read only what it returns.
 package web
 
 import (
@@ -7,7 +46,22 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
+
+	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/store"
 )
+
+// SessionSource is the read side of a session log; *store.Store and
+// *store.Reader implement it.
+type SessionSource interface {
+	// Get returns the record named by id (session id or sequence number)
+	// with its request and response bodies.
+	Get(id string) (*store.Record, []byte, []byte, error)
+	// List calls fn for each record matching f, newest first.
+	List(f store.Filter, fn func(*store.Record) error) error
+}
 
 // Options configure the admin handler.
 type Options struct {
@@ -17,14 +71,68 @@ type Options struct {
 	// Metrics writes the counters in Prometheus text format.
 	Metrics func(w io.Writer) error
 	Logger  *slog.Logger
+
+	// Sessions is the session log the API and UI read. Without it the
+	// session endpoints answer 503.
+	Sessions SessionSource
+	// Approvals is the queue of held requests. Without it the approval
+	// endpoints answer 503.
+	Approvals *approval.Queue
+	// AdminTokens are the admin credentials (token_sha256 or token); the
+	// name is recorded as the approver of each decision. With none, the
+	// API and UI refuse every request.
+	AdminTokens []identity.Runner
+	// Verify, if set, checks that record seq is in the signed log (for
+	// the "verified" badge). It returns false with an error saying why
+	// when it cannot tell (e.g. not yet checkpointed).
+	Verify func(seq uint64) (bool, error)
+	// SessionTTL is how long a browser login lasts (DefaultSessionTTL if
+	// zero).
+	SessionTTL time.Duration
+	// Now returns the current time; time.Now if nil. Tests set it.
+	Now func() time.Time
 }
 
-// NewHandler returns the admin listener's handler.
+// handler serves the admin API and UI.
+type handler struct {
+	o      Options
+	log    *slog.Logger
+	admins []adminToken
+	logins *sessions
+	pages  *pages
+	// adminErr is set when the admin tokens could not be compiled: the
+	// API and UI are then disabled.
+	adminErr error
+}
+
+// NewHandler returns the admin listener's handler. A malformed admin token
+// is logged and disables the API and UI (the health and metrics endpoints
+// keep working); config validation catches it before.
 func NewHandler(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.SessionTTL <= 0 {
+		o.SessionTTL = DefaultSessionTTL
+	}
+	h := &handler{o: o, log: o.Logger, logins: newSessions(o.SessionTTL, o.Now), pages: loadPages()}
+	if admins, err := compileAdminTokens(o.AdminTokens); err != nil {
+		h.log.Error("admin API and UI disabled", "err", err)
+	} else {
+		h.admins = admins
+	}
+
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
+		if o.Health == nil {
+			json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
+			return
+		}
 		if err := o.Health(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "reason": err.Error()})
@@ -34,9 +142,58 @@ func NewHandler(o Options) http.Handler {
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		if err := o.Metrics(w); err != nil && o.Logger != nil {
-			o.Logger.Warn("writing metrics", "err", err)
+		if o.Metrics == nil {
+			return
+		}
+		if err := o.Metrics(w); err != nil {
+			h.log.Warn("writing metrics", "err", err)
 		}
 	})
-	return mux
+
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/v1/sessions", h.apiSessions)
+	api.HandleFunc("GET /api/v1/sessions/{id}", h.apiSession)
+	api.HandleFunc("GET /api/v1/sessions/{id}/answer", h.apiAnswer)
+	api.HandleFunc("GET /api/v1/export", h.apiExport)
+	api.HandleFunc("GET /api/v1/approvals", h.apiApprovals)
+	api.HandleFunc("GET /api/v1/approvals/stream", h.apiApprovalStream)
+	api.HandleFunc("GET /api/v1/approvals/{id}", h.apiApproval)
+	api.HandleFunc("POST /api/v1/approvals/{id}/approve", h.apiDecide(approval.Approved))
+	api.HandleFunc("POST /api/v1/approvals/{id}/deny", h.apiDecide(approval.Denied))
+	api.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		apiError(w, http.StatusNotFound, "no such endpoint")
+	})
+	mux.Handle("/api/", h.requireAPI(api))
+
+	h.routePages(mux)
+
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "cross-origin request refused", http.StatusForbidden)
+	}))
+	return cop.Handler(mux)
+}
+
+// requireAPI authenticates API requests: 401 without a valid credential,
+// 403 for a cookie-authenticated state change without the CSRF token.
+func (h *handler) requireAPI(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		p, err := h.authenticate(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sessctl admin"`)
+			apiError(w, http.StatusUnauthorized, err.Error())
+			return
+		}
+		if !safeMethod(r.Method) && !checkCSRF(p, r) {
+			apiError(w, http.StatusForbidden, "missing or wrong CSRF token")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
+	})
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }

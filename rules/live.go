@@ -6,19 +6,19 @@ import (
 )
 
 // liveStart runs prog as a Pike VM over text, starting a thread at every
-// rune boundary at or after from, and returns the earliest start of a thread
+// rune boundary at or after from (only at from, if single), and returns the earliest start of a thread
 // still alive at the end of text: a match that more text could complete or
 // change. It returns -1 when none is. Bytes before from are context only.
 //
 // The regexp package cannot answer this question, and the stream masker
 // needs it for rules without a literal prefix.
-func liveStart(prog *syntax.Prog, text []byte, from int) int {
+func liveStart(prog *syntax.Prog, text []byte, from int, single bool) int {
 	cur, nxt := newThreads(len(prog.Inst)), newThreads(len(prog.Inst))
 	prev := rune(-1)
 	pos := 0
 	for pos < len(text) {
 		r, w := utf8.DecodeRune(text[pos:])
-		if pos >= from {
+		if pos == from || pos > from && !single {
 			cur.add(prog, uint32(prog.Start), pos, syntax.EmptyOpContext(prev, r))
 		}
 		nflags := endFlags(r)

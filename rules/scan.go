@@ -180,7 +180,11 @@ func (s *scan) try(r, p int, sg seg) {
 		s.rd = runeReader{b: s.buf, i: ws, end: sg.end}
 		loc = re.FindReaderSubmatchIndex(&s.rd)
 		s.budget[r] -= s.rd.i - ws
-		if s.stream && s.rd.eof && p >= sg.end-s.bound(c) {
+		// The regexp package reads up to two runes ahead, so reaching the
+		// end of the text does not prove that a match from p could still
+		// grow: ask the liveness VM.
+		if s.stream && s.rd.eof && p >= sg.end-s.bound(c) &&
+			liveStart(c.prog, s.buf[ws:sg.end], p-ws, true) >= 0 {
 			// The match could still start here and grow: hold from p.
 			s.setLive(p)
 			s.done[r] = true
@@ -246,7 +250,7 @@ func (s *scan) full(r int, segs []seg) {
 	if s.stream {
 		sg := segs[0]
 		from := max(sg.from, sg.end-s.bound(c))
-		if p := liveStart(c.prog, s.buf[sg.start:sg.end], from-sg.start); p >= 0 {
+		if p := liveStart(c.prog, s.buf[sg.start:sg.end], from-sg.start, false); p >= 0 {
 			s.setLive(sg.start + p)
 		}
 	}

@@ -203,7 +203,7 @@ func TestLiveStart(t *testing.T) {
 		anch := regexp.MustCompile(`^(?:` + p + `)`)
 		for range 200 {
 			text := randText(r, r.IntN(12))
-			got := liveStart(prog, text, 0)
+			got := liveStart(prog, text, 0, false)
 			// Every start that brute force proves alive must be >= got
 			// (got is the earliest), and got itself must be plausible.
 			for q := 0; q < len(text); q++ {

@@ -1,0 +1,282 @@
+package rules
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func chunk(content string) string {
+	return `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":` + q(content) + `},"finish_reason":null}]}` + "\n\n"
+}
+
+// TestSSEPassesAtOnce checks that a delta that cannot begin a match is
+// written, byte for byte, by the Write that brings it, and that a delta
+// ending in what could begin a secret is shortened, then completed.
+func TestSSEPassesAtOnce(t *testing.T) {
+	s := Default()
+	var out bytes.Buffer
+	flushes := 0
+	m := s.NewSSE(&out, func() { flushes++ }, StreamOptions{})
+	first := chunk("Hello, world. ")
+	if _, err := m.Write([]byte(first)); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != first || flushes != 1 {
+		t.Fatalf("after a plain delta: out %q, flushes %d", out.String(), flushes)
+	}
+	out.Reset()
+	m.Write([]byte(chunk("My token: gh")))
+	if want := chunk("My token: "); out.String() != want {
+		t.Fatalf("a delta ending in a literal prefix: out %q, want %q", out.String(), want)
+	}
+	out.Reset()
+	m.Write([]byte(chunk("ost story.")))
+	if want := chunk("ghost story."); out.String() != want {
+		t.Fatalf("the held tail was not released: out %q, want %q", out.String(), want)
+	}
+	out.Reset()
+	// Comments, events without data and unknown JSON pass unchanged.
+	other := ": keep-alive\n\nevent: ping\n\nid: 7\nretry: 100\ndata: {\"type\":\"custom\",\"n\":1}\n\n"
+	m.Write([]byte(other))
+	if out.String() != other {
+		t.Fatalf("passthrough: out %q, want %q", out.String(), other)
+	}
+	// Nothing arrives for an incomplete event.
+	out.Reset()
+	m.Write([]byte("data: {\"choices\""))
+	if out.Len() != 0 {
+		t.Fatalf("an incomplete event was written: %q", out.String())
+	}
+}
+
+// TestSSEHoldbackBound checks that a partial match longer than the bound is
+// not held for ever.
+func TestSSEHoldbackBound(t *testing.T) {
+	s := mustSet(t, Rule{Name: "long", Pattern: `BEGIN[a-z]*END`, Action: Mask})
+	var out bytes.Buffer
+	m := s.NewSSE(&out, nil, StreamOptions{Holdback: 32})
+	m.Write([]byte(chunk("BEGIN")))
+	for range 100 {
+		m.Write([]byte(chunk("abcdefgh")))
+	}
+	text := joinChat(t, parseSSE(t, out.Bytes()))
+	if len(text) < 5+800-32-8 {
+		t.Fatalf("held back %d bytes with a bound of 32", 805-len(text))
+	}
+	// A rule may ask for more.
+	s = mustSet(t, Rule{Name: "long", Pattern: `BEGIN[a-z]*END`, Action: Mask, Holdback: 4096})
+	out.Reset()
+	m = s.NewSSE(&out, nil, StreamOptions{Holdback: 32})
+	m.Write([]byte(chunk("BEGIN")))
+	for range 100 {
+		m.Write([]byte(chunk("abcdefgh")))
+	}
+	m.Write([]byte(chunk("END tail")))
+	m.Close()
+	if got := joinChat(t, parseSSE(t, out.Bytes())); got != "[MASKED:long] tail" {
+		t.Fatalf("with a rule holdback: %q", got)
+	}
+}
+
+func TestSSEBlock(t *testing.T) {
+	s := mustSet(t,
+		Rule{Name: "no-drop", Pattern: `(?i)drop\s+table`, Action: Block, Scope: []string{ScopeResponse}, Message: "no SQL"},
+		Rule{Name: "key", Pattern: `KEY-[0-9]+`, Action: Mask},
+	)
+	var out bytes.Buffer
+	m := s.NewSSE(&out, nil, StreamOptions{})
+	if _, err := m.Write([]byte(chunk("Run: DROP "))); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Write([]byte(chunk("TABLE users; and KEY-1")))
+	if !errors.Is(err, ErrBlocked) {
+		t.Fatalf("Write = %v, want ErrBlocked", err)
+	}
+	if _, err := m.Write([]byte(chunk("more"))); !errors.Is(err, ErrBlocked) {
+		t.Fatalf("Write after block = %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("Close after block = %v", err)
+	}
+	if b := m.Blocked(); b == nil || b.Name != "no-drop" {
+		t.Fatalf("Blocked = %v", b)
+	}
+	evs := parseSSE(t, out.Bytes())
+	last := evs[len(evs)-1]
+	if last.name != "error" {
+		t.Fatalf("last event %+v", last)
+	}
+	if strings.Contains(out.String(), "TABLE") || strings.Contains(out.String(), "more") {
+		t.Fatalf("text after the block reached the client: %q", out.String())
+	}
+	want := `{"type":"error","error":{"message":"sessctl: answer blocked by rule \"no-drop\": no SQL","type":"sessctl_policy_violation","param":null,"code":"no-drop"},"code":"no-drop","message":"sessctl: answer blocked by rule \"no-drop\": no SQL","param":null}`
+	if last.data != want {
+		t.Fatalf("error event\n%s\nwant\n%s", last.data, want)
+	}
+	res := m.Result()
+	if res.Block != nil && res.Block.Name != "no-drop" || !fired(res, "no-drop") {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+// TestSSEFraming checks the SSE parser: CRLF and CR line ends, "data:"
+// without a space, multi-line data, an event split across writes at every
+// byte, and a last event without its blank line.
+func TestSSEFraming(t *testing.T) {
+	s := Default()
+	secret := awsKey
+	streams := []string{
+		"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"k " + secret + "\"}}]}\r\n\r\n",
+		"data:{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"k " + secret + "\"}}]}\r\r",
+		"data: {\"choices\":[{\"index\":0,\n" + "data: \"delta\":{\"content\":\"k " + secret + "\"}}]}\n\n",
+		"event: x\nid: 1\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"k " + secret + "\"}}]}\n\n",
+		"data: k " + secret + " as text\n\n",
+		"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"k " + secret + "\"}}]}", // no blank line: flushed at Close
+	}
+	for _, stream := range streams {
+		var whole bytes.Buffer
+		m := s.NewSSE(&whole, nil, StreamOptions{})
+		m.Write([]byte(stream))
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(whole.String(), secret) || !strings.Contains(whole.String(), "[MASKED:aws-access-key]") {
+			t.Fatalf("%q -> %q", stream, whole.String())
+		}
+		for i := 1; i < len(stream); i++ {
+			var out bytes.Buffer
+			m := s.NewSSE(&out, nil, StreamOptions{})
+			m.Write([]byte(stream[:i]))
+			m.Write([]byte(stream[i:]))
+			m.Close()
+			if out.String() != whole.String() {
+				t.Fatalf("%q split at %d:\n%q\nwant\n%q", stream, i, out.String(), whole.String())
+			}
+		}
+	}
+}
+
+func TestSSECloseReleasesTail(t *testing.T) {
+	s := Default()
+	var out bytes.Buffer
+	m := s.NewSSE(&out, nil, StreamOptions{})
+	m.Write([]byte(chunk("the end is ey")))
+	if got := joinChat(t, parseSSE(t, out.Bytes())); got != "the end is " {
+		t.Fatalf("before Close: %q", got)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := joinChat(t, parseSSE(t, out.Bytes())); got != "the end is ey" {
+		t.Fatalf("after Close: %q", got)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestSSEMaxEvent(t *testing.T) {
+	var out bytes.Buffer
+	m := Default().NewSSE(&out, nil, StreamOptions{MaxEvent: 64})
+	_, err := m.Write([]byte("data: " + strings.Repeat("x", 100)))
+	if err == nil || !strings.Contains(err.Error(), "larger than 64") {
+		t.Fatalf("Write = %v", err)
+	}
+	if _, err := m.Write([]byte("\n\n")); err == nil {
+		t.Fatal("Write after the error succeeded")
+	}
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("client gone") }
+
+func TestSSEWriteError(t *testing.T) {
+	m := Default().NewSSE(failWriter{}, nil, StreamOptions{})
+	_, err := m.Write([]byte(chunk("hi")))
+	if err == nil || !strings.Contains(err.Error(), "client gone") {
+		t.Fatalf("Write = %v", err)
+	}
+}
+
+// TestSSEChoices interleaves two choices (n=2) and a refusal.
+func TestSSEChoices(t *testing.T) {
+	s := Default()
+	var b strings.Builder
+	parts := []string{"k1 AKIAIOSF", "ODNN7EXAMPLE.", ""}
+	parts2 := []string{"no: gh" + "p_" + alnum36[:10], alnum36[10:], " ok"}
+	for i := range parts {
+		b.WriteString(`data: {"choices":[{"index":0,"delta":{"content":` + q(parts[i]) + `}},{"index":1,"delta":{"refusal":` + q(parts2[i]) + `}}]}` + "\n\n")
+	}
+	b.WriteString(`data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"},{"index":1,"delta":{},"finish_reason":"stop"}]}` + "\n\n")
+	out, _ := runSSE(t, s, []byte(b.String()), nil, []string{awsKey, ghTok})
+	var c0, c1 string
+	for _, ev := range parseSSE(t, out) {
+		var c struct {
+			Choices []struct {
+				Index int
+				Delta struct{ Content, Refusal string }
+			}
+		}
+		if err := jsonUnmarshal(ev.data, &c); err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range c.Choices {
+			if ch.Index == 0 {
+				c0 += ch.Delta.Content
+			} else {
+				c1 += ch.Delta.Refusal
+			}
+		}
+	}
+	if c0 != "k1 [MASKED:aws-access-key]." || c1 != "no: [MASKED:github-token] ok" {
+		t.Fatalf("choices %q / %q", c0, c1)
+	}
+}
+
+func TestEventMasker(t *testing.T) {
+	s := Default()
+	m := s.NewEventMasker(StreamOptions{})
+	evs, err := m.Event([]byte(`{"type":"response.output_text.delta","item_id":"i","output_index":0,"content_index":0,"delta":"x AKIAIOSF"}`))
+	if err != nil || len(evs) != 1 || string(evs[0]) != `{"type":"response.output_text.delta","item_id":"i","output_index":0,"content_index":0,"delta":"x "}` {
+		t.Fatalf("Event = %q, %v", evs, err)
+	}
+	evs, _ = m.Event([]byte(`{"type":"response.output_text.delta","item_id":"i","output_index":0,"content_index":0,"delta":"ODNN7EXAMPLE y"}`))
+	if len(evs) != 1 || !strings.Contains(string(evs[0]), `"delta":"[MASKED:aws-access-key] y"`) {
+		t.Fatalf("Event = %q", evs)
+	}
+	evs, _ = m.Event([]byte(`{"type":"response.output_text.delta","item_id":"i","output_index":0,"content_index":0,"delta":" eyJ"}`))
+	if len(evs) != 1 || !strings.Contains(string(evs[0]), `"delta":" "`) {
+		t.Fatalf("Event = %q", evs)
+	}
+	// The WebSocket transport flushes at the end of the response.
+	evs = m.Flush()
+	if len(evs) != 1 || !strings.Contains(string(evs[0]), `"delta":"eyJ"`) || !strings.Contains(string(evs[0]), `"type":"response.output_text.delta"`) {
+		t.Fatalf("Flush = %q", evs)
+	}
+	if m.Blocked() != nil || len(m.Result().Secrets) != 1 {
+		t.Fatalf("result %+v", m.Result())
+	}
+	// Not JSON: masked as text.
+	evs, err = m.Event([]byte("raw " + awsKey))
+	if err != nil || len(evs) != 1 || string(evs[0]) != "raw [MASKED:aws-access-key]" {
+		t.Fatalf("Event(text) = %q, %v", evs, err)
+	}
+}
+
+// TestSSEAudioDeltaUntouched: base64 audio is not text; it passes as is.
+func TestSSEAudioDeltaUntouched(t *testing.T) {
+	s := Default()
+	ev := `event: response.output_audio.delta` + "\n" + `data: {"type":"response.output_audio.delta","item_id":"a","delta":"AAAAeyJ"}` + "\n\n"
+	var out bytes.Buffer
+	m := s.NewSSE(&out, nil, StreamOptions{})
+	m.Write([]byte(ev))
+	if out.String() != ev {
+		t.Fatalf("audio delta changed: %q", out.String())
+	}
+}
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

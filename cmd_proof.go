@@ -4,28 +4,59 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/sessctl/sessctl/store"
 	"github.com/urfave/cli/v2"
 )
 
-// proofCommand is "sessctl proof --db FILE SEQ": print a self-contained
-// inclusion proof bundle for one record.
+// proofCommand is "sessctl proof --db FILE SEQ [--out F]": print a
+// self-contained inclusion proof bundle for one record.
 func proofCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "proof",
 		Usage:     "print an inclusion proof bundle for one record (check it with sessctl verify --proof)",
 		ArgsUsage: "SEQ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "db", Usage: "session log `FILE`", Required: true},
+			&cli.StringFlag{Name: "db", Usage: "session log `FILE`"},
 			&cli.StringFlag{Name: "out", Usage: "write the bundle to `FILE` instead of stdout"},
 		},
 		Action: func(c *cli.Context) error {
-			seq, err := strconv.ParseUint(c.Args().First(), 10, 63)
-			if c.NArg() != 1 || err != nil {
+			db, out := c.String("db"), c.String("out")
+			// urfave/cli stops parsing flags at the first argument; accept
+			// "SEQ --out F" too.
+			var rest []string
+			args := c.Args().Slice()
+			for i := 0; i < len(args); i++ {
+				name, val, hasVal := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+				if !strings.HasPrefix(args[i], "-") || (name != "db" && name != "out") {
+					rest = append(rest, args[i])
+					continue
+				}
+				if !hasVal {
+					if i+1 >= len(args) {
+						return cli.Exit("sessctl proof: --"+name+" needs a value", 2)
+					}
+					i++
+					val = args[i]
+				}
+				if name == "db" {
+					db = val
+				} else {
+					out = val
+				}
+			}
+			if db == "" {
+				return cli.Exit("sessctl proof: --db FILE is required", 2)
+			}
+			if len(rest) != 1 {
 				return cli.Exit("sessctl proof: want one record sequence number", 2)
 			}
-			r, err := store.OpenReader(c.String("db"))
+			seq, err := strconv.ParseUint(rest[0], 10, 63)
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("sessctl proof: bad sequence number %q", rest[0]), 2)
+			}
+			r, err := store.OpenReader(db)
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("sessctl proof: %v", err), 2)
 			}
@@ -34,7 +65,7 @@ func proofCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("sessctl proof: %v", err), 1)
 			}
-			if out := c.String("out"); out != "" {
+			if out != "" {
 				if err := os.WriteFile(out, bundle, 0o644); err != nil {
 					return cli.Exit(fmt.Sprintf("sessctl proof: %v", err), 2)
 				}

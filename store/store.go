@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -139,13 +140,14 @@ func Open(path string, opts Options) (*Store, error) {
 
 // openError turns bbolt's open errors into messages an operator can act on.
 func openError(path string, err error) error {
+	var pe *fs.PathError
 	switch {
 	case errors.Is(err, bbolt.ErrTimeout):
-		return fmt.Errorf("store: open %s: database is in use / locked by another process", path)
-	case errors.Is(err, bbolt.ErrInvalid), errors.Is(err, bbolt.ErrVersionMismatch), errors.Is(err, bbolt.ErrChecksum):
-		return fmt.Errorf("store: open %s: not a bbolt database or corrupt: %w", path, err)
+		return fmt.Errorf("store: open %s: database is in use / locked by another process (stop sessctl serve, or verify a snapshot)", path)
+	case errors.As(err, &pe):
+		return fmt.Errorf("store: open %s: %w", path, err)
 	}
-	return fmt.Errorf("store: open %s: %w", path, err)
+	return fmt.Errorf("store: open %s: not a bbolt database or corrupt: %w", path, err)
 }
 
 // init creates a new log or recovers an existing one.

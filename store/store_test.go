@@ -249,6 +249,13 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := Open(random, Options{Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "not a bbolt database") {
 		t.Fatalf("random file: %v", err)
 	}
+	short := filepath.Join(dir, "short.db")
+	if err := os.WriteFile(short, []byte("tiny"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenReader(short); err == nil || !strings.Contains(err.Error(), "not a bbolt database") {
+		t.Fatalf("short file: %v", err)
+	}
 	if _, err := OpenReader(filepath.Join(dir, "missing.db")); err == nil {
 		t.Fatal("missing file opened")
 	}

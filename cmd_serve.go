@@ -143,6 +143,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	metrics := proxy.NewMetrics()
 	queue := approval.NewQueue(time.Duration(cfg.ApprovalTimeout))
+	if cfg.ApprovalWebhook != "" {
+		hook := &approval.Webhook{URL: cfg.ApprovalWebhook, LinkBase: "http://" + cfg.AdminListen + "/approvals/", Logger: log}
+		go hook.Run(ctx, queue)
+	}
 	var exchanger proxy.Exchanger
 	if len(cfg.OIDC) > 0 && tokenHost {
 		exchanger = auth

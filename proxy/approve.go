@@ -53,8 +53,8 @@ func (ex *exchange) awaitApproval(ctx context.Context, why string, body []byte) 
 	req := approval.Request{
 		ID:            uuid.Must(uuid.NewV7()).String(),
 		SessionID:     ex.rec.SessionID,
-		Requester:     identityKey(ex.rec.Identity),
-		RequesterName: identityName(ex.rec.Identity),
+		Requester:     ex.who.String(),
+		RequesterName: ex.who.Name(),
 		Host:          ex.t.host, Method: ex.rec.Method, Path: ex.rec.Path, Model: ex.rec.Model,
 		Rule:    why,
 		Prompt:  string(body[:min(len(body), promptPreview)]),
@@ -111,26 +111,4 @@ func (ex *exchange) recordApproval(ctx context.Context, d approval.Decision) {
 	if _, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), rec); err != nil {
 		ex.s.log.Error("cannot record approval", "approval", d.ID, "err", err)
 	}
-}
-
-// identityKey names an identity for self-approval checks.
-func identityKey(id store.Identity) string {
-	if id.Runner != "" {
-		return "runner:" + id.Runner
-	}
-	return id.Issuer + "#" + id.Subject
-}
-
-// identityName is the human label of an identity.
-func identityName(id store.Identity) string {
-	if id.Runner != "" {
-		return id.Runner
-	}
-	if repo := id.Claims["repository"]; repo != "" {
-		return repo
-	}
-	if p := id.Claims["project_path"]; p != "" {
-		return p
-	}
-	return id.Subject
 }

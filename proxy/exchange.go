@@ -23,6 +23,7 @@ type exchange struct {
 	s       *Server
 	t       *tunnel
 	rec     *store.Record
+	who     *identity.Identity
 	policy  *identity.Policy
 	rules   *rules.Set
 	secrets [][]byte
@@ -117,6 +118,13 @@ func (ex *exchange) authenticate(w http.ResponseWriter, r *http.Request) bool {
 		cred = identity.ParseCredential(r.Header.Get("Authorization"))
 	}
 	id, err := ex.s.opt.Auth.Authenticate(r.Context(), cred)
+	if errors.Is(err, identity.ErrIssuerUnavailable) {
+		// sessctl could not check the token: that says nothing of the
+		// runner, so the refusal is retryable-looking 503, not 401.
+		ex.refuse(w, http.StatusServiceUnavailable, errUnavailable, "issuer_unavailable", store.OutcomeUnauthenticated,
+			"sessctl cannot reach the token issuer to check this credential right now")
+		return false
+	}
 	if err != nil {
 		if cred != "" {
 			ex.rec.Identity.TokenHash = identity.HashToken(cred)
@@ -129,6 +137,7 @@ func (ex *exchange) authenticate(w http.ResponseWriter, r *http.Request) bool {
 		Method: id.Method, Runner: id.Runner, Issuer: id.Issuer, Subject: id.Subject,
 		TokenHash: id.TokenHash, Claims: id.Claims,
 	}
+	ex.who = id
 	ex.policy = identity.Match(ex.s.opt.Policies, id)
 	ex.rules = ex.s.opt.Rules()
 	if ex.policy != nil {

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 
 	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
@@ -148,6 +150,7 @@ type verifier struct {
 	noBody  []bodyRef
 	lastSeq uint64
 	lastOK  bool
+	hashers *hashPool
 }
 
 type bodyRef struct {
@@ -228,7 +231,11 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 
 	// Pass 1: the chain, streaming.
 	var entries []entry // only when pass 2 is needed
+	v.hashers = newHashPool()
 	err := v.walk(leaves, bodies, func(e entry) {})
+	for _, b := range v.hashers.wait() {
+		v.add(b.seq, ProblemBodyModified, fmt.Sprintf("%s body does not match its commitment", bodyName(b.kind)))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -441,9 +448,72 @@ func (v *verifier) checkBody(bodies *bbolt.Bucket, seq uint64, kind byte, c *Com
 	}
 	v.rep.Bodies++
 	v.rep.BodyBytes += int64(len(val) - min(len(val), saltSize))
-	if !checkBody(val, c) {
-		v.add(seq, ProblemBodyModified, fmt.Sprintf("%s body does not match its commitment", bodyName(kind)))
+	v.hashers.check(bodyCheck{seq: seq, kind: kind, val: val, c: c})
+}
+
+// bodyCheck is one body to hash. val points into the bbolt mmap, valid
+// until the read transaction ends.
+type bodyCheck struct {
+	seq  uint64
+	kind byte
+	val  []byte
+	c    *Commitment
+}
+
+// hashPool checks body commitments on all processors while the walk goes
+// on; wait returns the bodies that did not match.
+type hashPool struct {
+	work chan []bodyCheck
+	buf  []bodyCheck
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	bad  []bodyCheck
+}
+
+func newHashPool() *hashPool {
+	p := &hashPool{work: make(chan []bodyCheck, 64)}
+	for range runtime.GOMAXPROCS(0) {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for batch := range p.work {
+				for _, b := range batch {
+					if !checkBody(b.val, b.c) {
+						p.mu.Lock()
+						p.bad = append(p.bad, b)
+						p.mu.Unlock()
+					}
+				}
+			}
+		}()
 	}
+	return p
+}
+
+func (p *hashPool) check(b bodyCheck) {
+	p.buf = append(p.buf, b)
+	if len(p.buf) == 64 {
+		p.work <- p.buf
+		p.buf = nil
+	}
+}
+
+func (p *hashPool) wait() []bodyCheck {
+	if len(p.buf) > 0 {
+		p.work <- p.buf
+	}
+	close(p.work)
+	p.wg.Wait()
+	slices.SortFunc(p.bad, func(a, b bodyCheck) int {
+		if a.seq != b.seq {
+			if a.seq < b.seq {
+				return -1
+			}
+			return 1
+		}
+		return int(a.kind) - int(b.kind)
+	})
+	return p.bad
 }
 
 // push adds a leaf hash to the compact range and records the root when the

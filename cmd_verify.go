@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 
@@ -25,6 +28,7 @@ func verifyCommand() *cli.Command {
 			&cli.StringFlag{Name: "pubkey", Usage: "pin the checkpoint signer: note verifier `KEY`, or a file holding it"},
 			&cli.BoolFlag{Name: "json", Usage: "print the reports as JSON"},
 			&cli.StringFlag{Name: "proof", Usage: "verify the proof bundle in `FILE` instead of a log"},
+			&cli.StringFlag{Name: "admin", Usage: "verify a running sessctl: fetch a consistent snapshot from its admin `URL` (GET /api/v1/snapshot; bearer token from $SESSCTL_ADMIN_TOKEN)"},
 		},
 		Action: runVerify,
 	}
@@ -39,8 +43,16 @@ func runVerify(c *cli.Context) error {
 		return verifyProofFile(c, f, pubkey)
 	}
 	dbs := c.StringSlice("db")
+	if u := c.String("admin"); u != "" {
+		snap, err := fetchSnapshot(c.Context, u)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("sessctl verify: %v", err), 2)
+		}
+		defer os.Remove(snap)
+		dbs = append(dbs, snap)
+	}
 	if len(dbs) == 0 {
-		return cli.Exit("sessctl verify: --db FILE or --proof FILE is required", 2)
+		return cli.Exit("sessctl verify: --db FILE, --admin URL or --proof FILE is required", 2)
 	}
 	opts := store.VerifyOptions{PublicKey: pubkey}
 	if f := c.String("checkpoint"); f != "" {
@@ -112,6 +124,42 @@ func verifyProofFile(c *cli.Context, file, pubkey string) error {
 		fmt.Fprintf(c.App.Writer, "note: checked against the key in the bundle (%s); this proves consistency, not origin (pin it with --pubkey)\n", res.PublicKey)
 	}
 	return nil
+}
+
+// fetchSnapshot downloads a snapshot of a running log (the admin API
+// streams it with store.Store.WriteSnapshot) into a temporary file.
+func fetchSnapshot(ctx context.Context, admin string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(admin, "/")+"/api/v1/snapshot", nil)
+	if err != nil {
+		return "", fmt.Errorf("--admin: %v", err)
+	}
+	if tok := os.Getenv("SESSCTL_ADMIN_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	// The admin listener is local; never go through a proxy to reach it.
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("fetch snapshot: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("fetch snapshot: %s", resp.Status)
+	}
+	f, err := os.CreateTemp("", "sessctl-snapshot-*.db")
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", fmt.Errorf("fetch snapshot: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 // readPubkey accepts a note verifier key or the name of a file holding one.

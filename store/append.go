@@ -247,6 +247,7 @@ func (s *Store) commitBatch(batch []*job) error {
 	st := chainState{size: s.size, head: s.head}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		st = chainState{size: s.size, head: s.head}
+		packAppendOnly(tx)
 		for _, j := range batch {
 			if j.fn != nil {
 				if err := j.fn(tx, &st); err != nil {
@@ -323,6 +324,18 @@ func (s *Store) appendTx(tx *bbolt.Tx, st *chainState, j *job) error {
 	j.hash = h
 	st.size, st.head = seq+1, h
 	return nil
+}
+
+// packAppendOnly fills the pages of the buckets that only grow at their
+// end (sequence numbers, tree indexes, uuid v7 session ids, start times)
+// almost fully when they split, instead of bbolt's default half: fewer
+// pages to write per commit and a smaller file.
+func packAppendOnly(tx *bbolt.Tx) {
+	for _, name := range [][]byte{bucketLeaves, bucketTree, bucketBodies, bucketSessions, bucketTimes} {
+		if b := tx.Bucket(name); b != nil {
+			b.FillPercent = 0.9
+		}
+	}
 }
 
 func putHead(tx *bbolt.Tx, st chainState) error {

@@ -3,11 +3,14 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // BenchmarkAppend appends with fsync (group commit) from 1, 16, 64 and
@@ -16,7 +19,7 @@ import (
 func BenchmarkAppend(b *testing.B) {
 	for _, conc := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("conc=%d", conc), func(b *testing.B) {
-			s, _ := openTest(b, Options{CheckpointEvery: 1000})
+			s, _ := openTest(b, Options{CheckpointEvery: 1000, NoSync: os.Getenv("SESSCTL_BENCH_NOSYNC") != ""})
 			defer s.Close()
 			recs := make([]*Record, conc)
 			for i := range recs {
@@ -31,7 +34,12 @@ func BenchmarkAppend(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for next.Add(1) <= int64(b.N) {
+						// As the proxy would: a fresh uuid v7 and the
+						// current time, so the indexes grow at their end.
 						r := *recs[g]
+						r.SessionID = uuid.Must(uuid.NewV7()).String()
+						r.Start = time.Now()
+						r.End = r.Start
 						if _, err := s.Append(context.Background(), &r); err != nil {
 							b.Error(err)
 							return

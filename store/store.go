@@ -225,6 +225,7 @@ func (s *Store) genesis() error {
 				return err
 			}
 		}
+		packAppendOnly(tx)
 		st := chainState{}
 		if err := s.appendTx(tx, &st, j); err != nil {
 			return err

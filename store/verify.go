@@ -109,7 +109,6 @@ type entry struct {
 	ok     bool // decoded, with a well-formed prev
 	kind   string
 	extra  map[string]string
-	leaf0  bool
 	keyBad bool
 }
 

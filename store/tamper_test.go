@@ -255,6 +255,37 @@ func TestTamper(t *testing.T) {
 			want: []string{"record 6: inserted"},
 		},
 		{
+			name: "append a forged record at the end",
+			tamper: func(tx *bbolt.Tx) error {
+				last := lastSeq(tx)
+				forged := exchange(100)
+				forged.Seq = last + 1
+				prev := tlog.RecordHash(leafAt(tx, last))
+				forged.Prev = hex.EncodeToString(prev[:])
+				leaf, err := EncodeLeaf(forged)
+				if err != nil {
+					return err
+				}
+				return putLeaf(tx, last+1, leaf)
+			},
+			want: []string{fmt.Sprintf("record %d: inserted", n+2)},
+		},
+		{
+			name: "append a forged record with a made-up prev",
+			tamper: func(tx *bbolt.Tx) error {
+				last := lastSeq(tx)
+				forged := exchange(100)
+				forged.Seq = last + 1
+				forged.Prev = strings.Repeat("ab", 32)
+				leaf, err := EncodeLeaf(forged)
+				if err != nil {
+					return err
+				}
+				return putLeaf(tx, last+1, leaf)
+			},
+			want: []string{fmt.Sprintf("record %d: inserted", n+2)},
+		},
+		{
 			name: "rewrite history (re-chained, tree rebuilt)",
 			tamper: func(tx *bbolt.Tx) error {
 				if err := putLeaf(tx, 7, bytes.Replace(leafAt(tx, 7), []byte(`"status":200`), []byte(`"status":201`), 1)); err != nil {

@@ -264,16 +264,22 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 	// stored tree and head (which an attacker can rewrite; the signed
 	// checkpoints are the real defence).
 	if v.n > 0 && v.lastOK {
-		tree := tx.Bucket(bucketTree)
-		if tree != nil {
-			if sh := tree.Get(u64key(uint64(tlog.StoredHashIndex(0, int64(v.lastSeq))))); sh != nil && !bytes.Equal(sh, v.last[:]) {
-				v.add(v.lastSeq, ProblemModified, "leaf hash differs from the stored tree")
-			}
+		switch sh := v.storedLeafHash(v.lastSeq); {
+		case sh == nil:
+			// The store writes a leaf and its tree hashes together.
+			v.add(v.lastSeq, ProblemInserted, "no stored tree hash: not appended by sessctl")
+		case !bytes.Equal(sh, v.last[:]):
+			v.add(v.lastSeq, ProblemModified, "leaf hash differs from the stored tree")
 		}
 		if h := meta.Get(metaHead); len(h) == 8+tlog.HashSize {
-			if n := binary.BigEndian.Uint64(h); n > uint64(logSize) {
+			switch n := binary.BigEndian.Uint64(h); {
+			case n > uint64(logSize):
 				v.add(uint64(logSize), ProblemMissing, fmt.Sprintf("head says %d records", n))
-			} else if n == uint64(logSize) && !bytes.Equal(h[8:], v.last[:]) {
+			case n < uint64(logSize):
+				for seq := n; seq < uint64(logSize); seq++ {
+					v.add(seq, ProblemInserted, fmt.Sprintf("beyond the head (%d records)", n))
+				}
+			case !bytes.Equal(h[8:], v.last[:]):
 				v.add(v.lastSeq, ProblemModified, "leaf hash differs from the stored head")
 			}
 		}
@@ -534,6 +540,16 @@ func (v *verifier) push(h tlog.Hash) {
 	}
 }
 
+// storedLeafHash returns the level-0 hash the tree bucket holds for seq,
+// or nil. It is a hint only: an attacker can rewrite the tree bucket.
+func (v *verifier) storedLeafHash(seq uint64) []byte {
+	tree := v.tx.Bucket(bucketTree)
+	if tree == nil || seq >= 1<<62 {
+		return nil
+	}
+	return tree.Get(u64key(uint64(tlog.StoredHashIndex(0, int64(seq)))))
+}
+
 // root folds the compact range into the RFC 6962 tree hash.
 func (v *verifier) root() tlog.Hash {
 	if len(v.stack) == 0 {
@@ -604,9 +620,19 @@ func (v *verifier) classify(es []entry) {
 			if !next.ok || next.seq > e.seq+1 {
 				break
 			}
-			if _, nextOK := pos[next.prev]; nextOK {
+			_, nextOK := pos[next.prev]
+			switch {
+			case nextOK:
 				v.add(at, ProblemInserted, "no record names it as predecessor")
-			} else {
+			case bytes.Equal(v.storedLeafHash(e.seq), e.hash[:]):
+				// This record is as appended (the stored tree agrees), so
+				// the next one names a predecessor that never existed.
+				if v.storedLeafHash(next.seq) == nil {
+					v.add(next.key, ProblemInserted, "names an unknown predecessor and has no stored tree hash")
+				} else {
+					v.add(next.key, ProblemModified, "names an unknown predecessor")
+				}
+			default:
 				v.add(at, ProblemModified, "its successor names a different hash")
 			}
 		}

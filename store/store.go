@@ -372,8 +372,8 @@ func (s *Store) PublicKey() string { return s.vkey }
 // generated at genesis and kept in the database.
 func (s *Store) SecretKey() []byte { return bytes.Clone(s.secret) }
 
-// Healthy returns nil while the store can write, and the last write error
-// after a failed write. The proxy must refuse traffic while it is non-nil.
+// Healthy returns nil while the store can write, the last write error
+// after a failed write, and ErrClosed after Close. The proxy must refuse traffic while it is non-nil.
 // The store retries in the background and becomes healthy again once a
 // write succeeds.
 func (s *Store) Healthy() error {
@@ -398,6 +398,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.done
+		s.health.Store(&healthState{err: ErrClosed})
 		// A closed store can record nothing: refuse traffic.
 		s.health.Store(&healthState{err: ErrClosed})
 		if err := s.db.Close(); err != nil && s.closeErr == nil {

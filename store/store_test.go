@@ -143,6 +143,9 @@ func TestAppendGetListVerify(t *testing.T) {
 	if _, err := s.Append(ctx, exchange(99)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Append after Close = %v, want ErrClosed", err)
 	}
+	if err := s.Healthy(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Healthy after Close = %v, want ErrClosed", err)
+	}
 	rep := mustVerify(t, path, VerifyOptions{})
 	if !rep.OK() {
 		t.Fatalf("clean log has problems: %v", rep.Problems)

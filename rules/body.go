@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"bytes"
 	"sort"
 	"unicode/utf8"
 )
@@ -96,11 +97,17 @@ func (c *compiled) public() *Rule {
 	return &r
 }
 
-// applyMasks appends text to dst with the mask hits replaced. hits are
-// sorted by start, relative to text; overlapping masks merge into one
-// replacement, that of the earliest.
-func applyMasks(dst, text []byte, hits []hit, m *matcher) []byte {
-	pos := 0
+// maskSpan is a span of text to replace.
+type maskSpan struct {
+	start, end int
+	repl       []byte
+}
+
+// maskSpans returns the spans to replace for the mask hits, sorted by
+// start (hits are). Overlapping masks merge into one span, replaced by the
+// replacement of the earliest.
+func maskSpans(hits []hit, m *matcher) []maskSpan {
+	var out []maskSpan
 	for i := 0; i < len(hits); {
 		h := hits[i]
 		c := m.rules[h.rule]
@@ -115,10 +122,20 @@ func applyMasks(dst, text []byte, hits []hit, m *matcher) []byte {
 				end = max(end, hits[j].end)
 			}
 		}
-		dst = append(dst, text[pos:h.start]...)
-		dst = append(dst, c.replace...)
-		pos = end
+		out = append(out, maskSpan{start: h.start, end: end, repl: c.replace})
 		i = j
+	}
+	return out
+}
+
+// applyMasks appends text to dst with the mask hits (sorted by start,
+// relative to text) replaced.
+func applyMasks(dst, text []byte, hits []hit, m *matcher) []byte {
+	pos := 0
+	for _, sp := range maskSpans(hits, m) {
+		dst = append(dst, text[pos:sp.start]...)
+		dst = append(dst, sp.repl...)
+		pos = sp.end
 	}
 	return append(dst, text[pos:]...)
 }
@@ -170,7 +187,7 @@ func maskBody(m *matcher, t *tally, counts []int, body []byte, skip map[int]bool
 		if !hasMask(hits, m) {
 			return body
 		}
-		return applyMasks(make([]byte, 0, len(body)), body, hits, m)
+		return applyMasks(make([]byte, 0, len(body)+len(body)/8), body, hits, m)
 	}
 	return maskStrings(m, t, counts, body, spans, skip)
 }
@@ -255,16 +272,60 @@ func maskEdits(m *matcher, t *tally, counts []int, src []byte, spans []span, ski
 			local[k] = h
 		}
 		i = j
-		if !hasMask(local, m) {
+		ms := maskSpans(local, m)
+		if len(ms) == 0 {
 			continue
 		}
-		edits = append(edits, edit{
-			start: spans[si].start,
-			end:   spans[si].end,
-			repl:  appendQuote(nil, applyMasks(nil, buf[sg.start:sg.end], local, m)),
-		})
+		// Replace only the masked bytes of the token, so that the rest
+		// keeps its escapes as they came.
+		sp := spans[si]
+		tok := src[sp.start:sp.end]
+		offs := make([]int, 0, 2*len(ms))
+		for _, x := range ms {
+			offs = append(offs, x.start, x.end)
+		}
+		raw, ok := rawOffsets(tok, offs)
+		if !ok {
+			edits = append(edits, edit{start: sp.start, end: sp.end,
+				repl: appendQuote(nil, applyMasks(nil, buf[sg.start:sg.end], local, m))})
+			continue
+		}
+		for k, x := range ms {
+			edits = append(edits, edit{start: sp.start + raw[2*k], end: sp.start + raw[2*k+1],
+				repl: appendEscaped(nil, x.repl)})
+		}
 	}
 	return edits
+}
+
+// rawOffsets maps offsets (ascending) in the decoded content of the valid
+// JSON string token tok to offsets in tok. ok is false if one falls inside
+// the decoding of an escape.
+func rawOffsets(tok []byte, offs []int) ([]int, bool) {
+	out := make([]int, len(offs))
+	i, d := 1, 0 // raw and decoded positions
+	for k, off := range offs {
+		for d < off {
+			if j := bytes.IndexByte(tok[i:len(tok)-1], '\\'); j != 0 {
+				// Plain bytes up to the next escape (or the end).
+				if j < 0 {
+					j = len(tok) - 1 - i
+				}
+				n := min(j, off-d)
+				i += n
+				d += n
+				continue
+			}
+			r, n := unescape(tok[i:])
+			i += n
+			d += utf8.RuneLen(r)
+			if d > off {
+				return nil, false
+			}
+		}
+		out[k] = i
+	}
+	return out, true
 }
 
 // lastRune returns the last rune of b as bytes (empty if b is).

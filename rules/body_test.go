@@ -83,6 +83,13 @@ func TestRequestKeepsBytes(t *testing.T) {
 	if string(res.Body) != want {
 		t.Errorf("got\n%s\nwant\n%s", res.Body, want)
 	}
+	// Escapes around a masked value stay as they were.
+	body = `{"m":"caf\u00e9\t` + awsKey + `\n\u0041KIA` + awsKey[4:] + `\/\ud83d\ude00 <q=\"` + ghTok + `\">"}`
+	res = s.Request([]byte(body))
+	want = `{"m":"caf\u00e9\t[MASKED:aws-access-key]\n[MASKED:aws-access-key]\/\ud83d\ude00 <q=\"[MASKED:github-token]\">"}`
+	if string(res.Body) != want {
+		t.Errorf("got\n%s\nwant\n%s", res.Body, want)
+	}
 	clean := []byte(prefix + `"z": "nothing here"}`)
 	res = s.Request(clean)
 	if &res.Body[0] != &clean[0] || len(res.Hits) != 0 || res.Secrets != nil {

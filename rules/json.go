@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"bytes"
+	"encoding/binary"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -165,12 +167,11 @@ func (p *jparser) str(key bool) jnode {
 	i := p.pos + 1
 	esc := false
 	for {
-		// Skip plain bytes quickly.
-		for i < len(p.src) {
-			c := p.src[i]
-			if c == '"' || c == '\\' || c < 0x20 {
-				break
-			}
+		// Skip plain bytes quickly: eight at a time, then one by one.
+		for i+8 <= len(p.src) && !stopIn8(binary.LittleEndian.Uint64(p.src[i:])) {
+			i += 8
+		}
+		for i < len(p.src) && !strStop[p.src[i]] {
 			i++
 		}
 		if i >= len(p.src) {
@@ -309,49 +310,45 @@ func unhex(c byte) rune {
 func appendUnquote(dst, tok []byte) []byte {
 	s := tok[1 : len(tok)-1]
 	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != '\\' {
-			i++
+		i := bytes.IndexByte(s, '\\')
+		if i < 0 {
+			return append(dst, s...)
 		}
 		dst = append(dst, s[:i]...)
-		if i == len(s) {
-			break
-		}
-		s = s[i:]
-		switch s[1] {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r := hex4(s[2:6])
-			s = s[6:]
-			if utf16.IsSurrogate(r) {
-				if len(s) >= 6 && s[0] == '\\' && s[1] == 'u' {
-					if r2 := utf16.DecodeRune(r, hex4(s[2:6])); r2 != utf8.RuneError {
-						r = r2
-						s = s[6:]
-					} else {
-						r = utf8.RuneError
-					}
-				} else {
-					r = utf8.RuneError
-				}
-			}
-			dst = utf8.AppendRune(dst, r)
-			continue
-		default: // '"', '\\', '/'
-			dst = append(dst, s[1])
-		}
-		s = s[2:]
+		r, n := unescape(s[i:])
+		dst = utf8.AppendRune(dst, r)
+		s = s[i+n:]
 	}
 	return dst
+}
+
+// unescape decodes the escape at the start of s (valid JSON) and returns
+// the rune and the escape's length.
+func unescape(s []byte) (rune, int) {
+	switch s[1] {
+	case 'b':
+		return '\b', 2
+	case 'f':
+		return '\f', 2
+	case 'n':
+		return '\n', 2
+	case 'r':
+		return '\r', 2
+	case 't':
+		return '\t', 2
+	case 'u':
+		r := hex4(s[2:6])
+		if !utf16.IsSurrogate(r) {
+			return r, 6
+		}
+		if len(s) >= 12 && s[6] == '\\' && s[7] == 'u' {
+			if r2 := utf16.DecodeRune(r, hex4(s[8:12])); r2 != utf8.RuneError {
+				return r2, 12
+			}
+		}
+		return utf8.RuneError, 6
+	}
+	return rune(s[1]), 2 // '"', '\\', '/'
 }
 
 func hex4(b []byte) rune {
@@ -361,13 +358,44 @@ func hex4(b []byte) rune {
 // appendQuote appends s as a JSON string token. Invalid UTF-8 becomes
 // U+FFFD; U+2028 and U+2029 are escaped, as encoding/json does.
 func appendQuote(dst, s []byte) []byte {
-	const hexDigits = "0123456789abcdef"
 	dst = append(dst, '"')
+	dst = appendEscaped(dst, s)
+	return append(dst, '"')
+}
+
+// stopIn8 reports whether the eight bytes of v may hold a quote, a
+// backslash or a control byte (it may say yes when they do not).
+func stopIn8(v uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	zero := func(x uint64) uint64 { return (x - lo) & ^x & hi }
+	return ((v-lo*0x20)&^v&hi)|zero(v^(lo*'"'))|zero(v^(lo*'\\')) != 0
+}
+
+// strStop marks the bytes that end a run of plain bytes in a JSON string.
+var strStop = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
+// plain marks the ASCII bytes that stand for themselves in a JSON string.
+var plain = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// appendEscaped appends s as the content of a JSON string token.
+func appendEscaped(dst, s []byte) []byte {
+	const hexDigits = "0123456789abcdef"
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if plain[c] {
 				i++
 				continue
 			}
@@ -405,8 +433,7 @@ func appendQuote(dst, s []byte) []byte {
 		}
 		i += w
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, s[start:]...)
 }
 
 // get returns the value of key in object n of src, or nil.

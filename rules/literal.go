@@ -209,57 +209,89 @@ func (lr litRune) variants() []rune {
 	return v
 }
 
-// matches reports whether lr matches r.
-func (lr litRune) matches(r rune) bool {
-	if r == lr.r {
-		return true
-	}
-	if !lr.fold {
-		return false
-	}
-	for f := unicode.SimpleFold(lr.r); f != lr.r; f = unicode.SimpleFold(f) {
-		if f == r {
-			return true
-		}
-	}
-	return false
+// plit is a literal prepared for matching: its bytes when it has no
+// case-folded rune, else the runes each position accepts.
+type plit struct {
+	exact  []byte
+	alts   [][]rune
+	follow *follow // runes that may come next; nil: any
 }
 
-// litAt reports whether text begins with l (full), or whether all of text is a
-// proper prefix of l, possibly ending inside a rune (partial).
-func litAt(text []byte, l lit) (full, partial bool) {
-	i := 0
+func prepare(l lit, prog *syntax.Prog) plit {
+	p := plit{follow: followOf(prog, l)}
+	fold := false
 	for _, lr := range l {
+		fold = fold || lr.fold
+	}
+	if !fold {
+		for _, lr := range l {
+			p.exact = utf8.AppendRune(p.exact, lr.r)
+		}
+		return p
+	}
+	p.alts = make([][]rune, len(l))
+	for i, lr := range l {
+		p.alts[i] = lr.variants()
+	}
+	return p
+}
+
+// at reports whether text begins with the literal (full, with its length
+// n in text), or whether all of text is a proper prefix of it, possibly
+// ending inside a rune (partial).
+func (p *plit) at(text []byte) (n int, full, partial bool) {
+	if p.exact != nil {
+		if len(text) >= len(p.exact) {
+			return len(p.exact), string(text[:len(p.exact)]) == string(p.exact), false
+		}
+		return 0, false, string(text) == string(p.exact[:len(text)])
+	}
+	i := 0
+	for _, alts := range p.alts {
 		if i == len(text) {
-			return false, true
+			return 0, false, true
 		}
-		r, w := utf8.DecodeRune(text[i:])
-		if r == utf8.RuneError && w <= 1 && !utf8.FullRune(text[i:]) {
-			// A rune cut at the end of the text: it may still complete.
-			return false, true
+		r, w := rune(text[i]), 1
+		if r >= utf8.RuneSelf {
+			r, w = utf8.DecodeRune(text[i:])
+			if r == utf8.RuneError && w <= 1 && !utf8.FullRune(text[i:]) {
+				// A rune cut at the end of the text: it may still complete.
+				return 0, false, true
+			}
 		}
-		if !lr.matches(r) {
-			return false, false
+		ok := false
+		for _, a := range alts {
+			if a == r {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return 0, false, false
 		}
 		i += w
 	}
-	return true, false
+	return i, true, false
 }
 
-// pairKeys returns the two-byte keys under which text beginning with l can be
-// found: the first two bytes of every variant of its first two runes.
-func pairKeys(l lit) []uint16 {
-	var keys []uint16
-	seen := map[uint16]bool{}
-	var buf [2 * utf8.UTFMax]byte
+// triKeys returns the three-byte keys under which text beginning with l
+// can be found: the first three bytes of every variant of its first three
+// runes (l has at least minLitRunes runes).
+func triKeys(l lit) []uint32 {
+	var keys []uint32
+	seen := map[uint32]bool{}
+	var buf [3 * utf8.UTFMax]byte
 	for _, r0 := range l[0].variants() {
 		for _, r1 := range l[1].variants() {
-			n := utf8.EncodeRune(buf[:], r0)
-			n += utf8.EncodeRune(buf[n:], r1)
-			k := uint16(buf[0])<<8 | uint16(buf[1])
-			if !seen[k] {
-				seen[k] = true
-				keys = append(keys, k)
+			for _, r2 := range l[2].variants() {
+				n := utf8.EncodeRune(buf[:], r0)
+				n += utf8.EncodeRune(buf[n:], r1)
+				utf8.EncodeRune(buf[n:], r2)
+				k := uint32(buf[0])<<16 | uint32(buf[1])<<8 | uint32(buf[2])
+				if !seen[k] {
+					seen[k] = true
+					keys = append(keys, k)
+				}
 			}
 		}
 	}

@@ -29,18 +29,7 @@ func liveStart(prog *syntax.Prog, text []byte, from int, single bool) int {
 		nxt.clear()
 		for _, t := range cur.list {
 			in := &prog.Inst[t.pc]
-			var ok bool
-			switch in.Op {
-			case syntax.InstRune1:
-				ok = r == in.Rune[0]
-			case syntax.InstRune:
-				ok = in.MatchRune(r)
-			case syntax.InstRuneAny:
-				ok = true
-			case syntax.InstRuneAnyNotNL:
-				ok = r != '\n'
-			}
-			if ok {
+			if consumes(in, r) {
 				nxt.add(prog, in.Out, t.start, nflags)
 			}
 		}

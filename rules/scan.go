@@ -11,8 +11,8 @@ import (
 // prefilter.
 type matcher struct {
 	rules    []*compiled
-	pairBits [1 << 16 / 64]uint64 // two-byte keys that may begin a literal
-	pairLits map[uint16][]litRef
+	triBits  [1 << triBits / 64]uint64 // hashed three-byte keys that may begin a literal
+	tris     triTable
 	first    [256][]litRef // literals by first byte, for partial literals at a stream's end
 	maxLit   int           // longest literal, in bytes (upper bound)
 	fallback []int         // rules scanned without prefilter
@@ -20,11 +20,12 @@ type matcher struct {
 
 type litRef struct {
 	rule int
-	lit  lit
+	lit  *plit
 }
 
 func newMatcher(all []*compiled, scope scopeMask) *matcher {
-	m := &matcher{pairLits: map[uint16][]litRef{}}
+	m := &matcher{}
+	byKey := map[uint32][]litRef{}
 	for _, c := range all {
 		if c.scope&scope == 0 {
 			continue
@@ -36,10 +37,12 @@ func newMatcher(all []*compiled, scope scopeMask) *matcher {
 			continue
 		}
 		for _, l := range c.lits {
-			ref := litRef{rule: ri, lit: l}
-			for _, k := range pairKeys(l) {
-				m.pairBits[k>>6] |= 1 << (k & 63)
-				m.pairLits[k] = append(m.pairLits[k], ref)
+			pl := prepare(l, c.prog)
+			ref := litRef{rule: ri, lit: &pl}
+			for _, k := range triKeys(l) {
+				h := triHash(k)
+				m.triBits[h>>6] |= 1 << (h & 63)
+				byKey[k] = append(byKey[k], ref)
 			}
 			var b [utf8.UTFMax]byte
 			seen := map[byte]bool{}
@@ -53,7 +56,51 @@ func newMatcher(all []*compiled, scope scopeMask) *matcher {
 			m.maxLit = max(m.maxLit, len(l)*utf8.UTFMax)
 		}
 	}
+	m.tris = newTriTable(byKey)
 	return m
+}
+
+const triBits = 16
+
+// triHash hashes a three-byte key to triBits bits.
+func triHash(k uint32) uint32 { return k * 0x9E3779B1 >> (32 - triBits) }
+
+// triTable maps three-byte keys to the literals that begin with them: an
+// open-addressing table, cheaper than a map in the scanner's inner loop.
+type triTable struct {
+	mask uint32
+	keys []uint32
+	refs [][]litRef // nil: empty slot
+}
+
+func newTriTable(byKey map[uint32][]litRef) triTable {
+	n := 16
+	for n < 4*len(byKey) {
+		n *= 2
+	}
+	t := triTable{mask: uint32(n - 1), keys: make([]uint32, n), refs: make([][]litRef, n)}
+	for k, refs := range byKey {
+		h := t.slot(k)
+		for t.refs[h] != nil {
+			h = (h + 1) & t.mask
+		}
+		t.keys[h], t.refs[h] = k, refs
+	}
+	return t
+}
+
+func (t *triTable) slot(k uint32) uint32 { return triHash(k) & t.mask }
+
+func (t *triTable) get(k uint32) []litRef {
+	if t.refs == nil {
+		return nil
+	}
+	for h := t.slot(k); t.refs[h] != nil; h = (h + 1) & t.mask {
+		if t.keys[h] == k {
+			return t.refs[h]
+		}
+	}
+	return nil
 }
 
 // seg is one independent text inside a scan buffer: buf[start:end], where
@@ -104,7 +151,7 @@ func (m *matcher) find(buf []byte, segs []seg, stream bool, bound func(*compiled
 		s.last[i] = -1
 		s.budget[i] = 8*len(buf) + 1<<16
 	}
-	if len(m.pairLits) > 0 {
+	if m.tris.refs != nil {
 		s.prefiltered(segs)
 	}
 	for _, ri := range m.fallback {
@@ -136,9 +183,10 @@ func (m *matcher) find(buf []byte, segs []seg, stream bool, bound func(*compiled
 func (s *scan) prefiltered(segs []seg) {
 	buf, m := s.buf, s.m
 	si := 0
-	for i := 0; i+1 < len(buf); i++ {
-		k := uint16(buf[i])<<8 | uint16(buf[i+1])
-		if m.pairBits[k>>6]&(1<<(k&63)) == 0 {
+	bits := &m.triBits
+	for i := 0; i+2 < len(buf); i++ {
+		k := uint32(buf[i])<<16 | uint32(buf[i+1])<<8 | uint32(buf[i+2])
+		if h := triHash(k); bits[h>>6]&(1<<(h&63)) == 0 {
 			continue
 		}
 		for si < len(segs) && segs[si].end <= i {
@@ -151,14 +199,21 @@ func (s *scan) prefiltered(segs []seg) {
 		if i < sg.start || i < sg.from {
 			continue
 		}
-		for _, ref := range m.pairLits[k] {
+		for _, ref := range m.tris.get(k) {
 			r := ref.rule
 			if s.over[r] || s.done[r] || i < s.next[r] || i == s.last[r] {
 				continue
 			}
-			if full, _ := litAt(buf[i:sg.end], ref.lit); full {
-				s.try(r, i, sg)
+			n, full, _ := ref.lit.at(buf[i:sg.end])
+			if !full {
+				continue
 			}
+			// What follows the literal must be able to continue a match,
+			// unless a stream's text ends here and may go on.
+			if f := ref.lit.follow; f != nil && !f.allows(buf[i+n:sg.end]) && !(s.stream && i+n == sg.end) {
+				continue
+			}
+			s.try(r, i, sg)
 		}
 	}
 }
@@ -268,7 +323,7 @@ func (s *scan) partials(sg seg) {
 			if s.over[ref.rule] || p < sg.end-s.bound(c) {
 				continue
 			}
-			if _, partial := litAt(s.buf[p:sg.end], ref.lit); partial {
+			if _, _, partial := ref.lit.at(s.buf[p:sg.end]); partial {
 				s.setLive(p)
 				return
 			}

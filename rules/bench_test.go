@@ -1,0 +1,122 @@
+package rules
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// prompt1MB returns a chat request of about 1 MB: prose, code, logs and
+// base64, with a few secrets.
+func prompt1MB() []byte {
+	r := rand.New(rand.NewPCG(11, 12))
+	words := strings.Fields(`the task-based risk of a desk skill asks for keys and tokens while
+		func main() { fmt.Println("hello") } return err != nil ghost story pypi simple npm install
+		2024-05-01T12:00:00Z INFO request id=42 status=200 latency=12ms user=alice path=/v1/chat
+		AKIA? no. sk- is a prefix; eyJ starts JSON in base64; -----BEGIN CERTIFICATE----- xoxo hugs`)
+	var b strings.Builder
+	b.WriteString(`{"model":"gpt-4o","messages":[{"role":"system","content":"You are a code reviewer."},{"role":"user","content":"`)
+	var text strings.Builder
+	for text.Len() < 1<<20 {
+		switch r.IntN(200) {
+		case 0:
+			text.WriteString(awsKey)
+		case 1:
+			text.WriteString(ghTok)
+		case 2:
+			for range 40 {
+				text.WriteString("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo")
+			}
+		default:
+			text.WriteString(words[r.IntN(len(words))])
+		}
+		if r.IntN(12) == 0 {
+			text.WriteByte('\n')
+		} else {
+			text.WriteByte(' ')
+		}
+	}
+	b.WriteString(q(text.String())[1 : len(q(text.String()))-1])
+	b.WriteString(`"}]}`)
+	return []byte(b.String())
+}
+
+func BenchmarkRequest1MB(b *testing.B) {
+	s := Default()
+	body := prompt1MB()
+	b.SetBytes(int64(len(body)))
+	c0, n := cpuTime(), 0
+	for b.Loop() {
+		res := s.Request(body)
+		if len(res.Hits) == 0 {
+			b.Fatal("no hits")
+		}
+		n++
+	}
+	reportCPU(b, c0, n, len(body))
+}
+
+// reportCPU reports MB per CPU second (all threads of the process, GC
+// included).
+func reportCPU(b *testing.B, c0 time.Duration, n, size int) {
+	if d := cpuTime() - c0; d > 0 && n > 0 {
+		b.ReportMetric(float64(n*size)/1e6/d.Seconds(), "MB/cpu-s")
+	}
+}
+
+func BenchmarkText1MB(b *testing.B) {
+	s := Default()
+	body := prompt1MB()
+	body = bytes.ReplaceAll(body, []byte(`"`), []byte(` `)) // not JSON
+	b.SetBytes(int64(len(body)))
+	c0, n := cpuTime(), 0
+	for b.Loop() {
+		s.Request(body)
+		n++
+	}
+	reportCPU(b, c0, n, len(body))
+}
+
+// BenchmarkSSEDelta measures the time from a delta event entering the
+// masker to its masked bytes reaching the writer, and reports percentiles.
+func BenchmarkSSEDelta(b *testing.B) {
+	s := Default()
+	words := strings.Fields("Sure, here is how to configure the deployment: first set the key then run the job and check the logs for errors")
+	var events [][]byte
+	for i := range 512 {
+		events = append(events, []byte(chunk(" "+words[i%len(words)])))
+	}
+	lat := make([]time.Duration, 0, b.N)
+	m := s.NewSSE(io.Discard, nil, StreamOptions{})
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		ev := events[i%len(events)]
+		t0 := time.Now()
+		if _, err := m.Write(ev); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+	}
+}
+
+// BenchmarkResponsesDelta is BenchmarkSSEDelta for Responses API events.
+func BenchmarkResponsesDelta(b *testing.B) {
+	s := Default()
+	ev := []byte("event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\" deployment\",\"logprobs\":[],\"sequence_number\":5}\n\n")
+	m := s.NewSSE(io.Discard, nil, StreamOptions{})
+	for b.Loop() {
+		if _, err := m.Write(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

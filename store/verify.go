@@ -18,16 +18,16 @@ import (
 
 // Problem kinds reported by Verify.
 const (
-	ProblemModified         = "modified"
-	ProblemMissing          = "missing"
-	ProblemInserted         = "inserted"
-	ProblemReordered        = "reordered"
-	ProblemBodyModified     = "body modified"
-	ProblemBodyMissing      = "body missing"
-	ProblemBadSignature     = "bad checkpoint signature"
-	ProblemCheckpointMismat = "checkpoint mismatch"
-	ProblemTruncated        = "truncated" // reported as "truncated (checkpoint says N, log has M)"
-	ProblemForked           = "forked"
+	ProblemModified           = "modified"
+	ProblemMissing            = "missing"
+	ProblemInserted           = "inserted"
+	ProblemReordered          = "reordered"
+	ProblemBodyModified       = "body modified"
+	ProblemBodyMissing        = "body missing"
+	ProblemBadSignature       = "bad checkpoint signature"
+	ProblemCheckpointMismatch = "checkpoint mismatch"
+	ProblemTruncated          = "truncated" // reported as "truncated (checkpoint says N, log has M)"
+	ProblemForked             = "forked"
 )
 
 // Problem is one integrity failure found by Verify.
@@ -318,11 +318,11 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 		rep.Checkpoints++
 		switch {
 		case c.Origin != rep.Origin || uint64(c.Size) != s.key:
-			v.add(seq, ProblemCheckpointMismat, fmt.Sprintf("stored under size %d but says %s size %d", s.key, c.Origin, c.Size))
+			v.add(seq, ProblemCheckpointMismatch, fmt.Sprintf("stored under size %d but says %s size %d", s.key, c.Origin, c.Size))
 		case c.Size > logSize:
 			truncN = max(truncN, c.Size)
 		case c.Size <= v.n && v.roots[c.Size] != c.Root && !(firstBad >= 0 && firstBad < c.Size):
-			v.add(seq, ProblemCheckpointMismat, fmt.Sprintf("checkpoint root %s, recomputed %s", c.Root, v.roots[c.Size]))
+			v.add(seq, ProblemCheckpointMismatch, fmt.Sprintf("checkpoint root %s, recomputed %s", c.Root, v.roots[c.Size]))
 		}
 	}
 	// External checkpoints.

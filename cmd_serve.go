@@ -116,6 +116,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		CheckpointEvery:    cfg.CheckpointEvery,
 		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
 		CheckpointFile:     cfg.CheckpointFile,
+		OnCheckpoint:       postCheckpoint(ctx, cfg.CheckpointURL, log),
 		Logger:             log,
 	})
 	if err != nil {
@@ -126,6 +127,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Error("closing the store", "err", err)
 		}
 	}()
+	go pruneBodies(ctx, st, time.Duration(cfg.Retention.Bodies), log)
 	auth, err := newAuthenticator(ctx, cfg, log)
 	if err != nil {
 		return err

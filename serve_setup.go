@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/rules"
+	"github.com/sessctl/sessctl/store"
 )
 
 // newAuthenticator builds the runner authenticator from the config and the
@@ -140,4 +143,55 @@ func modTime(path string) time.Time {
 		return time.Time{}
 	}
 	return fi.ModTime()
+}
+
+// postCheckpoint returns the store's checkpoint hook: each signed
+// checkpoint is POSTed to url in the background (nil when url is empty).
+func postCheckpoint(ctx context.Context, url string, log *slog.Logger) func([]byte) {
+	if url == "" {
+		return nil
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	return func(signed []byte) {
+		go func() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(signed))
+			if err != nil {
+				log.Error("checkpoint_url", "err", err)
+				return
+			}
+			req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+			resp, err := client.Do(req)
+			if err != nil {
+				log.Warn("posting checkpoint failed", "err", err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 {
+				log.Warn("posting checkpoint refused", "status", resp.StatusCode)
+			}
+		}()
+	}
+}
+
+// pruneBodies deletes bodies older than keep, at start and then hourly;
+// the records, chain and proofs stay. keep 0 keeps bodies for ever.
+func pruneBodies(ctx context.Context, st *store.Store, keep time.Duration, log *slog.Logger) {
+	if keep <= 0 {
+		return
+	}
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		res, err := st.Prune(ctx, time.Now().Add(-keep))
+		if err != nil {
+			log.Error("pruning bodies", "err", err)
+		} else {
+			log.Debug("pruned bodies", "result", fmt.Sprintf("%+v", res))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -62,6 +62,9 @@ type Config struct {
 	CheckpointEvery    int      `yaml:"checkpoint_every"`
 	CheckpointInterval Duration `yaml:"checkpoint_interval"`
 	CheckpointFile     string   `yaml:"checkpoint_file"`
+	// CheckpointURL receives each signed checkpoint as an HTTP POST, so a
+	// copy lives where the proxy's host cannot rewrite it.
+	CheckpointURL string `yaml:"checkpoint_url"`
 	Retention          struct {
 		Bodies Duration `yaml:"bodies"`
 	} `yaml:"retention"`
@@ -230,6 +233,7 @@ var setters = map[string]setter{
 	"upstream_addr":      {"dial every intercepted host at this host:port (tests, private endpoints)", false, str(func(c *Config) *string { return &c.UpstreamAddr })},
 	"runners_file":       {"runners file written by `sessctl token new` (default DATA_DIR/runners.yaml)", false, str(func(c *Config) *string { return &c.RunnersFile })},
 	"checkpoint_file":    {"append each signed checkpoint to this file", false, str(func(c *Config) *string { return &c.CheckpointFile })},
+	"checkpoint_url":     {"POST each signed checkpoint to this URL", false, str(func(c *Config) *string { return &c.CheckpointURL })},
 	"approval_mode":      {"hold (keep the request open) or ticket (refuse now, pass on retry once approved)", false, str(func(c *Config) *string { return &c.ApprovalMode })},
 	"approval_webhook":   {"URL notified of each held request", false, str(func(c *Config) *string { return &c.ApprovalWebhook })},
 	"log_level":          {"debug, info, warn or error", false, str(func(c *Config) *string { return &c.LogLevel })},

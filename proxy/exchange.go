@@ -106,7 +106,23 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !ex.begin(w, r) {
+		return
+	}
 	ex.forward(w, r, res.Body)
+}
+
+// begin notes the exchange as in flight before anything is forwarded; if
+// that cannot be written, nothing is (fail closed).
+func (ex *exchange) begin(w http.ResponseWriter, r *http.Request) bool {
+	if err := ex.s.opt.Store.Begin(r.Context(), ex.rec); err != nil {
+		ex.s.log.Error("refusing traffic: store cannot record", "session", ex.rec.SessionID, "err", err)
+		ex.s.opt.Metrics.add("store_unavailable_total", 1)
+		writeError(w, http.StatusServiceUnavailable, errUnavailable, "store_unavailable",
+			"sessctl cannot record this exchange right now; try again later")
+		return false
+	}
+	return true
 }
 
 // authenticate decides who the runner is and which policy applies. A

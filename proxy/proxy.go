@@ -20,6 +20,9 @@ import (
 
 // Recorder is where exchanges are recorded. *store.Store implements it.
 type Recorder interface {
+	// Begin durably notes an exchange about to be forwarded, so that a
+	// crash before its record leaves an aborted record, not silence.
+	Begin(ctx context.Context, r *store.Record) error
 	// Append returns once the record is durable.
 	Append(ctx context.Context, r *store.Record) (store.Receipt, error)
 	// Healthy reports whether records can be written; traffic is refused

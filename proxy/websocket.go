@@ -250,6 +250,11 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 			return true
 		}
 	}
+	if err := c.s.opt.Store.Begin(ctx, ex.rec); err != nil {
+		c.sendError(ctx, ex, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked,
+			"sessctl cannot record this exchange right now; try again later")
+		return true
+	}
 	wx := &wsExchange{ex: ex, masker: ex.rules.NewEventMasker(rules.StreamOptions{Holdback: c.s.opt.Holdback}),
 		cw: &clientWriter{start: ex.rec.Start, limit: c.s.opt.RecordBodyLimit}}
 	c.mu.Lock()

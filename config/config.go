@@ -65,7 +65,7 @@ type Config struct {
 	// CheckpointURL receives each signed checkpoint as an HTTP POST, so a
 	// copy lives where the proxy's host cannot rewrite it.
 	CheckpointURL string `yaml:"checkpoint_url"`
-	Retention          struct {
+	Retention     struct {
 		Bodies Duration `yaml:"bodies"`
 	} `yaml:"retention"`
 

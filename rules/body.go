@@ -312,6 +312,9 @@ func rawOffsets(tok []byte, offs []int) ([]int, bool) {
 					j = len(tok) - 1 - i
 				}
 				n := min(j, off-d)
+				if n == 0 {
+					return nil, false // off is past the end
+				}
 				i += n
 				d += n
 				continue

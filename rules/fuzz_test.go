@@ -1,0 +1,116 @@
+package rules
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+// fuzzSet is the default ruleset plus rules that exercise the fallback
+// scanner, assertions, a secret group and a block.
+func fuzzSet(t testing.TB) *Set {
+	extra := []Rule{
+		{Name: "digits", Pattern: `\d{3}-\d{2}`, Action: Mask},
+		{Name: "line", Pattern: `(?m)^pw:(?P<secret>\S+)$`, Action: Mask},
+		{Name: "fold", Pattern: `(?i)skey\b`, Action: Mask},
+		{Name: "stop", Pattern: `STOP!`, Action: Block},
+	}
+	cs := append([]*compiled(nil), Default().rules...)
+	for _, r := range extra {
+		c, err := compile(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	return newSet(cs)
+}
+
+// FuzzMask checks the body masker: JSON stays JSON, the JSON reader agrees
+// with encoding/json, and masking a text in two stream pieces gives what
+// masking it whole gives.
+func FuzzMask(f *testing.F) {
+	f.Add([]byte(`{"messages":[{"role":"user","content":"key `+awsKey+`"}]}`), 10)
+	f.Add([]byte(`{"a":"\u0041KIAIOSFODNN7EXAMPLE","b":[1,2.5e3,null,true]}`), 3)
+	f.Add([]byte("plain text "+ghTok+" and 123-45 pw:x"), 20)
+	f.Add([]byte(fakeTokens["private-key"][0]), 40)
+	f.Add([]byte("é😀\xff STOP! sKEY"), 2)
+	s := fuzzSet(f)
+	f.Fuzz(func(t *testing.T, body []byte, cut int) {
+		res := s.Request(body)
+		_, ok := scanJSON(body)
+		valid := json.Valid(body)
+		if ok != valid {
+			t.Fatalf("scanJSON = %v, json.Valid = %v", ok, valid)
+		}
+		if valid && !json.Valid(res.Body) {
+			t.Fatalf("masked JSON is not JSON: %q", res.Body)
+		}
+		if len(res.Hits) == 0 && !bytes.Equal(res.Body, body) {
+			t.Fatalf("no hit, but the body changed: %q", res.Body)
+		}
+		if cut < 0 {
+			cut = -cut
+		}
+		if len(body) > 0 {
+			cut %= len(body) + 1
+		} else {
+			cut = 0
+		}
+		whole := string(maskWhole(s, body))
+		if got := streamPieces(s, [][]byte{body[:cut], body[cut:]}); got != whole && !blocks(s, body) {
+			t.Fatalf("split at %d: %q, whole: %q", cut, got, whole)
+		}
+	})
+}
+
+// blocks reports whether a block rule fires on text (a stream then stops).
+func blocks(s *Set, text []byte) bool {
+	hits, _ := s.resp.find(text, []seg{{0, len(text), 0}}, false, nil)
+	for _, h := range hits {
+		if s.resp.rules[h.rule].Action != Mask {
+			return true
+		}
+	}
+	return false
+}
+
+// FuzzSSE checks the SSE masker: it does not panic, and its output does not
+// depend on how the input is cut into writes.
+func FuzzSSE(f *testing.F) {
+	f.Add(chatStream([]string{"key AKIAIOSF", "ODNN7EXAMPLE done"}), uint64(7))
+	f.Add(responsesStream([]string{"tok gh", "p_" + alnum36, " ok"}), uint64(3))
+	f.Add([]byte(": c\r\n\r\nevent: x\rdata: 1\r\rdata: [DONE]\n\n"), uint64(1))
+	f.Add([]byte("data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"STOP!\"}}]}}]}\n\n"), uint64(5))
+	s := fuzzSet(f)
+	f.Fuzz(func(t *testing.T, stream []byte, seed uint64) {
+		run := func(sizes func() int) ([]byte, error) {
+			var out bytes.Buffer
+			m := s.NewSSE(&out, nil, StreamOptions{Holdback: 64, MaxEvent: 1 << 16})
+			var err error
+			for rest := stream; len(rest) > 0 && err == nil; {
+				n := min(len(rest), sizes())
+				_, err = m.Write(rest[:n])
+				rest = rest[n:]
+			}
+			if err == nil {
+				err = m.Close()
+			}
+			return out.Bytes(), err
+		}
+		whole, err1 := run(func() int { return len(stream) })
+		x := seed | 1
+		pieces, err2 := run(func() int {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			return 1 + int(x%17)
+		})
+		if (err1 == nil) != (err2 == nil) {
+			t.Fatalf("errors differ: %v / %v", err1, err2)
+		}
+		if err1 == nil && !bytes.Equal(whole, pieces) {
+			t.Fatalf("output depends on the writes:\n%q\n%q", whole, pieces)
+		}
+	})
+}

@@ -77,7 +77,8 @@ func (o *TransparentOptions) check() error {
 // in explicit mode, passthrough hosts are spliced to the original
 // destination, and anything else (no SNI, not TLS, plain HTTP, a
 // destination that does not belong to the name, a connection made to the
-// listener itself, a redirect loop) is refused and recorded.
+// listener itself, a redirect loop) is refused and recorded. l is closed
+// when ctx is done; Close waits for the connections still open.
 func (s *Server) ServeTransparent(ctx context.Context, l net.Listener, o TransparentOptions) error {
 	if err := o.check(); err != nil {
 		return err

@@ -188,7 +188,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	go admin.Serve(al)
 	defer admin.Close()
 	if cfg.TransparentListen != "" {
-		log.Warn("transparent_listen is accepted but transparent mode is not built yet; ignoring", "addr", cfg.TransparentListen)
+		tl, err := net.Listen("tcp", cfg.TransparentListen)
+		if err != nil {
+			pl.Close()
+			return fmt.Errorf("transparent_listen: %w", err)
+		}
+		go func() {
+			if err := px.ServeTransparent(ctx, tl, proxy.TransparentOptions{DstCheck: cfg.TransparentDstCheck}); err != nil {
+				log.Error("transparent listener stopped", "err", err)
+			}
+		}()
+		log.Info("transparent listener", "addr", tl.Addr().String(), "dst_check", cfg.TransparentDstCheck)
 	}
 	log.Info("sessctl serving", "listen", pl.Addr().String(), "admin", al.Addr().String(),
 		"intercept", cfg.Intercept, "passthrough", cfg.Passthrough, "db", cfg.DB, "ca", cfg.CADir)

@@ -27,11 +27,14 @@ type Config struct {
 	Listen            string `yaml:"listen"`
 	AdminListen       string `yaml:"admin_listen"`
 	TransparentListen string `yaml:"transparent_listen"`
-	DataDir           string `yaml:"data_dir"`
-	CADir             string `yaml:"ca_dir"`
-	DB                string `yaml:"db"`
-	RulesFile         string `yaml:"rules_file"`
-	UpstreamKeyFile   string `yaml:"upstream_key_file"`
+	// TransparentDstCheck is "resolve" (the original destination must be
+	// among the SNI name's addresses) or "none" (trust SNI).
+	TransparentDstCheck string `yaml:"transparent_dst_check"`
+	DataDir             string `yaml:"data_dir"`
+	CADir               string `yaml:"ca_dir"`
+	DB                  string `yaml:"db"`
+	RulesFile           string `yaml:"rules_file"`
+	UpstreamKeyFile     string `yaml:"upstream_key_file"`
 	// UpstreamKeys names further real keys (name -> file) that a policy can pick.
 	UpstreamKeys map[string]string `yaml:"upstream_keys"`
 	// UpstreamCAFile adds CA certificates to trust for upstream TLS (tests,
@@ -125,22 +128,23 @@ func ParseDuration(s string) (time.Duration, error) {
 // intercepts api.openai.com and keeps its state under ./data.
 func Default() *Config {
 	return &Config{
-		Listen:             "127.0.0.1:3128",
-		AdminListen:        "127.0.0.1:9090",
-		DataDir:            "./data",
-		Intercept:          []string{"api.openai.com"},
-		MaxBody:            32 << 20,
-		RecordBodyLimit:    8 << 20,
-		StreamHoldback:     256,
-		WSMaxMessage:       32 << 20,
-		CheckpointEvery:    1000,
-		CheckpointInterval: Duration(10 * time.Second),
-		ApprovalTimeout:    Duration(5 * time.Minute),
-		ApprovalMode:       "hold",
-		SessionTokenTTL:    Duration(6 * time.Hour),
-		LeafValidity:       Duration(24 * time.Hour),
-		LogLevel:           "info",
-		LogFormat:          "text",
+		Listen:              "127.0.0.1:3128",
+		AdminListen:         "127.0.0.1:9090",
+		DataDir:             "./data",
+		Intercept:           []string{"api.openai.com"},
+		MaxBody:             32 << 20,
+		RecordBodyLimit:     8 << 20,
+		StreamHoldback:      256,
+		WSMaxMessage:        32 << 20,
+		CheckpointEvery:     1000,
+		CheckpointInterval:  Duration(10 * time.Second),
+		ApprovalTimeout:     Duration(5 * time.Minute),
+		ApprovalMode:        "hold",
+		TransparentDstCheck: "resolve",
+		SessionTokenTTL:     Duration(6 * time.Hour),
+		LeafValidity:        Duration(24 * time.Hour),
+		LogLevel:            "info",
+		LogFormat:           "text",
 	}
 }
 
@@ -221,25 +225,26 @@ func integer(p func(*Config) *int64) func(*Config, []string) error {
 }
 
 var setters = map[string]setter{
-	"listen":             {"explicit proxy listen address (HTTPS_PROXY)", false, str(func(c *Config) *string { return &c.Listen })},
-	"admin_listen":       {"admin listener: /healthz, /metrics, API and UI", false, str(func(c *Config) *string { return &c.AdminListen })},
-	"transparent_listen": {"transparent listener for firewall-redirected port 443", false, str(func(c *Config) *string { return &c.TransparentListen })},
-	"data_dir":           {"state directory (CA, database, keys)", false, str(func(c *Config) *string { return &c.DataDir })},
-	"ca_dir":             {"CA directory (default DATA_DIR/ca)", false, str(func(c *Config) *string { return &c.CADir })},
-	"db":                 {"session database (default DATA_DIR/sessions.db)", false, str(func(c *Config) *string { return &c.DB })},
-	"rules_file":         {"rules file (default: the built-in secret ruleset)", false, str(func(c *Config) *string { return &c.RulesFile })},
-	"upstream_key_file":  {"file holding the real API key (else env OPENAI_API_KEY)", false, str(func(c *Config) *string { return &c.UpstreamKeyFile })},
-	"upstream_ca_file":   {"extra CA certificates trusted for upstream TLS", false, str(func(c *Config) *string { return &c.UpstreamCAFile })},
-	"upstream_addr":      {"dial every intercepted host at this host:port (tests, private endpoints)", false, str(func(c *Config) *string { return &c.UpstreamAddr })},
-	"runners_file":       {"runners file written by `sessctl token new` (default DATA_DIR/runners.yaml)", false, str(func(c *Config) *string { return &c.RunnersFile })},
-	"checkpoint_file":    {"append each signed checkpoint to this file", false, str(func(c *Config) *string { return &c.CheckpointFile })},
-	"checkpoint_url":     {"POST each signed checkpoint to this URL", false, str(func(c *Config) *string { return &c.CheckpointURL })},
-	"approval_mode":      {"hold (keep the request open) or ticket (refuse now, pass on retry once approved)", false, str(func(c *Config) *string { return &c.ApprovalMode })},
-	"approval_webhook":   {"URL notified of each held request", false, str(func(c *Config) *string { return &c.ApprovalWebhook })},
-	"log_level":          {"debug, info, warn or error", false, str(func(c *Config) *string { return &c.LogLevel })},
-	"log_format":         {"text or json", false, str(func(c *Config) *string { return &c.LogFormat })},
-	"intercept":          {"hosts to intercept (MITM)", true, list(func(c *Config) *[]string { return &c.Intercept })},
-	"passthrough":        {"hosts tunnelled without decryption", true, list(func(c *Config) *[]string { return &c.Passthrough })},
+	"listen":                {"explicit proxy listen address (HTTPS_PROXY)", false, str(func(c *Config) *string { return &c.Listen })},
+	"admin_listen":          {"admin listener: /healthz, /metrics, API and UI", false, str(func(c *Config) *string { return &c.AdminListen })},
+	"transparent_listen":    {"transparent listener for firewall-redirected port 443", false, str(func(c *Config) *string { return &c.TransparentListen })},
+	"transparent_dst_check": {"resolve (original destination must match the SNI name's addresses) or none", false, str(func(c *Config) *string { return &c.TransparentDstCheck })},
+	"data_dir":              {"state directory (CA, database, keys)", false, str(func(c *Config) *string { return &c.DataDir })},
+	"ca_dir":                {"CA directory (default DATA_DIR/ca)", false, str(func(c *Config) *string { return &c.CADir })},
+	"db":                    {"session database (default DATA_DIR/sessions.db)", false, str(func(c *Config) *string { return &c.DB })},
+	"rules_file":            {"rules file (default: the built-in secret ruleset)", false, str(func(c *Config) *string { return &c.RulesFile })},
+	"upstream_key_file":     {"file holding the real API key (else env OPENAI_API_KEY)", false, str(func(c *Config) *string { return &c.UpstreamKeyFile })},
+	"upstream_ca_file":      {"extra CA certificates trusted for upstream TLS", false, str(func(c *Config) *string { return &c.UpstreamCAFile })},
+	"upstream_addr":         {"dial every intercepted host at this host:port (tests, private endpoints)", false, str(func(c *Config) *string { return &c.UpstreamAddr })},
+	"runners_file":          {"runners file written by `sessctl token new` (default DATA_DIR/runners.yaml)", false, str(func(c *Config) *string { return &c.RunnersFile })},
+	"checkpoint_file":       {"append each signed checkpoint to this file", false, str(func(c *Config) *string { return &c.CheckpointFile })},
+	"checkpoint_url":        {"POST each signed checkpoint to this URL", false, str(func(c *Config) *string { return &c.CheckpointURL })},
+	"approval_mode":         {"hold (keep the request open) or ticket (refuse now, pass on retry once approved)", false, str(func(c *Config) *string { return &c.ApprovalMode })},
+	"approval_webhook":      {"URL notified of each held request", false, str(func(c *Config) *string { return &c.ApprovalWebhook })},
+	"log_level":             {"debug, info, warn or error", false, str(func(c *Config) *string { return &c.LogLevel })},
+	"log_format":            {"text or json", false, str(func(c *Config) *string { return &c.LogFormat })},
+	"intercept":             {"hosts to intercept (MITM)", true, list(func(c *Config) *[]string { return &c.Intercept })},
+	"passthrough":           {"hosts tunnelled without decryption", true, list(func(c *Config) *[]string { return &c.Passthrough })},
 	"runners": {"runners as NAME:TOKEN_SHA256", true, func(c *Config, v []string) error {
 		c.Runners = c.Runners[:0]
 		for _, s := range v {
@@ -317,6 +322,11 @@ func (c *Config) Resolve() error {
 	}
 	if c.StreamHoldback < 16 || c.StreamHoldback > 1<<20 {
 		return fmt.Errorf("config: stream_holdback: %d out of range 16..1048576", c.StreamHoldback)
+	}
+	switch c.TransparentDstCheck {
+	case "resolve", "none":
+	default:
+		return fmt.Errorf("config: transparent_dst_check: %q is neither resolve nor none", c.TransparentDstCheck)
 	}
 	switch c.ApprovalMode {
 	case "hold", "ticket":

@@ -1,0 +1,274 @@
+package stepca
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"go.step.sm/crypto/keyutil"
+	"go.step.sm/crypto/pemutil"
+)
+
+// maxPEMFile bounds the PEM files this package reads.
+const maxPEMFile = 1 << 20
+
+// readRoots reads the PEM certificates of a root file into a pool; every
+// certificate must be a CA.
+func readRoots(path string) (*x509.CertPool, []*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stepca: read root: %w", err)
+	}
+	certs, err := parseCerts(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stepca: root %s: %w", path, err)
+	}
+	if len(certs) == 0 {
+		return nil, nil, fmt.Errorf("stepca: root %s: no certificate found", path)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		if !c.IsCA {
+			return nil, nil, fmt.Errorf("stepca: root %s: %q is not a CA certificate", path, c.Subject.CommonName)
+		}
+		pool.AddCert(c)
+	}
+	return pool, certs, nil
+}
+
+// parseCerts parses PEM "CERTIFICATE" blocks; any other block or trailing
+// garbage is an error.
+func parseCerts(data []byte) ([]*x509.Certificate, error) {
+	if len(data) > maxPEMFile {
+		return nil, fmt.Errorf("larger than %d bytes", maxPEMFile)
+	}
+	var certs []*x509.Certificate
+	rest := data
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block is %.40q, want CERTIFICATE", block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, errors.New("unexpected data that is not PEM")
+	}
+	return certs, nil
+}
+
+// encodeCerts encodes DER certificates as PEM.
+func encodeCerts(ders [][]byte) []byte {
+	var buf bytes.Buffer
+	for _, d := range ders {
+		pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: d})
+	}
+	return buf.Bytes()
+}
+
+// encodeKey encodes a private key as PEM PKCS #8.
+func encodeKey(key crypto.PrivateKey) ([]byte, error) {
+	block, err := pemutil.Serialize(key, pemutil.WithPKCS8(true))
+	if err != nil {
+		return nil, fmt.Errorf("encode private key: %w", err)
+	}
+	return pem.EncodeToMemory(block), nil
+}
+
+// encodeBundle is the content of a leaves/HOST.pem file: the private key,
+// then the certificate chain, leaf first.
+func encodeBundle(cert *tls.Certificate) ([]byte, error) {
+	key, err := encodeKey(cert.PrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	return append(key, encodeCerts(cert.Certificate)...), nil
+}
+
+// parseBundle parses a leaves/HOST.pem file: one private key and at least
+// one certificate whose public key is the key's, leaf first. Errors never
+// quote the key.
+func parseBundle(data []byte) (*tls.Certificate, error) {
+	if len(data) > maxPEMFile {
+		return nil, fmt.Errorf("larger than %d bytes", maxPEMFile)
+	}
+	var (
+		key  crypto.Signer
+		cert tls.Certificate
+		rest = data
+	)
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		switch {
+		case block.Type == "CERTIFICATE":
+			cert.Certificate = append(cert.Certificate, block.Bytes)
+		case strings.HasSuffix(block.Type, "PRIVATE KEY"):
+			if key != nil {
+				return nil, errors.New("more than one private key")
+			}
+			k, err := pemutil.ParseKey(pem.EncodeToMemory(block))
+			if err != nil {
+				return nil, errors.New("the private key cannot be parsed")
+			}
+			s, ok := k.(crypto.Signer)
+			if !ok {
+				return nil, fmt.Errorf("a %T private key cannot sign", k)
+			}
+			key = s
+		default:
+			return nil, fmt.Errorf("unexpected PEM block %.40q", block.Type)
+		}
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, errors.New("unexpected data that is not PEM")
+	}
+	if key == nil {
+		return nil, errors.New("no private key")
+	}
+	if len(cert.Certificate) == 0 {
+		return nil, errors.New("no certificate")
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("leaf certificate: %w", err)
+	}
+	for i, der := range cert.Certificate[1:] {
+		if _, err := x509.ParseCertificate(der); err != nil {
+			return nil, fmt.Errorf("chain certificate %d: %w", i+2, err)
+		}
+	}
+	if err := keyutil.VerifyPair(leaf.PublicKey, key); err != nil {
+		return nil, errors.New("the private key is not the certificate's")
+	}
+	cert.PrivateKey = key
+	cert.Leaf = leaf
+	return &cert, nil
+}
+
+// checkKeyMode refuses a file holding a private key that group or others
+// may access.
+func checkKeyMode(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("stepca: private key: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("stepca: private key %s is not a regular file", path)
+	}
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("stepca: private key %s has mode %04o: it must not be accessible by group or others (run: chmod 600 %s)", path, perm, path)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path through a temporary file in the same
+// directory, so that a crash leaves either the old or the new content.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("stepca: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return fmt.Errorf("stepca: write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("stepca: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("stepca: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("stepca: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("stepca: write %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// normalizeHosts lower-cases hosts, strips a trailing dot, removes
+// duplicates and rejects anything that is not a plain DNS name.
+func normalizeHosts(in []string) ([]string, error) {
+	var out []string
+	seen := make(map[string]bool)
+	for _, h := range in {
+		n := normalizeName(h)
+		if err := validHost(n); err != nil {
+			return nil, err
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// normalizeName is the canonical form of a DNS name for comparisons.
+func normalizeName(name string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
+}
+
+// validHost accepts a DNS host name made of LDH labels, not an IP address
+// and not a wildcard. Host names become file names, so this also keeps
+// them inside DIR/leaves.
+func validHost(h string) error {
+	if h == "" {
+		return errors.New("empty host name")
+	}
+	if net.ParseIP(h) != nil {
+		return fmt.Errorf("host %q is an IP address; only DNS names can be intercepted", h)
+	}
+	if len(h) > 253 {
+		return fmt.Errorf("host name %.20q... is longer than 253 characters", h)
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("host %.80q is not a valid DNS name (empty or over-long label)", h)
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("host %.80q is not a valid DNS name (label starts or ends with '-')", h)
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Errorf("host %.80q is not a valid DNS name (character %q)", h, c)
+			}
+		}
+	}
+	return nil
+}

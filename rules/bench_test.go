@@ -120,3 +120,11 @@ func BenchmarkResponsesDelta(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkSubset(b *testing.B) {
+	s := Default()
+	names := []string{"aws-access-key", "github-token", "jwt", "private-key"}
+	for b.Loop() {
+		s.Subset(names)
+	}
+}

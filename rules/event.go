@@ -208,7 +208,7 @@ func (m *EventMasker) process(ev []byte) []outEvent {
 	var open []*textStream
 	for _, d := range deltas {
 		st := m.stream(d.st)
-		piece := []byte(d.node.text(ev))
+		piece := appendUnquote(nil, d.node.raw(ev))
 		final := ended(st)
 		out := m.step(st, piece, final)
 		if m.blocked != nil {

@@ -237,6 +237,10 @@ func (p *jparser) object(depth int) jnode {
 			return jnode{}
 		}
 		if p.tree {
+			if n.keys == nil {
+				n.keys = make([]jnode, 0, 8)
+				n.elems = make([]jnode, 0, 8)
+			}
 			n.keys = append(n.keys, k)
 			n.elems = append(n.elems, v)
 		}
@@ -442,11 +446,23 @@ func (n *jnode) get(src []byte, key string) *jnode {
 		return nil
 	}
 	for i := range n.keys {
-		if n.keys[i].text(src) == key {
+		if n.keys[i].is(src, key) {
 			return &n.elems[i]
 		}
 	}
 	return nil
+}
+
+// is reports whether n is a string node with value s.
+func (n *jnode) is(src []byte, s string) bool {
+	if n == nil || n.kind != jString {
+		return false
+	}
+	tok := src[n.start+1 : n.end-1]
+	if bytes.IndexByte(tok, '\\') < 0 {
+		return string(tok) == s
+	}
+	return n.text(src) == s
 }
 
 // text returns the decoded value of a string node ("" for other kinds).

@@ -170,6 +170,18 @@ func TestSubset(t *testing.T) {
 	if got := string(res.Body); got != "AKIAIOSFODNN7EXAMPLE [MASKED:github-token]" {
 		t.Errorf("subset masked %q", got)
 	}
+	if s.Subset([]string{"jwt", "github-token", "no-such-rule"}) != sub {
+		t.Error("Subset did not reuse its result")
+	}
+	done := make(chan *Set)
+	for range 4 {
+		go func() { done <- s.Subset([]string{"npm-token"}) }()
+	}
+	for range 4 {
+		if x := <-done; x.Len() != 1 {
+			t.Errorf("concurrent Subset: %d rules", x.Len())
+		}
+	}
 	if empty := s.Subset(nil); empty.Len() != 0 || string(empty.Request(text).Body) != string(text) {
 		t.Error("empty subset masks")
 	}

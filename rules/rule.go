@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"slices"
+	"strings"
+	"sync"
 )
 
 // Action is what a rule does when it fires.
@@ -77,7 +79,8 @@ type compiled struct {
 	allow  []*regexp.Regexp
 	secret int // index of the "secret" group, 0 for the whole match
 
-	lits    []lit // every match begins with one of these; nil: no prefilter
+	lits    []lit  // every match begins with one of these; nil: no prefilter
+	plits   []plit // lits prepared for the scanner
 	maxLen  int   // bytes; -1 when unbounded or when windows cannot be used
 	prog    *syntax.Prog
 	replace []byte
@@ -89,7 +92,13 @@ type Set struct {
 	rules []*compiled
 	req   *matcher
 	resp  *matcher
+
+	mu      sync.Mutex
+	subsets map[string]*Set // Subset results, by names
 }
+
+// maxSubsets bounds the Subset cache of a set.
+const maxSubsets = 256
 
 // compile checks and compiles r. Errors do not name the rule: the caller
 // adds name and line.
@@ -163,6 +172,9 @@ func compile(r Rule) (*compiled, error) {
 	if c.prog, err = syntax.Compile(tree.Simplify()); err != nil {
 		return nil, fmt.Errorf("invalid pattern: %w", err)
 	}
+	for _, l := range c.lits {
+		c.plits = append(c.plits, prepare(l, c.prog))
+	}
 	c.Replacement = r.Replacement
 	if c.Replacement == "" && r.Action == Mask {
 		c.Replacement = "[MASKED:" + r.Name + "]"
@@ -193,13 +205,29 @@ func (s *Set) Rules() []Rule {
 // Subset returns a set with only the named rules, in the order of s. Names
 // that s does not have are ignored.
 func (s *Set) Subset(names []string) *Set {
+	key := strings.Join(names, "\x00")
+	s.mu.Lock()
+	sub, ok := s.subsets[key]
+	s.mu.Unlock()
+	if ok {
+		return sub
+	}
 	var keep []*compiled
 	for _, c := range s.rules {
 		if slices.Contains(names, c.Name) {
 			keep = append(keep, c)
 		}
 	}
-	return newSet(keep)
+	sub = newSet(keep)
+	s.mu.Lock()
+	if s.subsets == nil {
+		s.subsets = map[string]*Set{}
+	}
+	if len(s.subsets) < maxSubsets {
+		s.subsets[key] = sub
+	}
+	s.mu.Unlock()
+	return sub
 }
 
 // Len returns the number of rules in the set.

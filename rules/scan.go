@@ -36,9 +36,8 @@ func newMatcher(all []*compiled, scope scopeMask) *matcher {
 			m.fallback = append(m.fallback, ri)
 			continue
 		}
-		for _, l := range c.lits {
-			pl := prepare(l, c.prog)
-			ref := litRef{rule: ri, lit: &pl}
+		for li, l := range c.lits {
+			ref := litRef{rule: ri, lit: &c.plits[li]}
 			for _, k := range triKeys(l) {
 				h := triHash(k)
 				m.triBits[h>>6] |= 1 << (h & 63)
@@ -123,14 +122,19 @@ type scan struct {
 	stream bool
 	bound  func(*compiled) int // stream holdback per rule
 
-	next   []int // per rule: no further match may start before this
-	last   []int // per rule: last position tried
-	budget []int // per rule: bytes of windowed matching left
-	over   []bool
-	done   []bool // stream: rule has a live partial match; later matches are moot
-	hits   []hit
+	st   []ruleState
+	hits []hit
 	live   int // stream: earliest start of a possible match not yet complete
 	rd     runeReader
+}
+
+// ruleState is the progress of one rule in a scan.
+type ruleState struct {
+	next   int  // no further match may start before this
+	last   int  // last position tried
+	budget int  // bytes of windowed matching left
+	over   bool // out of budget: scanned with the regular expression alone
+	done   bool // stream: a partial match is live; later matches are moot
 }
 
 // find runs the rules of m over the segments of buf. In stream mode the text
@@ -144,12 +148,10 @@ func (m *matcher) find(buf []byte, segs []seg, stream bool, bound func(*compiled
 	}
 	s := &scan{
 		m: m, buf: buf, stream: stream, bound: bound,
-		next: make([]int, n), last: make([]int, n), budget: make([]int, n),
-		over: make([]bool, n), done: make([]bool, n), live: -1,
+		st: make([]ruleState, n), live: -1,
 	}
-	for i := range s.last {
-		s.last[i] = -1
-		s.budget[i] = 8*len(buf) + 1<<16
+	for i := range s.st {
+		s.st[i] = ruleState{last: -1, budget: 8*len(buf) + 1<<16}
 	}
 	if m.tris.refs != nil {
 		s.prefiltered(segs)
@@ -157,8 +159,8 @@ func (m *matcher) find(buf []byte, segs []seg, stream bool, bound func(*compiled
 	for _, ri := range m.fallback {
 		s.full(ri, segs)
 	}
-	for ri, over := range s.over {
-		if over {
+	for ri := range s.st {
+		if s.st[ri].over {
 			s.hits = slices.DeleteFunc(s.hits, func(h hit) bool { return h.rule == ri })
 			s.full(ri, segs)
 		}
@@ -201,7 +203,7 @@ func (s *scan) prefiltered(segs []seg) {
 		}
 		for _, ref := range m.tris.get(k) {
 			r := ref.rule
-			if s.over[r] || s.done[r] || i < s.next[r] || i == s.last[r] {
+			if st := &s.st[r]; st.over || st.done || i < st.next || i == st.last {
 				continue
 			}
 			n, full, _ := ref.lit.at(buf[i:sg.end])
@@ -221,7 +223,7 @@ func (s *scan) prefiltered(segs []seg) {
 // try runs rule r anchored at p, where one of its literals begins.
 func (s *scan) try(r, p int, sg seg) {
 	c := s.m.rules[r]
-	s.last[r] = p
+	s.st[r].last = p
 	ws, re := p, c.anchor
 	if p > sg.start {
 		ws, re = p-1, c.ctx
@@ -229,12 +231,12 @@ func (s *scan) try(r, p int, sg seg) {
 	var loc []int
 	if c.maxLen >= 0 && p+c.maxLen+utf8.UTFMax <= sg.end || c.maxLen >= 0 && !s.stream {
 		we := min(sg.end, p+c.maxLen+utf8.UTFMax)
-		s.budget[r] -= we - ws
+		s.st[r].budget -= we - ws
 		loc = re.FindSubmatchIndex(s.buf[ws:we])
 	} else {
 		s.rd = runeReader{b: s.buf, i: ws, end: sg.end}
 		loc = re.FindReaderSubmatchIndex(&s.rd)
-		s.budget[r] -= s.rd.i - ws
+		s.st[r].budget -= s.rd.i - ws
 		// The regexp package reads up to two runes ahead, so reaching the
 		// end of the text does not prove that a match from p could still
 		// grow: ask the liveness VM.
@@ -242,12 +244,12 @@ func (s *scan) try(r, p int, sg seg) {
 			liveStart(c.prog, s.buf[ws:sg.end], p-ws, true) >= 0 {
 			// The match could still start here and grow: hold from p.
 			s.setLive(p)
-			s.done[r] = true
+			s.st[r].done = true
 			return
 		}
 	}
-	if s.budget[r] < 0 {
-		s.over[r] = true
+	if s.st[r].budget < 0 {
+		s.st[r].over = true
 		return
 	}
 	if loc == nil {
@@ -261,7 +263,7 @@ func (s *scan) try(r, p int, sg seg) {
 func (s *scan) record(r, mstart, base int, loc []int) {
 	c := s.m.rules[r]
 	mend := base + loc[1]
-	s.next[r] = mend
+	s.st[r].next = mend
 	start, end := mstart, mend
 	if c.secret > 0 {
 		if loc[2*c.secret] < 0 {
@@ -320,7 +322,7 @@ func (s *scan) partials(sg seg) {
 		}
 		for _, ref := range s.m.first[s.buf[p]] {
 			c := s.m.rules[ref.rule]
-			if s.over[ref.rule] || p < sg.end-s.bound(c) {
+			if s.st[ref.rule].over || p < sg.end-s.bound(c) {
 				continue
 			}
 			if _, _, partial := ref.lit.at(s.buf[p:sg.end]); partial {

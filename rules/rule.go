@@ -81,7 +81,7 @@ type compiled struct {
 
 	lits    []lit  // every match begins with one of these; nil: no prefilter
 	plits   []plit // lits prepared for the scanner
-	maxLen  int   // bytes; -1 when unbounded or when windows cannot be used
+	maxLen  int    // bytes; -1 when unbounded or when windows cannot be used
 	prog    *syntax.Prog
 	replace []byte
 }

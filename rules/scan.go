@@ -124,8 +124,8 @@ type scan struct {
 
 	st   []ruleState
 	hits []hit
-	live   int // stream: earliest start of a possible match not yet complete
-	rd     runeReader
+	live int // stream: earliest start of a possible match not yet complete
+	rd   runeReader
 }
 
 // ruleState is the progress of one rule in a scan.

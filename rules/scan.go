@@ -11,6 +11,7 @@ import (
 // prefilter.
 type matcher struct {
 	rules    []*compiled
+	pairBits [1 << 16 / 64]uint64      // two-byte prefixes of the three-byte keys
 	triBits  [1 << triBits / 64]uint64 // hashed three-byte keys that may begin a literal
 	tris     triTable
 	first    [256][]litRef // literals by first byte, for partial literals at a stream's end
@@ -41,6 +42,8 @@ func newMatcher(all []*compiled, scope scopeMask) *matcher {
 			for _, k := range triKeys(l) {
 				h := triHash(k)
 				m.triBits[h>>6] |= 1 << (h & 63)
+				pk := k >> 8
+				m.pairBits[pk>>6] |= 1 << (pk & 63)
 				byKey[k] = append(byKey[k], ref)
 			}
 			var b [utf8.UTFMax]byte
@@ -185,10 +188,14 @@ func (m *matcher) find(buf []byte, segs []seg, stream bool, bound func(*compiled
 func (s *scan) prefiltered(segs []seg) {
 	buf, m := s.buf, s.m
 	si := 0
-	bits := &m.triBits
+	pairs, tris := &m.pairBits, &m.triBits
 	for i := 0; i+2 < len(buf); i++ {
-		k := uint32(buf[i])<<16 | uint32(buf[i+1])<<8 | uint32(buf[i+2])
-		if h := triHash(k); bits[h>>6]&(1<<(h&63)) == 0 {
+		pk := uint32(buf[i])<<8 | uint32(buf[i+1])
+		if pairs[pk>>6]&(1<<(pk&63)) == 0 {
+			continue
+		}
+		k := pk<<8 | uint32(buf[i+2])
+		if h := triHash(k); tris[h>>6]&(1<<(h&63)) == 0 {
 			continue
 		}
 		for si < len(segs) && segs[si].end <= i {

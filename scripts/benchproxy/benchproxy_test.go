@@ -123,23 +123,23 @@ func TestDirectPath(t *testing.T) {
 	defer p.Stop()
 	ctx := context.Background()
 
-	s := p.do(ctx, chatBody(false), false, 3)
+	s := p.do(ctx, chatBody(false), false, deltaTexts(3))
 	if s.err != nil || s.total <= 0 {
 		t.Fatalf("chat: %+v", s)
 	}
-	s = p.do(ctx, chatBody(true), true, 3)
-	if s.err != nil || s.ttfd <= 0 || len(s.gaps) != 2 {
+	s = p.do(ctx, chatBody(true), true, deltaTexts(3))
+	if s.err != nil || s.ttfd <= 0 || s.firstWhole != s.ttfd || len(s.gaps) != 2 || s.events != 3 || s.split != 0 {
 		t.Fatalf("stream: %+v", s)
 	}
 	if s.gaps[0] < 5*time.Millisecond/2 {
 		t.Errorf("deltas were not spaced out by the stand-in: gap %v", s.gaps[0])
 	}
-	if s := p.do(ctx, chatBody(true), true, 4); s.err == nil {
+	if s := p.do(ctx, chatBody(true), true, deltaTexts(4)); s.err == nil {
 		t.Errorf("a short stream was not reported")
 	}
 	wrong := *p
 	wrong.Credential = "sk-not-the-real-key"
-	if s := wrong.do(ctx, chatBody(false), false, 3); s.err == nil || !strings.Contains(s.err.Error(), "401") {
+	if s := wrong.do(ctx, chatBody(false), false, deltaTexts(3)); s.err == nil || !strings.Contains(s.err.Error(), "401") {
 		t.Errorf("wrong key: %v", s.err)
 	}
 
@@ -150,7 +150,8 @@ func TestDirectPath(t *testing.T) {
 	tl := warm(ctx, p, workload{Stream: true, Concurrency: 2}, 10*time.Millisecond, 3)
 	tl.round(ctx, 50*time.Millisecond, 3, nil)
 	r := tl.result()
-	if r.Errors != 0 || r.Requests < 2 || r.TTFD == nil || r.Gap.N != 2*r.Requests || r.PeakRSSMiB != nil {
+	if r.Errors != 0 || r.Requests < 2 || r.TTFD == nil || r.Gap.N != 2*r.Requests || r.PeakRSSMiB != nil ||
+		*r.EventsPerStream != 3 || *r.SplitDeltas != 0 {
 		t.Errorf("result: %+v", r)
 	}
 }
@@ -192,6 +193,7 @@ func TestTargets(t *testing.T) {
 		r := result{Path: path, Workload: wl, Requests: 100, RPS: rps, Latency: dist{P50: p50}, PeakRSSMiB: rss}
 		if strings.HasPrefix(wl, "stream") {
 			r.TTFD = &dist{P50: p50}
+			r.FirstWhole = &dist{P50: p50}
 			r.Gap = &dist{P99: 20 + p50}
 		}
 		return r
@@ -211,8 +213,9 @@ func TestTargets(t *testing.T) {
 			},
 			met: map[string]bool{
 				"throughput vs mitmproxy": true, "throughput vs direct": true, "added latency": true,
-				"time to first delta, stream-c1": true, "inter-delta gap, stream-c1": true,
-				"time to first delta, stream-c16": true, "inter-delta gap, stream-c16": true, "proxy RSS": true,
+				"time to first delta, stream-c1": true, "inter-delta gap, stream-c1": true, "first delta complete, stream-c1": true,
+				"time to first delta, stream-c16": true, "inter-delta gap, stream-c16": true, "first delta complete, stream-c16": true,
+				"proxy RSS": true,
 			},
 		},
 		{
@@ -224,7 +227,8 @@ func TestTargets(t *testing.T) {
 			},
 			met: map[string]bool{
 				"throughput vs direct": false, "added latency": false,
-				"time to first delta, stream-c16": false, "inter-delta gap, stream-c16": false, "proxy RSS": false,
+				"time to first delta, stream-c16": false, "inter-delta gap, stream-c16": false, "first delta complete, stream-c16": false,
+				"proxy RSS": false,
 			},
 		},
 	}
@@ -232,8 +236,8 @@ func TestTargets(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := &report{Results: c.results}
 			r.compare()
-			if len(r.Targets) != 8 {
-				t.Fatalf("%d targets, want 8", len(r.Targets))
+			if len(r.Targets) != 10 {
+				t.Fatalf("%d targets, want 10", len(r.Targets))
 			}
 			for _, tg := range r.Targets {
 				want, judged := c.met[tg.Name]

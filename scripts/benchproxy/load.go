@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -59,14 +58,18 @@ func chatBody(stream bool) []byte {
 // sample is what the client saw of one request.
 type sample struct {
 	total time.Duration
-	ttfd  time.Duration
-	gaps  []time.Duration
-	err   error
+	// For streamed answers: the first event carrying text, the first
+	// delta complete, the gaps between the completions of consecutive
+	// deltas, and how many deltas arrived split over several events.
+	ttfd, firstWhole time.Duration
+	gaps, eventGaps  []time.Duration
+	events, split    int
+	err              error
 }
 
-// do sends one chat completion and reads the whole answer. For a
-// streamed answer it times each SSE data event as it arrives.
-func (p *path) do(ctx context.Context, body []byte, stream bool, deltas int) sample {
+// do sends one chat completion and reads the whole answer. A streamed
+// answer is timed event by event (see readStream).
+func (p *path) do(ctx context.Context, body []byte, stream bool, want []string) sample {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.Base+"/v1/chat/completions", bytes.NewReader(body))
 	if err != nil {
 		return sample{err: err}
@@ -93,42 +96,20 @@ func (p *path) do(ctx context.Context, body []byte, stream bool, deltas int) sam
 		}
 		return sample{total: time.Since(start), err: err}
 	}
-	s := sample{gaps: make([]time.Duration, 0, deltas)}
-	br := bufio.NewReaderSize(resp.Body, 16<<10)
-	var last time.Time
-	n := 0
-	done := false
-	for !done {
-		line, err := br.ReadSlice('\n')
-		if bytes.HasPrefix(line, []byte("data:")) {
-			now := time.Now()
-			if bytes.Equal(bytes.TrimSpace(line[5:]), []byte("[DONE]")) {
-				done = true
-			} else {
-				if n == 0 {
-					s.ttfd = now.Sub(start)
-				} else {
-					s.gaps = append(s.gaps, now.Sub(last))
-				}
-				last = now
-				n++
-			}
-		}
-		if err != nil && err != bufio.ErrBufferFull {
-			if !done {
-				s.err = fmt.Errorf("stream ended after %d deltas: %w", n, err)
-				return s
-			}
-			break
-		}
+	st, err := readStream(resp.Body, want, func() time.Duration { return time.Since(start) })
+	if err != nil {
+		return sample{err: err}
 	}
-	if _, err := readAllCount(br); err != nil {
-		s.err = err
+	if _, err := readAllCount(resp.Body); err != nil {
+		return sample{err: err}
 	}
-	if n != deltas {
-		s.err = fmt.Errorf("got %d deltas, want %d", n, deltas)
+	s := sample{total: time.Since(start), ttfd: st.First, eventGaps: st.EventGaps, events: st.Events, split: st.Split}
+	if len(st.Whole) > 0 {
+		s.firstWhole = st.Whole[0]
 	}
-	s.total = time.Since(start)
+	for i := 1; i < len(st.Whole); i++ {
+		s.gaps = append(s.gaps, st.Whole[i]-st.Whole[i-1])
+	}
 	return s
 }
 
@@ -136,6 +117,7 @@ func (p *path) do(ctx context.Context, body []byte, stream bool, deltas int) sam
 // the last ones to finish.
 func runPhase(ctx context.Context, p *path, w workload, d time.Duration, deltas int) ([]sample, time.Duration) {
 	body := chatBody(w.Stream)
+	want := deltaTexts(deltas)
 	start := time.Now()
 	deadline := start.Add(d)
 	per := make([][]sample, w.Concurrency)
@@ -145,7 +127,7 @@ func runPhase(ctx context.Context, p *path, w workload, d time.Duration, deltas 
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				per[i] = append(per[i], p.do(ctx, body, w.Stream, deltas))
+				per[i] = append(per[i], p.do(ctx, body, w.Stream, want))
 			}
 		}()
 	}
@@ -170,9 +152,21 @@ type result struct {
 	// TTFD is the time from sending the request to the first SSE event.
 	TTFD           *dist    `json:"ttfd_ms,omitempty"`
 	AddedTTFDP50MS *float64 `json:"added_ttfd_p50_ms_vs_direct,omitempty"`
-	// Gap is the time between consecutive SSE events of one answer.
+	// FirstWhole is the time until the first delta's text is complete.
+	FirstWhole           *dist    `json:"first_whole_delta_ms,omitempty"`
+	AddedFirstWholeP50MS *float64 `json:"added_first_whole_delta_p50_ms_vs_direct,omitempty"`
+	// Gap is the time between the completions of consecutive deltas of
+	// one answer.
 	Gap           *dist    `json:"gap_ms,omitempty"`
 	AddedGapP99MS *float64 `json:"added_gap_p99_ms_vs_direct,omitempty"`
+	// EventGap is the time between consecutive events carrying text, as
+	// they came off the wire (a proxy that splits deltas adds events).
+	EventGap *dist `json:"event_gap_ms,omitempty"`
+	// EventsPerStream is the mean number of text events per answer (the
+	// upstream sends one per delta); SplitDeltas the fraction of deltas
+	// whose text arrived over more than one event.
+	EventsPerStream *float64 `json:"events_per_stream,omitempty"`
+	SplitDeltas     *float64 `json:"split_deltas,omitempty"`
 	// PeakRSSMiB is the proxy's VmHWM from the start of this workload's
 	// warm-up to the end of its last round.
 	PeakRSSMiB *float64 `json:"peak_rss_mib,omitempty"`
@@ -239,7 +233,8 @@ func (t *tally) round(ctx context.Context, d time.Duration, deltas int, profile 
 func (t *tally) result() result {
 	w := t.w
 	r := result{Path: t.p.Name, Workload: w.String(), Stream: w.Stream, Concurrency: w.Concurrency, DurationS: t.elapsed.Seconds()}
-	var lat, ttfd, gaps []time.Duration
+	var lat, ttfd, whole, gaps, evGaps []time.Duration
+	var events, split, deltas int
 	for _, s := range t.samples {
 		if s.err != nil {
 			if r.Errors == 0 {
@@ -252,7 +247,12 @@ func (t *tally) result() result {
 		lat = append(lat, s.total)
 		if w.Stream {
 			ttfd = append(ttfd, s.ttfd)
+			whole = append(whole, s.firstWhole)
 			gaps = append(gaps, s.gaps...)
+			evGaps = append(evGaps, s.eventGaps...)
+			events += s.events
+			split += s.split
+			deltas += len(s.gaps) + 1
 		}
 	}
 	if t.elapsed > 0 {
@@ -260,8 +260,12 @@ func (t *tally) result() result {
 	}
 	r.Latency = distOf(lat)
 	if w.Stream {
-		td, gd := distOf(ttfd), distOf(gaps)
-		r.TTFD, r.Gap = &td, &gd
+		td, wd, gd, ed := distOf(ttfd), distOf(whole), distOf(gaps), distOf(evGaps)
+		r.TTFD, r.FirstWhole, r.Gap, r.EventGap = &td, &wd, &gd, &ed
+		if r.Requests > 0 {
+			r.EventsPerStream = ptr(float64(events) / float64(r.Requests))
+			r.SplitDeltas = ptr(float64(split) / float64(deltas))
+		}
 	}
 	if r.Requests > 0 {
 		r.DriverCPUPer1k = t.driverCPU.Seconds() / float64(r.Requests) * 1000

@@ -52,6 +52,7 @@ type options struct {
 	rounds         int
 	memory         bool
 	perf           string
+	standIn        bool
 }
 
 func main() {
@@ -71,6 +72,7 @@ func main() {
 	flag.Int64Var(&o.bigBytes, "big", 50_000_000, "size of the large request and answers in the memory cases (bytes)")
 	flag.BoolVar(&o.memory, "memory", true, "run the large-body memory cases")
 	flag.StringVar(&o.perf, "perf", "", "profile the sessctl process with perf(1) during each measured workload, writing reports to this directory (figures of such a run are distorted by perf and are not written to -out)")
+	flag.BoolVar(&o.standIn, "standin", false, "only run the upstream stand-in (printing its address and CA file) until interrupted")
 	flag.Parse()
 	o.paths = strings.Split(paths, ",")
 	if o.perf != "" || o.rounds < 1 {
@@ -112,9 +114,13 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	// Raw outputs of the previous run are replaced.
 	run := work
-	for _, sub := range []string{"upstream", "mitmproxy", "sessctl"} {
-		if err := os.RemoveAll(filepath.Join(run, sub)); err != nil {
-			return fmt.Errorf("work dir: %w", err)
+	old, _ := filepath.Glob(filepath.Join(run, "*"))
+	for _, f := range old {
+		switch b := filepath.Base(f); {
+		case b == "upstream", strings.HasPrefix(b, "mitmproxy"), strings.HasPrefix(b, "sessctl"):
+			if err := os.RemoveAll(f); err != nil {
+				return fmt.Errorf("work dir: %w", err)
+			}
 		}
 	}
 	if err := os.MkdirAll(run, 0o755); err != nil {
@@ -126,6 +132,11 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	defer up.Close()
 	log.Info("upstream stand-in listening", "addr", up.Addr, "ca", up.CAFile)
+	if o.standIn {
+		fmt.Printf("upstream_addr=%s upstream_ca_file=%s real_key=%s\n", up.Addr, up.CAFile, realKey)
+		<-ctx.Done()
+		return nil
+	}
 
 	var ps []*path
 	defer func() {
@@ -133,28 +144,28 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			p.Stop()
 		}
 	}()
-	var skipped []skip
-	for _, name := range o.paths {
-		var p *path
-		var err error
-		switch strings.TrimSpace(name) {
+	// start starts a path; dir holds its raw outputs.
+	start := func(name, dir string) (*path, error) {
+		switch name {
 		case "direct":
-			p = directPath(up)
+			return directPath(up), nil
 		case "mitmproxy":
 			if o.mitmdump == "" {
-				err = fmt.Errorf("mitmdump not found (install it with: apt-get install -y mitmproxy)")
-				break
+				return nil, fmt.Errorf("mitmdump not found (install it with: apt-get install -y mitmproxy)")
 			}
-			p, err = startMitmproxy(ctx, o.mitmdump, filepath.Join(run, "mitmproxy"), up)
+			return startMitmproxy(ctx, o.mitmdump, filepath.Join(run, dir), up)
 		case "sessctl":
 			if o.sessctl == "" {
-				err = fmt.Errorf("no sessctl binary given")
-				break
+				return nil, fmt.Errorf("no sessctl binary given")
 			}
-			p, err = startSessctl(ctx, o.sessctl, filepath.Join(run, "sessctl"), up)
-		default:
-			err = fmt.Errorf("unknown path")
+			return startSessctl(ctx, o.sessctl, filepath.Join(run, dir), up)
 		}
+		return nil, fmt.Errorf("unknown path")
+	}
+	var skipped []skip
+	for _, name := range o.paths {
+		name = strings.TrimSpace(name)
+		p, err := start(name, name)
 		if err != nil {
 			log.Warn("skipping path", "path", name, "reason", err)
 			skipped = append(skipped, skip{Path: name, Reason: err.Error()})
@@ -213,6 +224,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 	}
 	if o.memory {
+		// Each case on a fresh proxy process, so that memory kept from an
+		// earlier case (the Go runtime returns freed memory to the kernel
+		// lazily) does not count against a later one.
 		for _, p := range ps {
 			if p.PID == 0 {
 				continue
@@ -221,7 +235,13 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				m := measureMemory(ctx, p, c)
+				fresh, err := start(p.Name, p.Name+"-mem-"+c.Name)
+				if err != nil {
+					log.Warn("memory case", "path", p.Name, "case", c.Name, "err", err)
+					continue
+				}
+				m := measureMemory(ctx, fresh, c)
+				fresh.Stop()
 				log.Info("memory case", "path", p.Name, "case", c.Name, "result", m.Result, "peak_rss_mib", fmt.Sprintf("%.1f", m.PeakRSSMiB))
 				rep.Memory = append(rep.Memory, m)
 			}

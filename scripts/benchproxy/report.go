@@ -116,6 +116,7 @@ func (r *report) compare() {
 		x.AddedP50MS = ptr(x.Latency.P50 - d.Latency.P50)
 		if x.TTFD != nil && d.TTFD != nil {
 			x.AddedTTFDP50MS = ptr(x.TTFD.P50 - d.TTFD.P50)
+			x.AddedFirstWholeP50MS = ptr(x.FirstWhole.P50 - d.FirstWhole.P50)
 			x.AddedGapP99MS = ptr(x.Gap.P99 - d.Gap.P99)
 		}
 	}
@@ -149,9 +150,13 @@ func (r *report) compare() {
 	})
 	for _, c := range []string{"stream-c1", "stream-c16"} {
 		st, dt := r.find(s, c), r.find(d, c)
-		add("time to first delta, "+c, "sessctl TTFD p50 − direct ≤ 2 ms", []*result{st, dt}, func() (string, bool) {
+		add("time to first delta, "+c, "sessctl TTFD p50 − direct ≤ 2 ms (first event carrying text)", []*result{st, dt}, func() (string, bool) {
 			a := st.TTFD.P50 - dt.TTFD.P50
 			return fmt.Sprintf("%+.2f ms (%.2f vs %.2f)", a, st.TTFD.P50, dt.TTFD.P50), a <= 2
+		})
+		add("first delta complete, "+c, "sessctl p50 − direct ≤ 2 ms (time until the first delta's whole text has arrived)", []*result{st, dt}, func() (string, bool) {
+			a := st.FirstWhole.P50 - dt.FirstWhole.P50
+			return fmt.Sprintf("%+.2f ms (%.2f vs %.2f)", a, st.FirstWhole.P50, dt.FirstWhole.P50), a <= 2
 		})
 		add("inter-delta gap, "+c, "sessctl gap p99 − direct gap p99 ≤ 2 ms", []*result{st, dt}, func() (string, bool) {
 			a := st.Gap.P99 - dt.Gap.P99
@@ -174,17 +179,31 @@ func (r *report) print(w io.Writer) {
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "skipped %s: %s\n", s.Path, s.Reason)
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintln(w, "\nnon-streaming chat completions (latency: request sent to answer read, ms)")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tpath\treq/s\tp50 ms\tp99 ms\t+p50 ms\tTTFD p50\tTTFD p99\t+TTFD p50\tgap p99\t+gap p99\tRSS MiB\tCPU s/1k\terrors\t")
+	fmt.Fprintln(tw, "workload\tpath\treq/s\tp50\tp99\t+p50\tRSS MiB\tCPU s/1k req\terrors\t")
 	for _, x := range r.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%s\t", x.Workload, x.Path, x.RPS, x.Latency.P50, x.Latency.P99, opt(x.AddedP50MS))
-		if x.TTFD != nil {
-			fmt.Fprintf(tw, "%.2f\t%.2f\t%s\t%.2f\t%s\t", x.TTFD.P50, x.TTFD.P99, opt(x.AddedTTFDP50MS), x.Gap.P99, opt(x.AddedGapP99MS))
-		} else {
-			fmt.Fprint(tw, "-\t-\t-\t-\t-\t")
+		if x.Stream {
+			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t\n", opt(x.PeakRSSMiB), opt(x.CPUPer1k), x.Errors)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%s\t%s\t%s\t%d\t\n", x.Workload, x.Path, x.RPS, x.Latency.P50, x.Latency.P99,
+			opt(x.AddedP50MS), opt(x.PeakRSSMiB), opt(x.CPUPer1k), x.Errors)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nstreamed answers (ms; TTFD: first event with text; whole: first delta's text complete; gap: between deltas' completions; ev gap: between events on the wire; split: deltas spread over 2+ events)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tpath\treq/s\tTTFD p50\tTTFD p99\t+TTFD\twhole p50\t+whole\tgap p50\tgap p99\t+gap p99\tev gap p99\tsplit\tRSS MiB\tCPU s/1k req\terrors\t")
+	for _, x := range r.Results {
+		if !x.Stream {
+			continue
+		}
+		if x.TTFD == nil || x.Requests == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t%s\t%d\t\n", x.Workload, x.Path, x.RPS, opt(x.PeakRSSMiB), opt(x.CPUPer1k), x.Errors)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%s\t%.2f\t%s\t%.2f\t%.2f\t%s\t%.2f\t%.0f%%\t%s\t%s\t%d\t\n", x.Workload, x.Path, x.RPS,
+			x.TTFD.P50, x.TTFD.P99, opt(x.AddedTTFDP50MS), x.FirstWhole.P50, opt(x.AddedFirstWholeP50MS),
+			x.Gap.P50, x.Gap.P99, opt(x.AddedGapP99MS), x.EventGap.P99, 100*deref(x.SplitDeltas), opt(x.PeakRSSMiB), opt(x.CPUPer1k), x.Errors)
 	}
 	tw.Flush()
 	for _, x := range r.Results {
@@ -224,6 +243,13 @@ func opt(f *float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", *f)
+}
+
+func deref(f *float64) float64 {
+	if f == nil {
+		return 0
+	}
+	return *f
 }
 
 func orNone(s string) string {

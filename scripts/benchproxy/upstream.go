@@ -207,9 +207,21 @@ const chatAnswer = `{"id":"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG","object":"cha
 
 var words = strings.Fields("The build failed because the integration test expects the fixture file at its old path; update the path or restore the file.")
 
+// deltaText is the text of the i-th delta of a streamed answer.
+func deltaText(i int) string { return " " + words[i%len(words)] }
+
+// deltaTexts is the text of each delta of an n-delta streamed answer.
+func deltaTexts(n int) []string {
+	t := make([]string, n)
+	for i := range t {
+		t[i] = deltaText(i)
+	}
+	return t
+}
+
 // chunk returns the i-th SSE event of a streamed answer.
 func chunk(i int) string {
-	delta := `"content":` + strconv.Quote(" "+words[i%len(words)])
+	delta := `"content":` + strconv.Quote(deltaText(i))
 	if i == 0 {
 		delta = `"role":"assistant",` + delta
 	}

@@ -168,6 +168,12 @@ func (s *Set) Response(body []byte) Result {
 func (s *Set) body(m *matcher, scope string, body []byte) Result {
 	t := newTally(m, scope)
 	out := maskBody(m, t, t.counts, body, nil)
+	if scope == ScopeResponse && len(t.secrets) > 0 && bytes.Contains(out, []byte(`"logprobs"`)) {
+		// Log probabilities would give the masked tokens away.
+		if root, _, ok := parseJSON(out); ok {
+			out = applyEdits(out, dropEdits(logprobNodes(out, &root, nil)))
+		}
+	}
 	res := t.result()
 	res.Body = out
 	return res

@@ -50,6 +50,7 @@ type EventMasker struct {
 	t       *tally
 	streams []*textStream
 	blocked *compiled
+	touched bool // text of this answer has been held back or masked
 }
 
 type streamKind uint8
@@ -186,27 +187,12 @@ func (m *EventMasker) process(ev []byte) []outEvent {
 			}
 		}
 	}
-	// Every other string, as a whole text.
+	// The pieces of text streams.
+	var edits []edit
+	var open []*textStream
 	skip := make(map[int]bool, len(deltas))
 	for _, d := range deltas {
 		skip[d.node.start] = true
-	}
-	counts := m.t.counts
-	if repeat {
-		counts = make([]int, len(m.m.rules))
-	}
-	edits := maskEdits(m.m, m.t, counts, ev, strs, skip)
-	if repeat {
-		for r, n := range counts {
-			m.t.peaks[r] = max(m.t.peaks[r], n)
-		}
-	}
-	if m.checkFired(counts) {
-		return append(outs, outEvent{data: errorEvent(m.blocked), err: true})
-	}
-	// The pieces of text streams.
-	var open []*textStream
-	for _, d := range deltas {
 		st := m.stream(d.st)
 		piece := appendUnquote(nil, d.node.raw(ev))
 		final := ended(st)
@@ -220,15 +206,88 @@ func (m *EventMasker) process(ev []byte) []outEvent {
 			open = append(open, st)
 		}
 		if string(out) != string(piece) {
+			m.touched = true
 			edits = append(edits, edit{start: d.node.start, end: d.node.end, repl: appendQuote(nil, out)})
 		}
 	}
+	// Once text has been held back or masked, log probabilities would
+	// give its tokens away: they go.
+	var lps []*jnode
+	if m.touched {
+		lps = logprobNodes(ev, &root, nil)
+		for _, sp := range strs {
+			if inside(lps, sp.start) {
+				skip[sp.start] = true
+			}
+		}
+	}
+	// Every other string, as a whole text.
+	counts := m.t.counts
+	if repeat {
+		counts = make([]int, len(m.m.rules))
+	}
+	wholeEdits := maskEdits(m.m, m.t, counts, ev, strs, skip)
+	if repeat {
+		for r, n := range counts {
+			m.t.peaks[r] = max(m.t.peaks[r], n)
+		}
+	}
+	if m.checkFired(counts) {
+		return append(outs, outEvent{data: errorEvent(m.blocked), err: true})
+	}
+	if len(wholeEdits) > 0 && !m.touched {
+		m.touched = true
+		lps = logprobNodes(ev, &root, nil)
+		wholeEdits = slices.DeleteFunc(wholeEdits, func(e edit) bool { return inside(lps, e.start) })
+	}
+	edits = append(edits, wholeEdits...)
+	edits = append(edits, dropEdits(lps)...)
 	slices.SortFunc(edits, func(a, b edit) int { return a.start - b.start })
 	data := applyEdits(ev, edits)
 	for _, st := range open {
 		st.tmpl = data
 	}
 	return append(outs, outEvent{data: data, orig: len(edits) == 0})
+}
+
+// logprobNodes appends to out the non-empty values of members named
+// "logprobs" or "top_logprobs" under n.
+func logprobNodes(src []byte, n *jnode, out []*jnode) []*jnode {
+	for i := range n.elems {
+		v := &n.elems[i]
+		if n.kind == jObject && (n.keys[i].is(src, "logprobs") || n.keys[i].is(src, "top_logprobs")) &&
+			(v.kind == jArray || v.kind == jObject) && len(v.elems) > 0 {
+			out = append(out, v)
+			continue
+		}
+		if v.kind == jArray || v.kind == jObject {
+			out = logprobNodes(src, v, out)
+		}
+	}
+	return out
+}
+
+// inside reports whether offset p lies within one of the nodes.
+func inside(nodes []*jnode, p int) bool {
+	for _, n := range nodes {
+		if n.start <= p && p < n.end {
+			return true
+		}
+	}
+	return false
+}
+
+// dropEdits empties the nodes: [] for arrays, null for objects.
+func dropEdits(nodes []*jnode) []edit {
+	var edits []edit
+	for _, n := range nodes {
+		repl := []byte("[]")
+		if n.kind == jObject {
+			repl = []byte("null")
+		}
+		edits = append(edits, edit{start: n.start, end: n.end, repl: repl})
+	}
+	return edits
 }
 
 // checkFired records the first block or approve rule with a count.

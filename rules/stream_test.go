@@ -280,3 +280,39 @@ func TestSSEAudioDeltaUntouched(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// TestLogprobsDropped checks that log probabilities, which carry the tokens
+// of the text, do not let a masked secret through.
+func TestLogprobsDropped(t *testing.T) {
+	s := Default()
+	lp := func(tok string) string {
+		return `{"content":[{"token":` + q(tok) + `,"logprob":-0.1,"bytes":[1,2],"top_logprobs":[]}],"refusal":null}`
+	}
+	var b strings.Builder
+	for _, d := range []string{"Hello ", "the key AKIA", "IOSFODNN7EXAMPLE", " bye"} {
+		b.WriteString(`data: {"choices":[{"index":0,"delta":{"content":` + q(d) + `},"logprobs":` + lp(d) + `,"finish_reason":null}]}` + "\n\n")
+	}
+	out, _ := runSSE(t, s, []byte(b.String()), nil, []string{awsKey})
+	evs := parseSSE(t, out)
+	if !strings.Contains(evs[0].data, `"token":"Hello "`) {
+		t.Errorf("logprobs of untouched text dropped: %s", evs[0].data)
+	}
+	for _, ev := range evs[1:] {
+		if strings.Contains(ev.data, "AKIA") || strings.Contains(ev.data, "IOSF") || strings.Contains(ev.data, `"token"`) {
+			t.Errorf("event after a held secret keeps its logprobs: %s", ev.data)
+		}
+	}
+	if got := joinChat(t, evs); got != "Hello the key [MASKED:aws-access-key] bye" {
+		t.Errorf("text %q", got)
+	}
+
+	body := `{"choices":[{"index":0,"message":{"role":"assistant","content":"key ` + awsKey + `"},"logprobs":{"content":[{"token":"AKIA","logprob":-1,"bytes":[65,75,73,65]},{"token":"IOSFODNN7EXAMPLE","logprob":-1}]}}]}`
+	res := s.Response([]byte(body))
+	if strings.Contains(string(res.Body), "IOSF") || !strings.Contains(string(res.Body), `"logprobs":null`) {
+		t.Errorf("response logprobs: %s", res.Body)
+	}
+	clean := `{"choices":[{"message":{"content":"hi"},"logprobs":{"content":[{"token":"hi"}]}}]}`
+	if res := s.Response([]byte(clean)); string(res.Body) != clean {
+		t.Errorf("clean response changed: %s", res.Body)
+	}
+}

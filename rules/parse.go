@@ -16,6 +16,7 @@ type ParseError struct {
 	Msg  string
 }
 
+// Error formats the error as "line N: rule NAME: message".
 func (e *ParseError) Error() string {
 	switch {
 	case e.Rule != "" && e.Line > 0:

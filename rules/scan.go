@@ -12,7 +12,7 @@ import (
 type matcher struct {
 	rules    []*compiled
 	pairBits [1 << 16 / 64]uint64      // two-byte prefixes of the three-byte keys
-	triBits  [1 << triBits / 64]uint64 // hashed three-byte keys that may begin a literal
+	triSet   [1 << triBits / 64]uint64 // hashed three-byte keys that may begin a literal
 	tris     triTable
 	first    [256][]litRef // literals by first byte, for partial literals at a stream's end
 	maxLit   int           // longest literal, in bytes (upper bound)
@@ -41,7 +41,7 @@ func newMatcher(all []*compiled, scope scopeMask) *matcher {
 			ref := litRef{rule: ri, lit: &c.plits[li]}
 			for _, k := range triKeys(l) {
 				h := triHash(k)
-				m.triBits[h>>6] |= 1 << (h & 63)
+				m.triSet[h>>6] |= 1 << (h & 63)
 				pk := k >> 8
 				m.pairBits[pk>>6] |= 1 << (pk & 63)
 				byKey[k] = append(byKey[k], ref)
@@ -188,7 +188,7 @@ func (m *matcher) find(buf []byte, segs []seg, stream bool, bound func(*compiled
 func (s *scan) prefiltered(segs []seg) {
 	buf, m := s.buf, s.m
 	si := 0
-	pairs, tris := &m.pairBits, &m.triBits
+	pairs, tris := &m.pairBits, &m.triSet
 	for i := 0; i+2 < len(buf); i++ {
 		pk := uint32(buf[i])<<8 | uint32(buf[i+1])
 		if pairs[pk>>6]&(1<<(pk&63)) == 0 {

@@ -43,8 +43,6 @@ var diffPatterns = []string{
 	`é+b`,
 }
 
-const diffAlphabet = "abcdekxK -\n1é\xffſ"
-
 func randText(r *rand.Rand, n int) []byte {
 	runes := []string{"a", "b", "c", "d", "e", "k", "x", "K", " ", "-", "\n", "1", "é", "\xff", "ſ", "K", "s"}
 	var b strings.Builder
@@ -162,6 +160,28 @@ func TestStreamStepsMatchWhole(t *testing.T) {
 			}
 			if got := streamPieces(s, pieces); got != want {
 				t.Fatalf("pattern %q pieces %q: got %q, want %q", p, pieces, got, want)
+			}
+		}
+	}
+}
+
+// TestStreamStepsMatchWholeMany does the same with several overlapping
+// rules at once, whose masks merge.
+func TestStreamStepsMatchWholeMany(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for range 60 {
+		var rules []Rule
+		for i := range 3 {
+			rules = append(rules, Rule{Name: fmt.Sprint("r", i), Pattern: diffPatterns[r.IntN(len(diffPatterns))], Action: Mask, Replacement: fmt.Sprint("<", i, ">")})
+		}
+		s := mustSet(t, rules...)
+		for range 30 {
+			text := randText(r, r.IntN(30))
+			want := string(maskWhole(s, text))
+			for cut := 0; cut <= len(text); cut++ {
+				if got := streamPieces(s, [][]byte{text[:cut], text[cut:]}); got != want {
+					t.Fatalf("rules %v text %q split at %d: got %q, want %q", rules, text, cut, got, want)
+				}
 			}
 		}
 	}

@@ -157,3 +157,21 @@ func TestDefaultYAMLParses(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivateKeyShapes checks the PEM rule on complete, truncated and
+// mentioned-only blocks, and that prose after a truncated key survives.
+func TestPrivateKeyShapes(t *testing.T) {
+	s := Default()
+	begin := "-----BEGIN " + "RSA PRIVATE KEY-----"
+	tests := []struct{ in, want string }{
+		{begin + "\nMIIEowIBAAKCAQEAxyz123456\nthen I stopped.", "[MASKED:private-key]\nthen I stopped."},
+		{"A key starts with " + begin + " and more words follow.", "A key starts with [MASKED:private-key] and more words follow."},
+		{begin + "\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0A1B\n\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\nok", "[MASKED:private-key]\nok"},
+		{`{"k":"` + begin + `\\nMIIEowIBAAKCAQEAxyz123456\\nZm9v"}`, `{"k":"[MASKED:private-key]\\nZm9v"}`},
+	}
+	for _, tt := range tests {
+		if got := string(s.Request([]byte(tt.in)).Body); got != tt.want {
+			t.Errorf("%q:\ngot  %q\nwant %q", tt.in, got, tt.want)
+		}
+	}
+}

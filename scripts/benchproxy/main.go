@@ -62,7 +62,7 @@ func main() {
 	flag.StringVar(&o.mitmdump, "mitmdump", "", "mitmdump binary (empty: skip the mitmproxy path)")
 	flag.StringVar(&o.out, "out", "bench/results.json", "where to write the results")
 	flag.StringVar(&o.work, "work", "bench/out", "directory for raw outputs: CAs, data dirs, proxy logs")
-	flag.StringVar(&paths, "paths", "direct,mitmproxy,sessctl", "paths to measure, comma-separated")
+	flag.StringVar(&paths, "paths", "direct,mitmproxy,sessctl,sessctl-tmpfs", "paths to measure, comma-separated: direct, mitmproxy, sessctl, and sessctl-tmpfs (diagnostic: sessctl with its log on /dev/shm, where fsync costs nothing)")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up before each workload")
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measured time of each non-streaming workload")
 	flag.DurationVar(&o.streamDuration, "stream-duration", 10*time.Second, "measured time of each streaming workload")
@@ -158,7 +158,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			if o.sessctl == "" {
 				return nil, fmt.Errorf("no sessctl binary given")
 			}
-			return startSessctl(ctx, o.sessctl, filepath.Join(run, dir), up)
+			return startSessctl(ctx, o.sessctl, filepath.Join(run, dir), false, up)
+		case "sessctl-tmpfs":
+			if o.sessctl == "" {
+				return nil, fmt.Errorf("no sessctl binary given")
+			}
+			return startSessctl(ctx, o.sessctl, filepath.Join(run, dir), true, up)
 		}
 		return nil, fmt.Errorf("unknown path")
 	}
@@ -228,7 +233,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		// earlier case (the Go runtime returns freed memory to the kernel
 		// lazily) does not count against a later one.
 		for _, p := range ps {
-			if p.PID == 0 {
+			if p.Name != "mitmproxy" && p.Name != "sessctl" {
 				continue
 			}
 			for _, c := range memoryCases(o.bigBytes) {

@@ -37,6 +37,7 @@ type path struct {
 	logFile *os.File
 	dataDir string
 	bin     string
+	tmp     string // removed on Stop
 }
 
 // newClient returns an HTTP/1.1 client (what the OpenAI SDKs speak by
@@ -123,7 +124,11 @@ func startMitmproxy(ctx context.Context, bin, dir string, up *upstream) (*path, 
 // startSessctl runs `sessctl serve` on embedded defaults (recording on,
 // built-in rules, fsync on) with a fresh data directory, pointed at the
 // stand-in, and reads the first-run runner token it prints.
-func startSessctl(ctx context.Context, bin, dir string, up *upstream) (*path, error) {
+//
+// With tmpfs set, the data directory (CA, log) is put on /dev/shm, where
+// fsync returns at once: a diagnostic of what durability costs, not a
+// supported configuration. The path is then named sessctl-tmpfs.
+func startSessctl(ctx context.Context, bin, dir string, tmpfs bool, up *upstream) (*path, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("sessctl: %w (run make build)", err)
 	}
@@ -140,6 +145,13 @@ func startSessctl(ctx context.Context, bin, dir string, up *upstream) (*path, er
 	}
 	data := filepath.Join(dir, "data")
 	p := &path{Name: "sessctl", bin: bin, dataDir: data}
+	if tmpfs {
+		shm, err := os.MkdirTemp("/dev/shm", "benchproxy-sessctl-")
+		if err != nil {
+			return nil, fmt.Errorf("sessctl-tmpfs: %w", err)
+		}
+		p.Name, p.tmp, data, p.dataDir = "sessctl-tmpfs", shm, filepath.Join(shm, "data"), filepath.Join(shm, "data")
+	}
 	p.cmd = exec.Command(bin, "serve", "--data_dir", data, "--listen", listen, "--admin_listen", admin,
 		"--upstream_addr", up.Addr, "--upstream_ca_file", up.CAFile)
 	p.cmd.Env = append(cleanEnv(), "OPENAI_API_KEY="+realKey)
@@ -225,6 +237,9 @@ func (p *path) startLogged(logPath string) error {
 func (p *path) Stop() {
 	if p.Client != nil {
 		p.Client.CloseIdleConnections()
+	}
+	if p.tmp != "" {
+		defer os.RemoveAll(p.tmp)
 	}
 	if p.cmd == nil || p.cmd.Process == nil || p.cmd.ProcessState != nil {
 		return

@@ -18,6 +18,7 @@ func main() {
 			tokenCommand(),
 			rulesCommand(),
 			sessionsCommand(),
+			approvalsCommand(),
 			verifyCommand(),
 			proofCommand(),
 			checkpointCommand(),

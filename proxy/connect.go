@@ -108,8 +108,8 @@ func (s *Server) refuseConnect(client net.Conn, t *tunnel, req *http.Request, st
 	fmt.Fprintf(client, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nX-Should-Retry: false\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		status, http.StatusText(status), len(body), body)
 	s.recordRefusal(context.Background(), &store.Record{
-		Conn: t.conn(), Host: t.host, Method: req.Method, Path: req.URL.Host,
-		Status: status, Reason: msg,
+		Conn: t.conn(), Host: t.host, Method: req.Method,
+		Status: status, Reason: msg, Extra: map[string]string{"target": req.URL.Host},
 	})
 }
 

@@ -21,7 +21,8 @@ func (s *Server) splice(ctx context.Context, client net.Conn, t *tunnel, target 
 	defer client.Close()
 	rec := &store.Record{
 		Kind: store.KindConnect, SessionID: uuid.Must(uuid.NewV7()).String(),
-		Start: time.Now().UTC(), Conn: t.conn(), Host: t.host, Method: "CONNECT", Path: target,
+		Start: time.Now().UTC(), Conn: t.conn(), Host: t.host, Method: "CONNECT",
+		Extra: map[string]string{"target": target},
 	}
 	rec.Conn.Transport = "tcp"
 	if err := s.opt.Store.Healthy(); err != nil {
@@ -42,10 +43,8 @@ func (s *Server) splice(ctx context.Context, client net.Conn, t *tunnel, target 
 	go func() { defer wg.Done(); copyHalf(client, up, &in) }()
 	wg.Wait()
 	rec.Outcome, rec.End = store.OutcomeSpliced, time.Now().UTC()
-	rec.Extra = map[string]string{
-		"bytes_to_upstream":   strconv.FormatInt(out.Load(), 10),
-		"bytes_from_upstream": strconv.FormatInt(in.Load(), 10),
-	}
+	rec.Extra["bytes_to_upstream"] = strconv.FormatInt(out.Load(), 10)
+	rec.Extra["bytes_from_upstream"] = strconv.FormatInt(in.Load(), 10)
 	s.appendConnect(ctx, rec)
 }
 

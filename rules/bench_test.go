@@ -68,6 +68,31 @@ func reportCPU(b *testing.B, c0 time.Duration, n, size int) {
 	}
 }
 
+// BenchmarkRequest1MBProse masks a 1 MB prompt of plain prose with no
+// secret and no near miss: the common case.
+func BenchmarkRequest1MBProse(b *testing.B) {
+	s := Default()
+	words := strings.Fields(`Please review the following change to the deployment pipeline and tell
+		me whether the retry logic is correct when the upstream service returns errors under load`)
+	var text strings.Builder
+	for i := 0; text.Len() < 1<<20; i++ {
+		text.WriteString(words[i*7%len(words)])
+		if i%9 == 8 {
+			text.WriteByte('\n')
+		} else {
+			text.WriteByte(' ')
+		}
+	}
+	body := []byte(`{"messages":[{"role":"user","content":` + q(text.String()) + `}]}`)
+	b.SetBytes(int64(len(body)))
+	c0, n := cpuTime(), 0
+	for b.Loop() {
+		s.Request(body)
+		n++
+	}
+	reportCPU(b, c0, n, len(body))
+}
+
 func BenchmarkText1MB(b *testing.B) {
 	s := Default()
 	body := prompt1MB()

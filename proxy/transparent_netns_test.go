@@ -345,7 +345,7 @@ func TestTransparentNetns(t *testing.T) {
 	if r := find(store.KindExchange, "api.openai.com", ""); r == nil || r.Outcome != store.OutcomeForwarded || r.Identity.Runner != "ci-1" {
 		t.Errorf("no forwarded transparent exchange recorded: %+v", r)
 	}
-	if r := find(store.KindConnect, "other.example", ""); r == nil || r.Outcome != store.OutcomeSpliced || r.Path != nsUpstreamIP+":443" {
+	if r := find(store.KindConnect, "other.example", ""); r == nil || r.Outcome != store.OutcomeSpliced || r.Extra["target"] != nsUpstreamIP+":443" {
 		t.Errorf("no spliced connect record to the original destination: %+v", r)
 	}
 	for _, want := range []struct{ host, reason string }{

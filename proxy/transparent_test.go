@@ -355,7 +355,7 @@ func TestTransparentDestinationCheck(t *testing.T) {
 			}
 			return false
 		})
-		if rec.Outcome != store.OutcomeSpliced || rec.Conn.Mode != "transparent" || rec.Path != addr {
+		if rec.Outcome != store.OutcomeSpliced || rec.Conn.Mode != "transparent" || rec.Extra["target"] != addr {
 			t.Errorf("connect record = %+v", rec)
 		}
 		mu.Lock()

@@ -160,7 +160,14 @@ type testServer struct {
 
 func newTestServer(t testing.TB, opts ...func(*Options)) *testServer {
 	t.Helper()
-	l := newTestLog(t, 50*time.Millisecond)
+	return newTestServerGap(t, 50*time.Millisecond, opts...)
+}
+
+// newTestServerGap is newTestServer with deltaGap between the recorded
+// deltas of the streamed answer.
+func newTestServerGap(t testing.TB, deltaGap time.Duration, opts ...func(*Options)) *testServer {
+	t.Helper()
+	l := newTestLog(t, deltaGap)
 	l.waitCheckpoint(t)
 	q := approval.NewQueue(time.Minute)
 	o := Options{

@@ -207,5 +207,8 @@ func parseToken(tok string) (*tokenClaims, error) {
 	if len(c.SANs) == 0 && c.Subject != "" {
 		c.SANs = []string{c.Subject}
 	}
+	if len(c.SANs) == 0 {
+		return nil, errors.New("stepca: the one-time token names no host")
+	}
 	return &c, nil
 }

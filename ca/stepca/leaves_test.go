@@ -334,3 +334,48 @@ func TestLeafIgnoresForeignKeptCertificate(t *testing.T) {
 		t.Error("client trusting only the old root still passes")
 	}
 }
+
+// TestLeafBackgroundRetries: while step-ca is down, the scheduler keeps
+// retrying with backoff and counts failures; once the certificate has
+// expired, handshakes get an error that says so.
+func TestLeafBackgroundRetries(t *testing.T) {
+	tc := startStepCA(t, caOptions{})
+	dir := t.TempDir()
+	cfg := Config{
+		CAURL: tc.url, Roots: tc.roots, Dir: dir, Hosts: []string{"api.openai.com"},
+		Lifetime: 3 * time.Second, Provisioner: leafProv, Password: []byte(testPassword),
+		Timeout: time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		Logger: testLogger(),
+	}
+	l, err := NewLeaves(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := l.Certificate(context.Background(), "api.openai.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	tc.stop()
+
+	// A restart loads the kept certificate and renews it in the background.
+	l, err = NewLeaves(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for l.Stats().Failures < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s := l.Stats(); s.Failures < 3 || s.Renewals != 0 {
+		t.Fatalf("Stats = %+v, want repeated failed renewals", s)
+	}
+	for time.Now().Before(cert.Leaf.NotAfter.Add(100 * time.Millisecond)) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, err = l.Certificate(context.Background(), "api.openai.com")
+	if err == nil || !strings.Contains(err.Error(), "expired on") || !errors.Is(err, ErrUnavailable) {
+		t.Errorf("after expiry with step-ca down: err = %v, want 'expired on' and ErrUnavailable", err)
+	}
+}

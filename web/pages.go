@@ -45,17 +45,10 @@ var templateFuncs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04:05.000 UTC")
 	},
 	"duration": func(a, b time.Time) string { return b.Sub(a).Round(time.Millisecond).String() },
-	"who":      who,
 	"caller":   caller,
 	"dash": func(s string) string {
 		if s == "" {
 			return "-"
-		}
-		return s
-	},
-	"short": func(s string) string {
-		if len(s) > 16 {
-			return s[:16] + "…"
 		}
 		return s
 	},

@@ -111,20 +111,6 @@ func jsonAnswerText(b []byte) string {
 	return a.OutputText
 }
 
-// who names the caller of a record for lists: the runner, else the
-// repository, else the OIDC subject.
-func who(id store.Identity) string {
-	switch {
-	case id.Runner != "":
-		return id.Runner
-	case claimOf(&id, "repository", "project_path") != "":
-		return claimOf(&id, "repository", "project_path")
-	case id.Subject != "":
-		return id.Subject
-	}
-	return ""
-}
-
 // caller names the person or machine behind a record: the runner, else
 // the CI actor, else the OIDC subject.
 func caller(id store.Identity) string {

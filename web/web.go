@@ -178,8 +178,8 @@ func NewHandler(o Options) http.Handler {
 // 403 for a cookie-authenticated state change without the CSRF token.
 func (h *handler) requireAPI(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		securityHeaders(w)
 		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
 		p, err := h.authenticate(r)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sessctl admin"`)

@@ -132,6 +132,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	admins, err := adminTokens(cfg)
+	if err != nil {
+		return err
+	}
 	var ruleSet atomic.Pointer[rules.Set]
 	if err := loadRules(cfg.RulesFile, &ruleSet); err != nil {
 		return err
@@ -182,7 +186,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		log.Warn("admin listener is not on loopback: keep it behind a firewall", "addr", al.Addr().String())
 	}
 	admin := &http.Server{
-		Handler:           web.NewHandler(web.Options{Health: st.Healthy, Metrics: metrics.WritePrometheus, Logger: log}),
+		Handler: web.NewHandler(web.Options{
+			Health: st.Healthy, Metrics: metrics.WritePrometheus, Logger: log,
+			Sessions: st, Approvals: queue, AdminTokens: admins,
+			Verify: web.ProofVerifier(st, st.PublicKey()),
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go admin.Serve(al)

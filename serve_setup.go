@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -27,30 +28,20 @@ import (
 // one runner token and prints it once, so that a newcomer can try the
 // proxy at once.
 func newAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logger) (*identity.Authenticator, error) {
-	fromFile, err := identity.LoadRunnersFile(cfg.RunnersFile)
+	runners, tok, err := loadTokens(cfg.RunnersFile, cfg.Runners, "runner-1", len(cfg.OIDC) == 0)
 	if err != nil {
 		return nil, err
 	}
-	runners := append(append([]identity.Runner{}, cfg.Runners...), fromFile...)
-	if len(runners) == 0 && len(cfg.OIDC) == 0 {
-		tok, err := identity.NewRunnerToken()
-		if err != nil {
-			return nil, err
-		}
-		r := identity.Runner{Name: "runner-1", TokenSHA256: identity.HashToken(tok)}
-		if err := identity.AddRunner(cfg.RunnersFile, r); err != nil {
-			return nil, err
-		}
-		runners = append(runners, r)
+	if tok != "" {
+		ca := filepath.Join(cfg.CADir, "ca.crt")
 		fmt.Fprintf(os.Stdout, `
-sessctl: first run: created runner %q (its token is shown once, only its hash is kept in %s).
+sessctl: first run: created runner %q (its token is shown once; only its hash is kept, in %s).
 On the runner:
   export HTTPS_PROXY=http://%s
   export OPENAI_API_KEY=%s
   export SSL_CERT_FILE=%s REQUESTS_CA_BUNDLE=%s NODE_EXTRA_CA_CERTS=%s
 
-`, r.Name, cfg.RunnersFile, cfg.Listen, tok,
-			filepath.Join(cfg.CADir, "ca.crt"), filepath.Join(cfg.CADir, "ca.crt"), filepath.Join(cfg.CADir, "ca.crt"))
+`, "runner-1", cfg.RunnersFile, cfg.Listen, tok, ca, ca, ca)
 	}
 	key, err := sessionKey(filepath.Join(cfg.DataDir, "session.key"))
 	if err != nil {
@@ -60,6 +51,46 @@ On the runner:
 		Runners: runners, OIDC: cfg.OIDC, SessionTokenTTL: time.Duration(cfg.SessionTokenTTL),
 		SessionKey: key, Logger: log,
 	})
+}
+
+// adminTokens returns the admin tokens from the config and the admin
+// tokens file, creating (and printing, once) a first one when there are
+// none, so that the admin UI is usable and never open.
+func adminTokens(cfg *config.Config) ([]identity.Runner, error) {
+	admins, tok, err := loadTokens(cfg.AdminTokensFile, cfg.AdminTokens, "admin", true)
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
+		fmt.Fprintf(os.Stdout, `sessctl: first run: created admin token %q for the admin API and UI at http://%s/ (shown once; its hash is in %s):
+  export SESSCTL_ADMIN_URL=http://%s SESSCTL_ADMIN_TOKEN=%s
+
+`, "admin", cfg.AdminListen, cfg.AdminTokensFile, cfg.AdminListen, tok)
+	}
+	return admins, nil
+}
+
+// loadTokens reads a tokens file on top of the configured tokens. When
+// there are none and create is set, it makes one named name, stores its
+// hash in the file, and returns the token in clear to be shown once.
+func loadTokens(file string, configured []identity.Runner, name string, create bool) ([]identity.Runner, string, error) {
+	fromFile, err := identity.LoadRunnersFile(file)
+	if err != nil {
+		return nil, "", err
+	}
+	all := append(slices.Clone(configured), fromFile...)
+	if len(all) > 0 || !create {
+		return all, "", nil
+	}
+	tok, err := identity.NewRunnerToken()
+	if err != nil {
+		return nil, "", err
+	}
+	r := identity.Runner{Name: name, TokenSHA256: identity.HashToken(tok)}
+	if err := identity.AddRunner(file, r); err != nil {
+		return nil, "", err
+	}
+	return []identity.Runner{r}, tok, nil
 }
 
 // sessionKey loads the key that signs session tokens, creating it (0600)

@@ -52,6 +52,9 @@ type Config struct {
 	// AdminTokens authenticate the admin API and UI; the name is recorded as
 	// the approver of each decision.
 	AdminTokens []Runner `yaml:"admin_tokens"`
+	// AdminTokensFile holds further admin tokens (the first run writes
+	// one here), in the runners file format.
+	AdminTokensFile string `yaml:"admin_tokens_file"`
 	// MaxBody bounds a request or non-streamed answer body, in bytes.
 	MaxBody int64 `yaml:"max_body"`
 	// RecordBodyLimit bounds how much of a streamed answer is kept in the
@@ -294,6 +297,7 @@ func (c *Config) Resolve() error {
 	def(&c.CADir, "ca")
 	def(&c.DB, "sessions.db")
 	def(&c.RunnersFile, "runners.yaml")
+	def(&c.AdminTokensFile, "admin_tokens.yaml")
 	for _, a := range []struct{ key, v string }{{"listen", c.Listen}, {"admin_listen", c.AdminListen}, {"transparent_listen", c.TransparentListen}, {"upstream_addr", c.UpstreamAddr}} {
 		if a.v == "" && a.key != "listen" && a.key != "admin_listen" {
 			continue

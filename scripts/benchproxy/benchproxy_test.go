@@ -248,10 +248,14 @@ func TestTargets(t *testing.T) {
 					t.Errorf("%s: met %v, want %v (%s)", tg.Name, tg.Met, want, tg.Measured)
 				}
 			}
-			var out bytes.Buffer
+			var out, md bytes.Buffer
 			r.print(&out)
 			if !strings.Contains(out.String(), "chat-c16") {
 				t.Errorf("table lacks the results:\n%s", out.String())
+			}
+			r.markdown(&md)
+			if !strings.Contains(md.String(), "| chat-c16 | sessctl |") {
+				t.Errorf("Markdown lacks the results:\n%s", md.String())
 			}
 		})
 	}

@@ -267,6 +267,10 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err := rep.write(o.out); err != nil {
 		return err
 	}
-	fmt.Printf("\nwrote %s (raw outputs in %s)\n", o.out, run)
+	md := filepath.Join(run, "results.md")
+	if err := rep.writeMarkdown(md); err != nil {
+		return err
+	}
+	fmt.Printf("\nwrote %s and %s (raw outputs in %s)\n", o.out, md, run)
 	return nil
 }

@@ -258,6 +258,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			rep.Verify = p.verify()
 		}
 	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		rep.Machine.LoadAvgTo = strings.TrimSpace(string(b))
+	}
 	rep.compare()
 	rep.print(os.Stdout)
 	if o.perf != "" {

@@ -10,8 +10,8 @@ import (
 // markdown writes the report's tables in Markdown, for BENCHMARKS.md.
 func (r *report) markdown(w io.Writer) {
 	m := r.Machine
-	fmt.Fprintf(w, "Run %s on %d × %s, Linux %s, %s; %s; sessctl %s; load average at start %s.\n\n",
-		r.Generated, m.NProc, m.CPUModel, m.Kernel, m.GoVersion, orNone(m.Mitmproxy), orNone(m.SessctlRev), m.LoadAvgFrom)
+	fmt.Fprintf(w, "Run %s on %d × %s, Linux %s, %s; %s; sessctl %s; /proc/loadavg at start %q, at end %q.\n\n",
+		r.Generated, m.NProc, m.CPUModel, m.Kernel, m.GoVersion, orNone(m.Mitmproxy), orNone(m.SessctlRev), m.LoadAvgFrom, m.LoadAvgTo)
 	fmt.Fprintln(w, "Non-streaming chat completions (ms; latency = request sent to answer read; +p50 = added to direct's p50):")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| workload | path | req/s | p50 | p99 | +p50 | peak RSS MiB | CPU s / 1k req | errors |")

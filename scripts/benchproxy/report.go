@@ -35,6 +35,7 @@ type machine struct {
 	Mitmproxy   string `json:"mitmproxy,omitempty"`
 	SessctlRev  string `json:"sessctl_commit,omitempty"`
 	LoadAvgFrom string `json:"loadavg_at_start"`
+	LoadAvgTo   string `json:"loadavg_at_end,omitempty"`
 }
 
 type settings struct {

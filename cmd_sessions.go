@@ -49,6 +49,7 @@ func sessionsCommand() *cli.Command {
 		Description: "Reads the database file given by --db, or a running sessctl through its admin API\n" +
 			"when --admin (or SESSCTL_ADMIN_URL) is set and --db is not.",
 		Subcommands: []*cli.Command{
+			sessionsSearchCommand(),
 			{
 				Name:   "ls",
 				Usage:  "list records, newest first",

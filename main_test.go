@@ -250,3 +250,37 @@ func TestBadConfigExits2(t *testing.T) {
 		})
 	}
 }
+
+func TestSessionsSearchFindsMaskedSecret(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	const secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyz"
+	upAddr, upCA := upstreamStandIn(t)
+	s := startServe(t, upAddr, upCA)
+	out, code := run(t, "curl", "-sS", "--max-time", "20", "--proxy", "http://"+s.listen,
+		"--cacert", filepath.Join(s.data, "ca", "ca.crt"),
+		"-H", "Authorization: Bearer "+s.token, "-H", "Content-Type: application/json",
+		"-d", `{"model":"m","messages":[{"role":"user","content":"my token is `+secret+`"}]}`,
+		"https://api.openai.com/v1/chat/completions")
+	if code != 0 || !strings.Contains(out, "hello from upstream") {
+		t.Fatalf("curl exit %d: %s", code, out)
+	}
+	s.stop(t)
+	db := filepath.Join(s.data, "sessions.db")
+	if data, _ := os.ReadFile(db); bytes.Contains(data, []byte(secret)) {
+		t.Fatal("the masked secret is in the database")
+	}
+	dir := t.TempDir()
+	found, other := filepath.Join(dir, "found"), filepath.Join(dir, "other")
+	os.WriteFile(found, []byte(secret+"\n"), 0o600)
+	os.WriteFile(other, []byte("ghp_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz\n"), 0o600)
+	out, code = run(t, sessctlBin, "sessions", "search", "--db", db, "--secret-file", found)
+	if code != 0 || !strings.Contains(out, "secret 1: record ") {
+		t.Fatalf("search for a masked secret: exit %d: %s", code, out)
+	}
+	out, code = run(t, sessctlBin, "sessions", "search", "--db", db, "--secret-file", other)
+	if code != 1 || !strings.Contains(out, "not found") {
+		t.Fatalf("search for another secret: exit %d: %s", code, out)
+	}
+}

@@ -53,6 +53,20 @@ func OpenReader(path string) (*Reader, error) {
 	return &Reader{db: db, path: path}, nil
 }
 
+// SecretKey returns the log's key for HMACs of masked secrets, so that an
+// investigator can ask whether a given secret passed through.
+func (r *Reader) SecretKey() ([]byte, error) {
+	var key []byte
+	err := r.db.View(func(tx *bbolt.Tx) error {
+		key = bytes.Clone(tx.Bucket(bucketMeta).Get(metaSecret))
+		return nil
+	})
+	if err == nil && len(key) == 0 {
+		err = fmt.Errorf("store: %s has no secret key", r.path)
+	}
+	return key, err
+}
+
 // Close releases the file.
 func (r *Reader) Close() error {
 	if err := r.db.Close(); err != nil {

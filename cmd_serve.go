@@ -189,7 +189,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Handler: web.NewHandler(web.Options{
 			Health: st.Healthy, Metrics: metrics.WritePrometheus, Logger: log,
 			Sessions: st, Approvals: queue, AdminTokens: admins,
-			Verify: web.ProofVerifier(st, st.PublicKey()),
+			Verify:   web.ProofVerifier(st, st.PublicKey()),
+			Snapshot: st.WriteSnapshot,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

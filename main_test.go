@@ -91,6 +91,8 @@ type server struct {
 	stdout *bytes.Buffer
 	stderr *bytes.Buffer
 	token  string
+	admin  string // admin listener host:port
+	adminT string // admin token
 	listen string
 	data   string
 }
@@ -99,8 +101,8 @@ type server struct {
 // and waits until the first-run token is printed and the proxy listens.
 func startServe(t *testing.T, upAddr, upCA string) *server {
 	t.Helper()
-	s := &server{listen: freeAddr(t), data: t.TempDir(), stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
-	s.cmd = exec.Command(sessctlBin, "serve", "--listen", s.listen, "--admin_listen", freeAddr(t),
+	s := &server{listen: freeAddr(t), admin: freeAddr(t), data: t.TempDir(), stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
+	s.cmd = exec.Command(sessctlBin, "serve", "--listen", s.listen, "--admin_listen", s.admin,
 		"--data_dir", s.data, "--upstream_addr", upAddr, "--upstream_ca_file", upCA)
 	s.cmd.Env = append(os.Environ(), "OPENAI_API_KEY="+realKey, "HTTPS_PROXY=http://"+s.listen)
 	out, err := s.cmd.StdoutPipe()
@@ -112,21 +114,30 @@ func startServe(t *testing.T, upAddr, upCA string) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.stop(t) })
-	tokens := make(chan string, 1)
+	tokens, admins := make(chan string, 1), make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			line := sc.Text()
+			line := strings.TrimSpace(sc.Text())
 			s.stdout.WriteString(line + "\n")
-			if tok, ok := strings.CutPrefix(strings.TrimSpace(line), "export OPENAI_API_KEY="); ok {
+			if tok, ok := strings.CutPrefix(line, "export OPENAI_API_KEY="); ok {
 				tokens <- tok
+			}
+			if _, tok, ok := strings.Cut(line, "SESSCTL_ADMIN_TOKEN="); ok {
+				admins <- tok
 			}
 		}
 	}()
-	select {
-	case s.token = <-tokens:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no runner token printed on first run; stderr:\n%s", s.stderr)
+	for _, ch := range []struct {
+		dst  *string
+		src  chan string
+		what string
+	}{{&s.token, tokens, "runner"}, {&s.adminT, admins, "admin"}} {
+		select {
+		case *ch.dst = <-ch.src:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no %s token printed on first run; stderr:\n%s", ch.what, s.stderr)
+		}
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -192,8 +203,24 @@ func TestServeCurlVerifyTamper(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "sessctl_unauthenticated") {
 		t.Fatalf("unknown token: curl exit %d: %s", code, out)
 	}
-	// The proxy's own curl (HTTPS_PROXY points at itself) must not loop:
-	// the answer above came from the upstream stand-in.
+	// A running log is verified from a snapshot over the admin API, and
+	// queried there (the file itself is locked).
+	cmd := exec.Command(sessctlBin, "verify", "--admin", "http://"+s.admin)
+	cmd.Env = append(os.Environ(), "SESSCTL_ADMIN_TOKEN="+s.adminT)
+	if live, err := cmd.CombinedOutput(); err != nil || !strings.HasPrefix(string(live), "ok: ") {
+		t.Fatalf("verify --admin: %v: %s", err, live)
+	}
+	out, code = run(t, sessctlBin, "sessions", "ls", "--admin", "http://"+s.admin, "--token", s.adminT, "--outcome", "forwarded")
+	if code != 0 || !strings.Contains(out, "/v1/chat/completions") {
+		t.Fatalf("sessions ls --admin: exit %d: %s", code, out)
+	}
+	cmd = exec.Command(sessctlBin, "verify", "--admin", "http://"+s.admin)
+	cmd.Env = append(os.Environ(), "SESSCTL_ADMIN_TOKEN=wrong")
+	if live, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("verify --admin with a wrong admin token succeeded: %s", live)
+	}
+	// The proxy's own HTTPS_PROXY points at itself: the answer above came
+	// from the upstream stand-in, so it did not loop.
 	s.stop(t)
 	db := filepath.Join(s.data, "sessions.db")
 	out, code = run(t, sessctlBin, "verify", "--db", db)

@@ -82,6 +82,9 @@ type Options struct {
 	// name is recorded as the approver of each decision. With none, the
 	// API and UI refuse every request.
 	AdminTokens []identity.Runner
+	// Snapshot, if set, writes a consistent copy of the log database
+	// (GET /api/v1/snapshot, for `sessctl verify --admin`).
+	Snapshot func(w io.Writer) (int64, error)
 	// Verify, if set, checks that record seq is in the signed log (for
 	// the "verified" badge). It returns false with an error saying why
 	// when it cannot tell (e.g. not yet checkpointed).
@@ -155,6 +158,7 @@ func NewHandler(o Options) http.Handler {
 	api.HandleFunc("GET /api/v1/sessions/{id}", h.apiSession)
 	api.HandleFunc("GET /api/v1/sessions/{id}/answer", h.apiAnswer)
 	api.HandleFunc("GET /api/v1/export", h.apiExport)
+	api.HandleFunc("GET /api/v1/snapshot", h.apiSnapshot)
 	api.HandleFunc("GET /api/v1/approvals", h.apiApprovals)
 	api.HandleFunc("GET /api/v1/approvals/stream", h.apiApprovalStream)
 	api.HandleFunc("GET /api/v1/approvals/{id}", h.apiApproval)

@@ -2,203 +2,24 @@ package identity
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/sessctl/sessctl/identity/oidctest"
 )
-
-// testIssuer is a local OIDC issuer: an httptest TLS server serving a
-// discovery document and a JWKS, and minting GitHub-Actions-shaped tokens.
-type testIssuer struct {
-	srv      *httptest.Server
-	jwksHits atomic.Int32
-
-	mu   sync.Mutex
-	keys map[string]testKey // kid -> key; all published
-}
-
-type testKey struct {
-	alg  jose.SignatureAlgorithm
-	priv crypto.Signer
-}
-
-func newTestIssuer(t *testing.T) *testIssuer {
-	t.Helper()
-	ti := &testIssuer{keys: map[string]testKey{}}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{
-			"issuer":                                ti.srv.URL,
-			"jwks_uri":                              ti.srv.URL + "/.well-known/jwks",
-			"subject_types_supported":               []string{"public", "pairwise"},
-			"response_types_supported":              []string{"id_token"},
-			"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
-			"claims_supported":                      []string{"sub", "aud", "exp", "iat", "iss", "repository"},
-		})
-	})
-	mux.HandleFunc("/.well-known/jwks", func(w http.ResponseWriter, r *http.Request) {
-		ti.jwksHits.Add(1)
-		ti.mu.Lock()
-		var set jose.JSONWebKeySet
-		for kid, k := range ti.keys {
-			set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.priv.Public(), KeyID: kid, Algorithm: string(k.alg), Use: "sig"})
-		}
-		ti.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(set)
-	})
-	ti.srv = httptest.NewUnstartedServer(mux)
-	ti.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake errors are expected
-	ti.srv.StartTLS()
-	t.Cleanup(ti.srv.Close)
-	return ti
-}
-
-// addKey creates and publishes a signing key and returns its kid.
-func (ti *testIssuer) addKey(t *testing.T, alg jose.SignatureAlgorithm) string {
-	t.Helper()
-	var priv crypto.Signer
-	var err error
-	switch alg {
-	case jose.RS256:
-		priv, err = rsa.GenerateKey(rand.Reader, 2048)
-	case jose.ES256:
-		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	default:
-		t.Fatalf("unsupported alg %s", alg)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	ti.mu.Lock()
-	defer ti.mu.Unlock()
-	kid := fmt.Sprintf("key-%d", len(ti.keys)+1)
-	ti.keys[kid] = testKey{alg: alg, priv: priv}
-	return kid
-}
-
-// unpublish removes a key from the JWKS; tokens signed with it stop
-// verifying once the cache is refreshed.
-func (ti *testIssuer) unpublish(kid string) {
-	ti.mu.Lock()
-	defer ti.mu.Unlock()
-	delete(ti.keys, kid)
-}
-
-func (ti *testIssuer) key(kid string) testKey {
-	ti.mu.Lock()
-	defer ti.mu.Unlock()
-	return ti.keys[kid]
-}
-
-// caFile writes the server's certificate as PEM and returns its path.
-func (ti *testIssuer) caFile(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "issuer-ca.pem")
-	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ti.srv.Certificate().Raw})
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// githubClaims returns the claims of a GitHub Actions ID token at now.
-func (ti *testIssuer) githubClaims(now time.Time) map[string]any {
-	return map[string]any{
-		"jti":                   "a1b2c3",
-		"sub":                   "repo:acme/docs:environment:production",
-		"aud":                   "sessctl",
-		"ref":                   "refs/heads/main",
-		"sha":                   "d6cd1e2bd19e03a81132a23b2025920577f84e37",
-		"repository":            "acme/docs",
-		"repository_owner":      "acme",
-		"repository_owner_id":   "65",
-		"repository_id":         "74",
-		"repository_visibility": "private",
-		"run_id":                "6729",
-		"run_number":            "12",
-		"run_attempt":           "1",
-		"actor":                 "octocat",
-		"actor_id":              "583231",
-		"workflow":              "docs bot",
-		"workflow_ref":          "acme/docs/.github/workflows/bot.yml@refs/heads/main",
-		"job_workflow_ref":      "acme/docs/.github/workflows/bot.yml@refs/heads/main",
-		"event_name":            "push",
-		"ref_type":              "branch",
-		"environment":           "production",
-		"runner_environment":    "github-hosted",
-		"head_ref":              "",
-		"base_ref":              "",
-		"iss":                   ti.srv.URL,
-		"nbf":                   now.Add(-5 * time.Second).Unix(),
-		"iat":                   now.Add(-5 * time.Second).Unix(),
-		"exp":                   now.Add(5 * time.Minute).Unix(),
-	}
-}
-
-// sign signs claims with the key kid (its own algorithm).
-func (ti *testIssuer) sign(t *testing.T, kid string, claims map[string]any) string {
-	t.Helper()
-	k := ti.key(kid)
-	if k.priv == nil {
-		t.Fatalf("no key %s", kid)
-	}
-	return signWith(t, k.alg, k.priv, kid, claims)
-}
-
-func signWith(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, claims map[string]any) string {
-	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if kid != "" {
-		opts = opts.WithHeader("kid", kid)
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// unsignedToken builds an "alg: none" token.
-func unsignedToken(claims map[string]any) string {
-	h, _ := json.Marshal(map[string]string{"alg": "none", "typ": "JWT"})
-	p, _ := json.Marshal(claims)
-	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p) + "."
-}
 
 // fakeClock is an injectable clock.
 type fakeClock struct {
@@ -248,22 +69,22 @@ func newOIDCAuthenticator(t *testing.T, clock *fakeClock, issuers ...OIDCIssuer)
 }
 
 func TestAuthenticateOIDC(t *testing.T) {
-	ti := newTestIssuer(t)
-	rsKid := ti.addKey(t, jose.RS256)
-	esKid := ti.addKey(t, jose.ES256)
-	other := newTestIssuer(t) // a second, trusted issuer with its own keys
-	otherKid := other.addKey(t, jose.RS256)
+	ti := oidctest.NewIssuer(t)
+	rsKid := ti.AddKey(t, jose.RS256)
+	esKid := ti.AddKey(t, jose.ES256)
+	other := oidctest.NewIssuer(t) // a second, trusted issuer with its own keys
+	otherKid := other.AddKey(t, jose.RS256)
 
 	clock := &fakeClock{t: time.Now()}
 	now := clock.Now()
 	a := newOIDCAuthenticator(t, clock,
-		OIDCIssuer{Issuer: ti.srv.URL, Audience: "sessctl", Claims: map[string]string{"repository_owner": "acme", "repository": "acme/*"}, CAFile: ti.caFile(t)},
-		OIDCIssuer{Issuer: other.srv.URL, Audience: "sessctl", CAFile: other.caFile(t)},
+		OIDCIssuer{Issuer: ti.URL(), Audience: "sessctl", Claims: map[string]string{"repository_owner": "acme", "repository": "acme/*"}, CAFile: ti.CAFile(t)},
+		OIDCIssuer{Issuer: other.URL(), Audience: "sessctl", CAFile: other.CAFile(t)},
 	)
-	good := ti.githubClaims(now)
+	good := ti.GitHubClaims(now)
 
-	rsaPub := ti.key(rsKid).priv.Public()
-	pubDER, err := x509.MarshalPKIXPublicKey(rsaPub)
+	rsKey, _ := ti.Key(rsKid)
+	pubDER, err := x509.MarshalPKIXPublicKey(rsKey.Signer.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +92,7 @@ func TestAuthenticateOIDC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	goodRS := ti.sign(t, rsKid, good)
+	goodRS := ti.Sign(t, rsKid, good)
 	parts := strings.Split(goodRS, ".")
 	sig := []byte(parts[2])
 	if sig[10] == 'A' {
@@ -287,28 +108,28 @@ func TestAuthenticateOIDC(t *testing.T) {
 		err   error
 	}{
 		{"RS256", goodRS, nil},
-		{"ES256", ti.sign(t, esKid, good), nil},
-		{"audience list", ti.sign(t, rsKid, with(good, "aud", []string{"other", "sessctl"})), nil},
-		{"nbf within leeway", ti.sign(t, rsKid, with(good, "nbf", now.Add(time.Minute).Unix())), nil},
-		{"second issuer", other.sign(t, otherKid, with(other.githubClaims(now), "repository_owner", "elsewhere")), nil},
-		{"expired", ti.sign(t, rsKid, with(good, "exp", now.Add(-time.Minute).Unix())), ErrExpired},
-		{"no exp", ti.sign(t, rsKid, with(good, "exp", nil)), ErrExpired},
-		{"not yet valid", ti.sign(t, rsKid, with(good, "nbf", now.Add(10*time.Minute).Unix(), "exp", now.Add(20*time.Minute).Unix())), ErrNotYetValid},
-		{"wrong audience", ti.sign(t, rsKid, with(good, "aud", "https://github.com/acme")), ErrWrongAudience},
-		{"wrong audience list", ti.sign(t, rsKid, with(good, "aud", []string{"a", "b"})), ErrWrongAudience},
-		{"unknown issuer", ti.sign(t, rsKid, with(good, "iss", "https://token.example.com")), ErrUnknownIssuer},
-		{"no issuer", ti.sign(t, rsKid, with(good, "iss", nil)), ErrUnknownIssuer},
-		{"other issuer's key", other.sign(t, otherKid, good), ErrBadSignature},
-		{"alg none", unsignedToken(good), ErrUnsigned},
-		{"alg none with signature", strings.TrimSuffix(unsignedToken(good), ".") + ".c2ln", ErrUnsigned},
+		{"ES256", ti.Sign(t, esKid, good), nil},
+		{"audience list", ti.Sign(t, rsKid, with(good, "aud", []string{"other", "sessctl"})), nil},
+		{"nbf within leeway", ti.Sign(t, rsKid, with(good, "nbf", now.Add(time.Minute).Unix())), nil},
+		{"second issuer", other.Sign(t, otherKid, with(other.GitHubClaims(now), "repository_owner", "elsewhere")), nil},
+		{"expired", ti.Sign(t, rsKid, with(good, "exp", now.Add(-time.Minute).Unix())), ErrExpired},
+		{"no exp", ti.Sign(t, rsKid, with(good, "exp", nil)), ErrExpired},
+		{"not yet valid", ti.Sign(t, rsKid, with(good, "nbf", now.Add(10*time.Minute).Unix(), "exp", now.Add(20*time.Minute).Unix())), ErrNotYetValid},
+		{"wrong audience", ti.Sign(t, rsKid, with(good, "aud", "https://github.com/acme")), ErrWrongAudience},
+		{"wrong audience list", ti.Sign(t, rsKid, with(good, "aud", []string{"a", "b"})), ErrWrongAudience},
+		{"unknown issuer", ti.Sign(t, rsKid, with(good, "iss", "https://token.example.com")), ErrUnknownIssuer},
+		{"no issuer", ti.Sign(t, rsKid, with(good, "iss", nil)), ErrUnknownIssuer},
+		{"other issuer's key", other.Sign(t, otherKid, good), ErrBadSignature},
+		{"alg none", oidctest.Unsigned(good), ErrUnsigned},
+		{"alg none with signature", strings.TrimSuffix(oidctest.Unsigned(good), ".") + ".c2ln", ErrUnsigned},
 		{"flipped signature", flipped, ErrBadSignature},
-		{"foreign key, known kid", signWith(t, jose.RS256, foreignKey, rsKid, good), ErrBadSignature},
-		{"foreign key, no kid", signWith(t, jose.RS256, foreignKey, "", good), ErrBadSignature},
-		{"HS256 with the public key", signWith(t, jose.HS256, pubDER, rsKid, good), ErrBadSignature},
-		{"claim glob mismatch", ti.sign(t, rsKid, with(good, "repository_owner", "evil")), ErrClaimsNotAccepted},
-		{"claim glob crosses slash", ti.sign(t, rsKid, with(good, "repository", "acme/docs/x")), ErrClaimsNotAccepted},
-		{"required claim missing", ti.sign(t, rsKid, with(good, "repository", nil)), ErrClaimsNotAccepted},
-		{"required claim not a string", ti.sign(t, rsKid, with(good, "repository_owner", map[string]any{"x": "acme"})), ErrClaimsNotAccepted},
+		{"foreign key, known kid", oidctest.SignWith(t, jose.RS256, foreignKey, rsKid, good), ErrBadSignature},
+		{"foreign key, no kid", oidctest.SignWith(t, jose.RS256, foreignKey, "", good), ErrBadSignature},
+		{"HS256 with the public key", oidctest.SignWith(t, jose.HS256, pubDER, rsKid, good), ErrBadSignature},
+		{"claim glob mismatch", ti.Sign(t, rsKid, with(good, "repository_owner", "evil")), ErrClaimsNotAccepted},
+		{"claim glob crosses slash", ti.Sign(t, rsKid, with(good, "repository", "acme/docs/x")), ErrClaimsNotAccepted},
+		{"required claim missing", ti.Sign(t, rsKid, with(good, "repository", nil)), ErrClaimsNotAccepted},
+		{"required claim not a string", ti.Sign(t, rsKid, with(good, "repository_owner", map[string]any{"x": "acme"})), ErrClaimsNotAccepted},
 		{"malformed parts", "a.b.c", ErrMalformed},
 		{"header not JSON", base64.RawURLEncoding.EncodeToString([]byte("{")) + ".e30.c2ln", ErrMalformed},
 		{"payload not an object", parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte("[1]")) + ".c2ln", ErrMalformed},
@@ -357,24 +178,24 @@ func TestAuthenticateOIDC(t *testing.T) {
 	if fmt.Sprint(id.Claims) != fmt.Sprint(want) {
 		t.Fatalf("claims = %v\nwant     %v", id.Claims, want)
 	}
-	if id.Issuer != ti.srv.URL || id.Name() != "octocat" || !strings.HasPrefix(id.String(), "oidc repo:acme/docs") {
+	if id.Issuer != ti.URL() || id.Name() != "octocat" || !strings.HasPrefix(id.String(), "oidc repo:acme/docs") {
 		t.Fatalf("identity = %+v (%s, %s)", id, id.Name(), id)
 	}
 }
 
 func TestOIDCClaimTypes(t *testing.T) {
-	ti := newTestIssuer(t)
-	kid := ti.addKey(t, jose.ES256)
+	ti := oidctest.NewIssuer(t)
+	kid := ti.AddKey(t, jose.ES256)
 	clock := &fakeClock{t: time.Now()}
-	a := newOIDCAuthenticator(t, clock, OIDCIssuer{Issuer: ti.srv.URL, Audience: "sessctl", CAFile: ti.caFile(t)})
+	a := newOIDCAuthenticator(t, clock, OIDCIssuer{Issuer: ti.URL(), Audience: "sessctl", CAFile: ti.CAFile(t)})
 	// GitLab-shaped, with a number and a boolean.
 	claims := map[string]any{
-		"iss": ti.srv.URL, "aud": "sessctl", "sub": "project_path:grp/proj:ref_type:branch:ref:main",
+		"iss": ti.URL(), "aud": "sessctl", "sub": "project_path:grp/proj:ref_type:branch:ref:main",
 		"exp": clock.Now().Add(time.Minute).Unix(), "iat": clock.Now().Unix(),
 		"project_path": "grp/proj", "namespace_path": "grp", "pipeline_id": 9007199254740993, "job_id": "42",
 		"ref_protected": true, "user_login": "alice", "nested": map[string]any{"a": 1}, "sha": nil,
 	}
-	id, err := a.Authenticate(context.Background(), ti.sign(t, kid, claims))
+	id, err := a.Authenticate(context.Background(), ti.Sign(t, kid, claims))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,20 +209,20 @@ func TestOIDCClaimTypes(t *testing.T) {
 }
 
 func TestOIDCKeyRotation(t *testing.T) {
-	ti := newTestIssuer(t)
-	old := ti.addKey(t, jose.RS256)
+	ti := oidctest.NewIssuer(t)
+	old := ti.AddKey(t, jose.RS256)
 	clock := &fakeClock{t: time.Now()}
-	a := newOIDCAuthenticator(t, clock, OIDCIssuer{Issuer: ti.srv.URL, Audience: "sessctl", CAFile: ti.caFile(t)})
-	claims := ti.githubClaims(clock.Now())
+	a := newOIDCAuthenticator(t, clock, OIDCIssuer{Issuer: ti.URL(), Audience: "sessctl", CAFile: ti.CAFile(t)})
+	claims := ti.GitHubClaims(clock.Now())
 	ctx := context.Background()
 
-	if _, err := a.Authenticate(ctx, ti.sign(t, old, claims)); err != nil {
+	if _, err := a.Authenticate(ctx, ti.Sign(t, old, claims)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Authenticate(ctx, ti.sign(t, old, claims)); err != nil {
+	if _, err := a.Authenticate(ctx, ti.Sign(t, old, claims)); err != nil {
 		t.Fatal(err)
 	}
-	if n := ti.jwksHits.Load(); n != 1 {
+	if n := ti.JWKSHits(); n != 1 {
 		t.Fatalf("JWKS fetched %d times for one key, want 1 (cached)", n)
 	}
 
@@ -414,42 +235,41 @@ func TestOIDCKeyRotation(t *testing.T) {
 	}
 	for _, kid := range []string{old, "no-such-key", ""} {
 		for range 3 {
-			if _, err := a.Authenticate(ctx, signWith(t, jose.RS256, foreign, kid, claims)); !errors.Is(err, ErrBadSignature) {
+			if _, err := a.Authenticate(ctx, oidctest.SignWith(t, jose.RS256, foreign, kid, claims)); !errors.Is(err, ErrBadSignature) {
 				t.Fatalf("forged token, kid %q: err = %v", kid, err)
 			}
 		}
 	}
-	if n := ti.jwksHits.Load(); n != 1 {
+	if n := ti.JWKSHits(); n != 1 {
 		t.Fatalf("JWKS fetched %d times after forged tokens, want 1", n)
 	}
 
 	// The issuer rotates: a new key appears, the old one is withdrawn.
-	rotated := ti.addKey(t, jose.ES256)
-	oldKey := ti.key(old)
-	ti.unpublish(old)
+	rotated := ti.AddKey(t, jose.ES256)
+	ti.Unpublish(old)
 	clock.Advance(minKeyRefresh + time.Second)
-	id, err := a.Authenticate(ctx, ti.sign(t, rotated, ti.githubClaims(clock.Now())))
+	id, err := a.Authenticate(ctx, ti.Sign(t, rotated, ti.GitHubClaims(clock.Now())))
 	if err != nil {
 		t.Fatalf("token signed with the rotated key: %v", err)
 	}
 	if id.Claims["repository"] != "acme/docs" {
 		t.Fatalf("claims = %v", id.Claims)
 	}
-	if n := ti.jwksHits.Load(); n != 2 {
+	if n := ti.JWKSHits(); n != 2 {
 		t.Fatalf("JWKS fetched %d times, want 2 (refreshed on unknown kid)", n)
 	}
 	// The withdrawn key no longer verifies.
-	if _, err := a.Authenticate(ctx, signWith(t, oldKey.alg, oldKey.priv, old, ti.githubClaims(clock.Now()))); !errors.Is(err, ErrBadSignature) {
+	if _, err := a.Authenticate(ctx, ti.Sign(t, old, ti.GitHubClaims(clock.Now()))); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("token signed with a withdrawn key: err = %v", err)
 	}
 }
 
 func TestParseJWKS(t *testing.T) {
-	ti := newTestIssuer(t)
-	kid := ti.addKey(t, jose.ES256)
-	k := ti.key(kid)
-	pub, _ := json.Marshal(jose.JSONWebKey{Key: k.priv.Public(), KeyID: kid, Algorithm: "ES256", Use: "sig"})
-	priv, _ := json.Marshal(jose.JSONWebKey{Key: k.priv, KeyID: "private", Algorithm: "ES256"})
+	ti := oidctest.NewIssuer(t)
+	kid := ti.AddKey(t, jose.ES256)
+	k, _ := ti.Key(kid)
+	pub, _ := json.Marshal(jose.JSONWebKey{Key: k.Signer.Public(), KeyID: kid, Algorithm: "ES256", Use: "sig"})
+	priv, _ := json.Marshal(jose.JSONWebKey{Key: k.Signer, KeyID: "private", Algorithm: "ES256"})
 	body := `{"keys":[` + string(pub) + `,` + string(priv) + `,
 		{"kty":"EC","crv":"secp256k1","alg":"ES256K","kid":"k1","x":"AA","y":"AA"},
 		{"kty":"OKP","crv":"Ed448","kid":"ed448","x":"AA"},
@@ -476,13 +296,13 @@ func TestParseJWKS(t *testing.T) {
 }
 
 func TestOIDCIssuerUnavailable(t *testing.T) {
-	ti := newTestIssuer(t)
-	kid := ti.addKey(t, jose.RS256)
+	ti := oidctest.NewIssuer(t)
+	kid := ti.AddKey(t, jose.RS256)
 	clock := &fakeClock{t: time.Now()}
-	caFile := ti.caFile(t)
-	token := ti.sign(t, kid, ti.githubClaims(clock.Now()))
-	url := ti.srv.URL
-	ti.srv.Close()
+	caFile := ti.CAFile(t)
+	token := ti.Sign(t, kid, ti.GitHubClaims(clock.Now()))
+	url := ti.URL()
+	ti.Close()
 	a := newOIDCAuthenticator(t, clock, OIDCIssuer{Issuer: url, Audience: "sessctl", CAFile: caFile})
 	for range 2 { // the second is answered from the remembered failure
 		_, err := a.Authenticate(context.Background(), token)
@@ -493,16 +313,16 @@ func TestOIDCIssuerUnavailable(t *testing.T) {
 }
 
 func TestOIDCJWKSUnavailable(t *testing.T) {
-	ti := newTestIssuer(t)
-	kid := ti.addKey(t, jose.RS256)
+	ti := oidctest.NewIssuer(t)
+	kid := ti.AddKey(t, jose.RS256)
 	clock := &fakeClock{t: time.Now()}
-	a := newOIDCAuthenticator(t, clock, OIDCIssuer{Issuer: ti.srv.URL, Audience: "sessctl", CAFile: ti.caFile(t)})
-	is := a.issuers[ti.srv.URL]
+	a := newOIDCAuthenticator(t, clock, OIDCIssuer{Issuer: ti.URL(), Audience: "sessctl", CAFile: ti.CAFile(t)})
+	is := a.issuers[ti.URL()]
 	if _, err := is.getVerifier(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	token := ti.sign(t, kid, ti.githubClaims(clock.Now()))
-	ti.srv.Close() // discovered, but the keys cannot be fetched
+	token := ti.Sign(t, kid, ti.GitHubClaims(clock.Now()))
+	ti.Close() // discovered, but the keys cannot be fetched
 	_, err := a.Authenticate(context.Background(), token)
 	if !errors.Is(err, ErrIssuerUnavailable) {
 		t.Fatalf("err = %v, want %v", err, ErrIssuerUnavailable)
@@ -510,30 +330,30 @@ func TestOIDCJWKSUnavailable(t *testing.T) {
 }
 
 func TestOIDCUntrustedIssuerCertificate(t *testing.T) {
-	ti := newTestIssuer(t)
-	kid := ti.addKey(t, jose.RS256)
+	ti := oidctest.NewIssuer(t)
+	kid := ti.AddKey(t, jose.RS256)
 	clock := &fakeClock{t: time.Now()}
 	// No CAFile: the test server's certificate is not trusted.
-	a := newOIDCAuthenticator(t, clock, OIDCIssuer{Issuer: ti.srv.URL, Audience: "sessctl"})
-	_, err := a.Authenticate(context.Background(), ti.sign(t, kid, ti.githubClaims(clock.Now())))
+	a := newOIDCAuthenticator(t, clock, OIDCIssuer{Issuer: ti.URL(), Audience: "sessctl"})
+	_, err := a.Authenticate(context.Background(), ti.Sign(t, kid, ti.GitHubClaims(clock.Now())))
 	if !errors.Is(err, ErrIssuerUnavailable) {
 		t.Fatalf("err = %v, want %v", err, ErrIssuerUnavailable)
 	}
 }
 
 func TestOIDCWithHTTPClient(t *testing.T) {
-	ti := newTestIssuer(t)
-	kid := ti.addKey(t, jose.RS256)
+	ti := oidctest.NewIssuer(t)
+	kid := ti.AddKey(t, jose.RS256)
 	clock := &fakeClock{t: time.Now()}
 	a, err := New(context.Background(), Config{
-		OIDC:       []OIDCIssuer{{Issuer: ti.srv.URL, Audience: "sessctl"}},
-		HTTPClient: ti.srv.Client(),
+		OIDC:       []OIDCIssuer{{Issuer: ti.URL(), Audience: "sessctl"}},
+		HTTPClient: ti.HTTPClient(),
 		Now:        clock.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Authenticate(context.Background(), ti.sign(t, kid, ti.githubClaims(clock.Now()))); err != nil {
+	if _, err := a.Authenticate(context.Background(), ti.Sign(t, kid, ti.GitHubClaims(clock.Now()))); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -571,7 +391,7 @@ func TestNewRejectsBadIssuers(t *testing.T) {
 
 func FuzzPeekJWT(f *testing.F) {
 	f.Add("eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln")
-	f.Add(unsignedToken(map[string]any{"iss": "x"}))
+	f.Add(oidctest.Unsigned(map[string]any{"iss": "x"}))
 	f.Add("a.b.c")
 	f.Add("..")
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -600,7 +420,7 @@ func FuzzAuthenticate(f *testing.F) {
 	}
 	f.Add("sct_fuzz-runner-token")
 	f.Add("scs_e30.AAAA")
-	f.Add(unsignedToken(map[string]any{"iss": "https://127.0.0.1:1"}))
+	f.Add(oidctest.Unsigned(map[string]any{"iss": "https://127.0.0.1:1"}))
 	f.Add("eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2V4YW1wbGUifQ.c2ln")
 	f.Fuzz(func(t *testing.T, cred string) {
 		id, err := a.Authenticate(context.Background(), cred)

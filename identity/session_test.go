@@ -9,23 +9,25 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/sessctl/sessctl/identity/oidctest"
 )
 
 func TestExchange(t *testing.T) {
-	ti := newTestIssuer(t)
-	kid := ti.addKey(t, jose.RS256)
+	ti := oidctest.NewIssuer(t)
+	kid := ti.AddKey(t, jose.RS256)
 	clock := &fakeClock{t: time.Now()}
 	key, err := NewSessionKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss := OIDCIssuer{Issuer: ti.srv.URL, Audience: "sessctl", Claims: map[string]string{"repository_owner": "acme"}, CAFile: ti.caFile(t)}
+	iss := OIDCIssuer{Issuer: ti.URL(), Audience: "sessctl", Claims: map[string]string{"repository_owner": "acme"}, CAFile: ti.CAFile(t)}
 	a, err := New(context.Background(), Config{OIDC: []OIDCIssuer{iss}, SessionKey: key, SessionTokenTTL: time.Hour, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	oidcToken := ti.sign(t, kid, ti.githubClaims(clock.Now()))
+	oidcToken := ti.Sign(t, kid, ti.GitHubClaims(clock.Now()))
 	viaOIDC, err := a.Authenticate(ctx, oidcToken)
 	if err != nil {
 		t.Fatal(err)
@@ -90,20 +92,20 @@ func TestExchange(t *testing.T) {
 }
 
 func TestExchangeRefusals(t *testing.T) {
-	ti := newTestIssuer(t)
-	kid := ti.addKey(t, jose.ES256)
+	ti := oidctest.NewIssuer(t)
+	kid := ti.AddKey(t, jose.ES256)
 	clock := &fakeClock{t: time.Now()}
 	runnerTok := "sct_exchange-runner-token"
 	a, err := New(context.Background(), Config{
 		Runners: []Runner{{Name: "r", Token: runnerTok}},
-		OIDC:    []OIDCIssuer{{Issuer: ti.srv.URL, Audience: "sessctl", CAFile: ti.caFile(t)}},
+		OIDC:    []OIDCIssuer{{Issuer: ti.URL(), Audience: "sessctl", CAFile: ti.CAFile(t)}},
 		Now:     clock.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := ti.githubClaims(clock.Now())
-	session, _, err := a.Exchange(context.Background(), ti.sign(t, kid, good))
+	good := ti.GitHubClaims(clock.Now())
+	session, _, err := a.Exchange(context.Background(), ti.Sign(t, kid, good))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,9 +116,9 @@ func TestExchangeRefusals(t *testing.T) {
 		{"empty", "", ErrNoCredential},
 		{"runner token", runnerTok, ErrNotExchangeable},
 		{"session token", session, ErrNotExchangeable},
-		{"expired", ti.sign(t, kid, with(good, "exp", clock.Now().Add(-time.Second).Unix())), ErrExpired},
-		{"wrong audience", ti.sign(t, kid, with(good, "aud", "nope")), ErrWrongAudience},
-		{"unsigned", unsignedToken(good), ErrUnsigned},
+		{"expired", ti.Sign(t, kid, with(good, "exp", clock.Now().Add(-time.Second).Unix())), ErrExpired},
+		{"wrong audience", ti.Sign(t, kid, with(good, "aud", "nope")), ErrWrongAudience},
+		{"unsigned", oidctest.Unsigned(good), ErrUnsigned},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,11 +131,11 @@ func TestExchangeRefusals(t *testing.T) {
 }
 
 func TestSessionTokenTampering(t *testing.T) {
-	ti := newTestIssuer(t)
-	kid := ti.addKey(t, jose.RS256)
+	ti := oidctest.NewIssuer(t)
+	kid := ti.AddKey(t, jose.RS256)
 	clock := &fakeClock{t: time.Now()}
-	a := newOIDCAuthenticator(t, clock, OIDCIssuer{Issuer: ti.srv.URL, Audience: "sessctl", CAFile: ti.caFile(t)})
-	tok, _, err := a.Exchange(context.Background(), ti.sign(t, kid, ti.githubClaims(clock.Now())))
+	a := newOIDCAuthenticator(t, clock, OIDCIssuer{Issuer: ti.URL(), Audience: "sessctl", CAFile: ti.CAFile(t)})
+	tok, _, err := a.Exchange(context.Background(), ti.Sign(t, kid, ti.GitHubClaims(clock.Now())))
 	if err != nil {
 		t.Fatal(err)
 	}

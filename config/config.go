@@ -365,25 +365,6 @@ func checkRunner(r Runner) error {
 	if r.Name == "" {
 		return errors.New("name is required")
 	}
-	switch {
-	case r.Token != "" && r.TokenSHA256 != "":
-		return fmt.Errorf("%s: give token or token_sha256, not both", r.Name)
-	case r.Token == "" && r.TokenSHA256 == "":
-		return fmt.Errorf("%s: token or token_sha256 is required", r.Name)
-	case r.TokenSHA256 != "" && !isHex64(r.TokenSHA256):
-		return fmt.Errorf("%s: token_sha256 must be 64 hex digits", r.Name)
-	}
-	return nil
-}
-
-func isHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-			return false
-		}
-	}
-	return true
+	_, err := r.Hash()
+	return err
 }

@@ -41,6 +41,29 @@ type runnerEntry struct {
 	hash [sha256.Size]byte
 }
 
+// Hash returns the SHA-256 of the runner's token, from Token (in clear) or
+// TokenSHA256 (hex), checking that exactly one of them is well formed.
+func (r Runner) Hash() ([sha256.Size]byte, error) {
+	var h [sha256.Size]byte
+	switch {
+	case r.Token != "" && r.TokenSHA256 != "":
+		return h, fmt.Errorf("%q: set token or token_sha256, not both", r.Name)
+	case r.Token != "":
+		if strings.TrimSpace(r.Token) != r.Token {
+			return h, fmt.Errorf("%q: token has leading or trailing space", r.Name)
+		}
+		return sha256.Sum256([]byte(r.Token)), nil
+	case r.TokenSHA256 != "":
+		b, err := hex.DecodeString(r.TokenSHA256)
+		if err != nil || len(b) != sha256.Size {
+			return h, fmt.Errorf("%q: token_sha256 is not 64 hex digits", r.Name)
+		}
+		copy(h[:], b)
+		return h, nil
+	}
+	return h, fmt.Errorf("%q: missing token_sha256", r.Name)
+}
+
 // compileRunners validates runners and keeps only names and hashes.
 func compileRunners(runners []Runner, log *slog.Logger) ([]runnerEntry, error) {
 	out := make([]runnerEntry, 0, len(runners))
@@ -56,26 +79,14 @@ func compileRunners(runners []Runner, log *slog.Logger) ([]runnerEntry, error) {
 		names[r.Name] = true
 		var e runnerEntry
 		e.name = r.Name
-		switch {
-		case r.Token != "" && r.TokenSHA256 != "":
-			return nil, fmt.Errorf("identity: runner %q: set token or token_sha256, not both", r.Name)
-		case r.Token != "":
-			if strings.TrimSpace(r.Token) != r.Token {
-				return nil, fmt.Errorf("identity: runner %q: token has leading or trailing space", r.Name)
-			}
-			if len(r.Token) < minClearTokenLen {
-				log.Warn("identity: runner token is short; use `sessctl token new`", "runner", r.Name)
-			}
-			e.hash = sha256.Sum256([]byte(r.Token))
-		case r.TokenSHA256 != "":
-			b, err := hex.DecodeString(r.TokenSHA256)
-			if err != nil || len(b) != sha256.Size {
-				return nil, fmt.Errorf("identity: runner %q: token_sha256 is not 64 hex digits", r.Name)
-			}
-			copy(e.hash[:], b)
-		default:
-			return nil, fmt.Errorf("identity: runner %q: missing token_sha256", r.Name)
+		if r.Token != "" && len(r.Token) < minClearTokenLen {
+			log.Warn("identity: runner token is short; use `sessctl token new`", "runner", r.Name)
 		}
+		h, err := r.Hash()
+		if err != nil {
+			return nil, fmt.Errorf("identity: runner %w", err)
+		}
+		e.hash = h
 		if other, dup := hashes[e.hash]; dup {
 			return nil, fmt.Errorf("identity: runners %q and %q have the same token", other, r.Name)
 		}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -44,21 +43,11 @@ func compileAdminTokens(ts []identity.Runner) ([]adminToken, error) {
 		if t.Name == "" {
 			return nil, fmt.Errorf("web: admin token #%d: missing name", i+1)
 		}
-		a := adminToken{name: t.Name}
-		switch {
-		case t.Token != "" && t.TokenSHA256 != "":
-			return nil, fmt.Errorf("web: admin token %q: set token or token_sha256, not both", t.Name)
-		case t.Token != "":
-			a.hash = sha256.Sum256([]byte(t.Token))
-		case t.TokenSHA256 != "":
-			b, err := hex.DecodeString(t.TokenSHA256)
-			if err != nil || len(b) != sha256.Size {
-				return nil, fmt.Errorf("web: admin token %q: token_sha256 is not 64 hex digits", t.Name)
-			}
-			copy(a.hash[:], b)
-		default:
-			return nil, fmt.Errorf("web: admin token %q: missing token_sha256", t.Name)
+		h, err := t.Hash()
+		if err != nil {
+			return nil, fmt.Errorf("web: admin token %w", err)
 		}
+		a := adminToken{name: t.Name, hash: h}
 		out = append(out, a)
 	}
 	return out, nil

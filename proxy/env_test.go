@@ -87,7 +87,7 @@ func newEnv(t *testing.T, handler http.HandlerFunc, opts ...envOption) *env {
 
 	// sessctl's own CA, store and authenticator.
 	caDir := filepath.Join(dir, "ca")
-	if err := ca.Init(caDir, ca.InitOptions{Hosts: []string{"api.openai.com"}}); err != nil {
+	if err := ca.Init(caDir, ca.InitOptions{Hosts: []string{"api.openai.com", TokenHost}}); err != nil {
 		t.Fatal(err)
 	}
 	authority, err := ca.Load(caDir, ca.LoadOptions{})

@@ -60,10 +60,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	}
 	// Fail closed: no record, no traffic.
 	if err := s.opt.Store.Healthy(); err != nil {
-		s.log.Error("refusing traffic: store cannot record", "err", err)
-		s.opt.Metrics.add("store_unavailable_total", 1)
-		writeError(w, http.StatusServiceUnavailable, errUnavailable, "store_unavailable",
-			"sessctl cannot record this exchange right now; try again later")
+		s.storeUnavailable(w, err)
 		return
 	}
 	if t.host == TokenHost && s.opt.Exchanger != nil {
@@ -97,14 +94,8 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 			blockMessage(res.Block))
 		return
 	}
-	if res.Approve != nil || (ex.policy != nil && ex.policy.Approve == "always") {
-		why := "policy " + policyName(ex.policy)
-		if res.Approve != nil {
-			why = "rule " + res.Approve.Name
-		}
-		if !ex.approve(w, r, why, res.Body) {
-			return
-		}
+	if why, ok := ex.needsApproval(res); ok && !ex.approve(w, r, why, res.Body) {
+		return
 	}
 	if !ex.begin(w, r) {
 		return
@@ -116,13 +107,20 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 // that cannot be written, nothing is (fail closed).
 func (ex *exchange) begin(w http.ResponseWriter, r *http.Request) bool {
 	if err := ex.s.opt.Store.Begin(r.Context(), ex.rec); err != nil {
-		ex.s.log.Error("refusing traffic: store cannot record", "session", ex.rec.SessionID, "err", err)
-		ex.s.opt.Metrics.add("store_unavailable_total", 1)
-		writeError(w, http.StatusServiceUnavailable, errUnavailable, "store_unavailable",
-			"sessctl cannot record this exchange right now; try again later")
+		ex.s.storeUnavailable(w, err)
 		return false
 	}
 	return true
+}
+
+// msgStoreUnavailable is what a runner is told while nothing can be recorded.
+const msgStoreUnavailable = "sessctl cannot record this exchange right now; try again later"
+
+// storeUnavailable refuses a request that cannot be recorded (fail closed).
+func (s *Server) storeUnavailable(w http.ResponseWriter, err error) {
+	s.log.Error("refusing traffic: store cannot record", "err", err)
+	s.opt.Metrics.add("store_unavailable_total", 1)
+	writeError(w, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", msgStoreUnavailable)
 }
 
 // authenticate decides who the runner is and which policy applies. A
@@ -247,19 +245,24 @@ func mergeHit(hits []store.RuleHit, h store.RuleHit) []store.RuleHit {
 	return append(hits, h)
 }
 
+// needsApproval reports whether a request needs a human, and why: an
+// approve rule fired on it, or its policy asks for approval always.
+func (ex *exchange) needsApproval(res rules.Result) (string, bool) {
+	switch {
+	case res.Approve != nil:
+		return "rule " + res.Approve.Name, true
+	case ex.policy != nil && ex.policy.NeedsApproval():
+		return "policy " + ex.policy.Name, true
+	}
+	return "", false
+}
+
 func blockMessage(r *rules.Rule) string {
 	msg := "request blocked by sessctl rule " + r.Name
 	if r.Message != "" {
 		msg += ": " + r.Message
 	}
 	return msg
-}
-
-func policyName(p *identity.Policy) string {
-	if p == nil {
-		return ""
-	}
-	return p.Name
 }
 
 // modelOf returns the "model" field of a JSON request body, if any.

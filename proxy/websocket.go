@@ -211,8 +211,7 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 	evType := wsType(msg)
 	ex.rec.Extra["ws_event"] = evType
 	if err := c.s.opt.Store.Healthy(); err != nil {
-		c.sendError(ctx, ex, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked,
-			"sessctl cannot record this exchange right now; try again later")
+		c.sendError(ctx, ex, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, msgStoreUnavailable)
 		return true
 	}
 	res := ex.rules.Request(msg)
@@ -235,11 +234,7 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 	if isWarmup(msg) {
 		ex.rec.Extra["warmup"] = "true"
 	}
-	if res.Approve != nil || (ex.policy != nil && ex.policy.Approve == "always") {
-		why := "policy " + policyName(ex.policy)
-		if res.Approve != nil {
-			why = "rule " + res.Approve.Name
-		}
+	if why, ok := ex.needsApproval(res); ok {
 		v := ex.awaitApproval(ctx, why, res.Body)
 		if v.clientGone {
 			ex.finish(ctx, 0, store.OutcomeClientGone, v.reason)
@@ -251,8 +246,7 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 		}
 	}
 	if err := c.s.opt.Store.Begin(ctx, ex.rec); err != nil {
-		c.sendError(ctx, ex, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked,
-			"sessctl cannot record this exchange right now; try again later")
+		c.sendError(ctx, ex, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, msgStoreUnavailable)
 		return true
 	}
 	wx := &wsExchange{ex: ex, masker: ex.rules.NewEventMasker(rules.StreamOptions{Holdback: c.s.opt.Holdback}),

@@ -166,21 +166,21 @@ func parseBundle(data []byte) (*tls.Certificate, error) {
 	return &cert, nil
 }
 
-// checkKeyMode refuses a file holding a private key that group or others
-// may access.
+// checkKeyMode refuses a secret file (private key, password) that group
+// or others may access.
 func checkKeyMode(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("stepca: private key: %w", err)
+		return err
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("stepca: private key %s is not a regular file", path)
+		return fmt.Errorf("%s is not a regular file", path)
 	}
 	if runtime.GOOS == "windows" {
 		return nil
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("stepca: private key %s has mode %04o: it must not be accessible by group or others (run: chmod 600 %s)", path, perm, path)
+		return fmt.Errorf("%s has mode %04o: it must not be accessible by group or others (run: chmod 600 %s)", path, perm, path)
 	}
 	return nil
 }

@@ -120,6 +120,8 @@ func TestEnrollErrors(t *testing.T) {
 	os.WriteFile(wrongPW, []byte("not the password"), 0o600)
 	empty := filepath.Join(t.TempDir(), "empty")
 	os.WriteFile(empty, []byte("\n"), 0o600)
+	readable := filepath.Join(t.TempDir(), "readable")
+	os.WriteFile(readable, []byte(testPassword), 0o644)
 	down := startStepCA(t, caOptions{})
 	down.stop()
 
@@ -137,6 +139,7 @@ func TestEnrollErrors(t *testing.T) {
 		{"bad host", func(o *EnrollOptions) { o.Hosts = []string{"10.0.0.1"} }, "IP address", nil},
 		{"missing root file", func(o *EnrollOptions) { o.RootFile = "/nonexistent/root.crt" }, "read root", nil},
 		{"empty password", func(o *EnrollOptions) { o.PasswordFile = empty }, "is empty", nil},
+		{"readable password file", func(o *EnrollOptions) { o.PasswordFile = readable }, "chmod 600", nil},
 		{"wrong password", func(o *EnrollOptions) { o.PasswordFile = wrongPW }, "password is wrong", nil},
 		{"unknown provisioner", func(o *EnrollOptions) { o.Provisioner = "nobody" }, "'nobody' not found", nil},
 		{"wrong root", func(o *EnrollOptions) { o.RootFile = other.rootFile }, "does not verify with the given root", nil},

@@ -184,7 +184,7 @@ func (l *Leaves) load(host string) (*tls.Certificate, error) {
 		return nil, nil
 	}
 	if err := checkKeyMode(path); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stepca: private key: %w", err)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -166,9 +166,13 @@ func writeEnrollment(dir string, e *Enrollment) error {
 }
 
 // readPassword reads a provisioner password file the way the step CLI
-// does: its content with surrounding white space removed. The error never
+// does: its content with surrounding white space removed. Like a key
+// file, it must not be accessible by group or others. The error never
 // quotes the content.
 func readPassword(path string) ([]byte, error) {
+	if err := checkKeyMode(path); err != nil {
+		return nil, fmt.Errorf("stepca: password file: %w", err)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("stepca: read password file: %w", err)

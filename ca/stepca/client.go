@@ -78,6 +78,21 @@ func (c *client) provisioner() (*stepca.Provisioner, error) {
 	return p, nil
 }
 
+// forgetProvisioner drops the cached provisioner key, so that the next
+// token fetches it again.
+func (c *client) forgetProvisioner() {
+	c.mu.Lock()
+	c.prov = nil
+	c.mu.Unlock()
+}
+
+// isUnauthorized reports whether step-ca refused a request as
+// unauthorized (HTTP 401), as it does for a token it cannot verify.
+func isUnauthorized(err error) bool {
+	var apiErr *errs.Error
+	return errors.As(err, &apiErr) && apiErr.StatusCode() == http.StatusUnauthorized
+}
+
 // token makes a one-time token for subject and sans with the provisioner.
 func (c *client) token(subject string, sans ...string) (string, error) {
 	p, err := c.provisioner()

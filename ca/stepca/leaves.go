@@ -343,13 +343,14 @@ func (l *Leaves) request(ctx context.Context, host string) (*tls.Certificate, er
 	if tok != "" {
 		if claims, err := parseToken(tok); err == nil && containsFold(claims.SANs, host) {
 			cert, err := l.client.sign(ctx, tok, l.cfg.Lifetime)
-			if err != nil {
-				return nil, err
+			if err == nil || !errors.Is(err, ErrUnavailable) {
+				// step-ca accepts a token once, and one it refused will
+				// not do better next time.
+				l.mu.Lock()
+				l.token = ""
+				l.mu.Unlock()
 			}
-			l.mu.Lock()
-			l.token = "" // step-ca accepts a token once
-			l.mu.Unlock()
-			return cert, nil
+			return cert, err
 		}
 	}
 	if l.client.canSign() {
@@ -357,7 +358,12 @@ func (l *Leaves) request(ctx context.Context, host string) (*tls.Certificate, er
 		if err != nil {
 			return nil, err
 		}
-		return l.client.sign(ctx, tok, l.cfg.Lifetime)
+		cert, err := l.client.sign(ctx, tok, l.cfg.Lifetime)
+		if isUnauthorized(err) {
+			// The provisioner's key may have changed: fetch it again next time.
+			l.client.forgetProvisioner()
+		}
+		return cert, err
 	}
 	if cur != nil {
 		return l.client.renew(ctx, cur)

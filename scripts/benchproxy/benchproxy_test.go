@@ -77,12 +77,14 @@ func TestParseStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hwm, rss, err := parseStatus(bufio.NewScanner(bytes.NewReader(b)))
-	if err != nil || hwm != 50<<20 || rss != 40<<20 {
-		t.Errorf("parseStatus = %d, %d, %v; want %d, %d", hwm, rss, err, 50<<20, 40<<20)
+	m, err := parseStatus(bufio.NewScanner(bytes.NewReader(b)))
+	want := memInfo{HWM: 50 << 20, RSS: 40 << 20, Anon: 30 << 20, File: 9 << 20, Shmem: 1 << 20}
+	if err != nil || m != want {
+		t.Errorf("parseStatus = %+v, %v; want %+v", m, err, want)
 	}
-	for _, bad := range []string{"", "VmHWM:\t12 MB\nVmRSS:\t1 kB\n", "VmRSS:\t1 kB\n", "VmHWM:\t-3 kB\nVmRSS:\t1 kB\n"} {
-		if _, _, err := parseStatus(bufio.NewScanner(strings.NewReader(bad))); err == nil {
+	for _, bad := range []string{"", "VmHWM:\t12 MB\nVmRSS:\t1 kB\n", "VmRSS:\t1 kB\n", "VmHWM:\t-3 kB\nVmRSS:\t1 kB\n",
+		"VmHWM:\t1 kB\nVmRSS:\t1 kB\nRssAnon:\t99999999999999999 kB\n"} {
+		if _, err := parseStatus(bufio.NewScanner(strings.NewReader(bad))); err == nil {
 			t.Errorf("parseStatus(%q): no error", bad)
 		}
 	}
@@ -98,17 +100,20 @@ func TestOwnProcess(t *testing.T) {
 	if _, err := cpuTime(pid); err != nil {
 		t.Fatal(err)
 	}
-	hwm, rss, err := memStatus(pid)
+	mi, err := memStatus(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hwm < rss || rss <= 0 {
-		t.Errorf("VmHWM %d < VmRSS %d", hwm, rss)
+	if mi.HWM < mi.RSS || mi.RSS <= 0 || mi.Anon <= 0 || mi.Anon > mi.RSS {
+		t.Errorf("implausible: %+v", mi)
 	}
 	m := startMeter(pid)
+	s := startSampler(pid, time.Millisecond)
+	time.Sleep(5 * time.Millisecond)
+	anon, file := s.finish()
 	u := m.stop()
-	if u.PeakBytes <= 0 {
-		t.Errorf("meter peak %d", u.PeakBytes)
+	if u.PeakBytes <= 0 || anon <= 0 || file < 0 {
+		t.Errorf("meter peak %d, sampled anon %d file %d", u.PeakBytes, anon, file)
 	}
 }
 
@@ -280,9 +285,9 @@ func FuzzParseStatus(f *testing.F) {
 	}
 	f.Add([]byte("VmHWM: 1 kB\nVmRSS: 2 kB\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		hwm, rss, err := parseStatus(bufio.NewScanner(bytes.NewReader(b)))
-		if err == nil && (hwm <= 0 || rss <= 0) {
-			t.Errorf("no error but hwm %d rss %d", hwm, rss)
+		m, err := parseStatus(bufio.NewScanner(bytes.NewReader(b)))
+		if err == nil && (m.HWM <= 0 || m.RSS <= 0 || m.Anon < 0 || m.File < 0 || m.Shmem < 0) {
+			t.Errorf("no error but %+v", m)
 		}
 	})
 }

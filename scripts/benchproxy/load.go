@@ -170,6 +170,12 @@ type result struct {
 	// PeakRSSMiB is the proxy's VmHWM from the start of this workload's
 	// warm-up to the end of its last round.
 	PeakRSSMiB *float64 `json:"peak_rss_mib,omitempty"`
+	// PeakAnonMiB and PeakFileMiB are the peaks of RSS's anonymous part
+	// (heap, stacks) and of its file-backed and shared part (for sessctl
+	// mostly bbolt's mmap of the log: page cache, shared and reclaimable),
+	// sampled every 25 ms.
+	PeakAnonMiB *float64 `json:"peak_rss_anon_mib,omitempty"`
+	PeakFileMiB *float64 `json:"peak_rss_file_mib,omitempty"`
 	// PeakIsLifetime is set when VmHWM could not be reset, so the peak
 	// covers the proxy's whole life so far.
 	PeakIsLifetime bool     `json:"peak_is_lifetime,omitempty"`
@@ -189,6 +195,7 @@ type tally struct {
 	proxyCPU  time.Duration
 	driverCPU time.Duration
 	peakReset bool
+	mem       *sampler
 }
 
 // warm resets the proxy's peak RSS, then runs an unmeasured warm-up
@@ -197,6 +204,7 @@ func warm(ctx context.Context, p *path, w workload, d time.Duration, deltas int)
 	t := &tally{p: p, w: w}
 	if p.PID != 0 {
 		t.peakReset = resetPeak(p.PID) == nil
+		t.mem = startSampler(p.PID, 25*time.Millisecond)
 	}
 	runPhase(ctx, p, w, d, deltas)
 	return t
@@ -277,10 +285,11 @@ func (t *tally) result() result {
 			per := cpu / float64(r.Requests) * 1000
 			r.CPUPer1k = &per
 		}
-		hwm, _, _ := memStatus(t.p.PID)
-		rss := mib(hwm)
-		r.PeakRSSMiB = &rss
+		mi, _ := memStatus(t.p.PID)
+		r.PeakRSSMiB = ptr(mib(mi.HWM))
 		r.PeakIsLifetime = !t.peakReset
+		anon, file := t.mem.finish()
+		r.PeakAnonMiB, r.PeakFileMiB = ptr(mib(anon)), ptr(mib(file))
 	}
 	return r
 }

@@ -46,6 +46,8 @@ type memoryResult struct {
 	Seconds         float64 `json:"seconds"`
 	BaselineRSSMiB  float64 `json:"baseline_rss_mib"`
 	PeakRSSMiB      float64 `json:"peak_rss_mib"`
+	PeakAnonMiB     float64 `json:"peak_rss_anon_mib"`
+	PeakFileMiB     float64 `json:"peak_rss_file_mib"`
 	PeakIsLifetime  bool    `json:"peak_is_lifetime,omitempty"`
 	ProxyCPUSeconds float64 `json:"proxy_cpu_s"`
 }
@@ -87,12 +89,15 @@ func measureMemory(ctx context.Context, p *path, c memoryCase) memoryResult {
 	// One ordinary exchange first: the connection is open and the leaf
 	// minted before the baseline is read.
 	p.do(ctx, chatBody(false), false, nil)
-	_, rss, _ := memStatus(p.PID)
-	r.BaselineRSSMiB = mib(rss)
+	mi, _ := memStatus(p.PID)
+	r.BaselineRSSMiB = mib(mi.RSS)
 	m := startMeter(p.PID)
+	smp := startSampler(p.PID, 10*time.Millisecond)
 	start := time.Now()
 	status, received, err := p.big(ctx, c)
 	u := m.stop()
+	anon, file := smp.finish()
+	r.PeakAnonMiB, r.PeakFileMiB = mib(anon), mib(file)
 	r.Seconds = time.Since(start).Seconds()
 	r.Status, r.Received = status, received
 	r.PeakRSSMiB = mib(u.PeakBytes)

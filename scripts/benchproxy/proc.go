@@ -53,41 +53,86 @@ func parseStatCPU(b []byte) (time.Duration, error) {
 	return time.Duration(ut+st) * (time.Second / clockTick), nil
 }
 
-// memStatus returns VmHWM (peak resident set) and VmRSS of the process, in
-// bytes.
-func memStatus(pid int) (hwm, rss int64, err error) {
+// memInfo is a process's resident memory, in bytes, from
+// /proc/PID/status: the peak (VmHWM), the current total (VmRSS) and its
+// parts: anonymous (heap, stacks), file-backed (mapped files, such as
+// bbolt's mmap of the log) and shared memory (files on tmpfs).
+type memInfo struct {
+	HWM, RSS, Anon, File, Shmem int64
+}
+
+// memStatus reads the process's memInfo.
+func memStatus(pid int) (memInfo, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return memInfo{}, err
 	}
 	defer f.Close()
 	return parseStatus(bufio.NewScanner(f))
 }
 
-func parseStatus(sc *bufio.Scanner) (hwm, rss int64, err error) {
+// parseStatus reads memInfo from the contents of /proc/PID/status.
+// VmHWM and VmRSS are required; the Rss* parts are optional (Linux 4.5+).
+func parseStatus(sc *bufio.Scanner) (memInfo, error) {
+	var m memInfo
+	fields := map[string]*int64{"VmHWM": &m.HWM, "VmRSS": &m.RSS, "RssAnon": &m.Anon, "RssFile": &m.File, "RssShmem": &m.Shmem}
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmHWM" && k != "VmRSS") {
+		dst := fields[k]
+		if !ok || dst == nil {
 			continue
 		}
 		num, unit, _ := strings.Cut(strings.TrimSpace(v), " ")
 		n, perr := strconv.ParseInt(num, 10, 64)
-		if perr != nil || n < 0 || unit != "kB" {
-			return 0, 0, fmt.Errorf("proc status: %s: %q", k, v)
+		if perr != nil || n < 0 || n > math.MaxInt64>>10 || unit != "kB" {
+			return memInfo{}, fmt.Errorf("proc status: %s: %q", k, v)
 		}
-		if k == "VmHWM" {
-			hwm = n << 10
-		} else {
-			rss = n << 10
-		}
+		*dst = n << 10
 	}
 	if err := sc.Err(); err != nil {
-		return 0, 0, err
+		return memInfo{}, err
 	}
-	if hwm == 0 || rss == 0 {
-		return 0, 0, fmt.Errorf("proc status: no VmHWM/VmRSS")
+	if m.HWM == 0 || m.RSS == 0 {
+		return memInfo{}, fmt.Errorf("proc status: no VmHWM/VmRSS")
 	}
-	return hwm, rss, nil
+	return m, nil
+}
+
+// sampler polls a process's resident memory and keeps the peaks of its
+// anonymous and file-backed (with shared) parts, which VmHWM does not
+// break down.
+type sampler struct {
+	pid        int
+	stop, done chan struct{}
+	anon, file int64
+}
+
+func startSampler(pid int, every time.Duration) *sampler {
+	s := &sampler{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if m, err := memStatus(pid); err == nil {
+				s.anon = max(s.anon, m.Anon)
+				s.file = max(s.file, m.File+m.Shmem)
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// finish stops the sampler and returns the peaks seen.
+func (s *sampler) finish() (anon, file int64) {
+	close(s.stop)
+	<-s.done
+	return s.anon, s.file
 }
 
 // resetPeak resets the process's VmHWM to its current RSS (Linux 4.0+,
@@ -127,6 +172,6 @@ func (m *meter) stop() usage {
 		return usage{}
 	}
 	cpu, _ := cpuTime(m.pid)
-	hwm, _, _ := memStatus(m.pid)
-	return usage{CPU: cpu - m.cpu0, PeakBytes: hwm, PeakReset: m.reset}
+	mi, _ := memStatus(m.pid)
+	return usage{CPU: cpu - m.cpu0, PeakBytes: mi.HWM, PeakReset: m.reset}
 }

@@ -25,6 +25,10 @@ func memoryCases(n int64) []memoryCase {
 		{Name: "answer-json", AnswerKind: "json", Answer: n},
 		{Name: "answer-sse", AnswerKind: "sse", Answer: n},
 		{Name: "answer-octet", AnswerKind: "octet", Answer: n},
+		// Twice the size: a relay with bounded memory peaks at the same
+		// RSS as for n.
+		{Name: "answer-sse-2x", AnswerKind: "sse", Answer: 2 * n},
+		{Name: "answer-octet-2x", AnswerKind: "octet", Answer: 2 * n},
 	}
 }
 

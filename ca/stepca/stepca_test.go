@@ -298,8 +298,10 @@ func tlsServer(t *testing.T, getCert func(*tls.ClientHelloInfo) (*tls.Certificat
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "hello from "+r.Host)
 		}),
-		ErrorLog:          log.New(io.Discard, "", 0),
-		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: log.New(io.Discard, "", 0),
+		// Generous: the first handshake for a host waits for step-ca, which
+		// is slow under the race detector on a busy machine.
+		ReadHeaderTimeout: time.Minute,
 	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -318,7 +320,7 @@ func get(t *testing.T, addr, host string, roots *x509.CertPool) (string, []*x509
 		},
 	}
 	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	hc := &http.Client{Transport: tr, Timeout: time.Minute}
 	resp, err := hc.Get("https://" + host + "/v1/models")
 	if err != nil {
 		return "", nil, err

@@ -2,10 +2,13 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
-	"github.com/sessctl/sessctl/ca"
 	"github.com/urfave/cli/v2"
+
+	"github.com/sessctl/sessctl/ca"
 )
 
 // defaultRetireWindow is how long after a promotion the previous CA stays
@@ -32,6 +35,7 @@ func caCommand() *cli.Command {
 		Name:  "ca",
 		Usage: "manage the interception CA that runners trust",
 		Subcommands: []*cli.Command{
+			caEnrollCommand(),
 			{
 				Name:      "init",
 				Usage:     "create a name-constrained CA (ca.crt, ca.key)",
@@ -122,4 +126,10 @@ func parseDate(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("--retire-after: bad date %q: want YYYY-MM-DD or RFC 3339", s)
 	}
 	return t, nil
+}
+
+// stepcaEnrolled reports whether dir holds a step-ca enrollment.
+func stepcaEnrolled(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "stepca.json"))
+	return err == nil
 }

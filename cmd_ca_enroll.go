@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -128,10 +127,4 @@ func openStepCA(dir string, opts ca.LoadOptions) (certs proxy.Certs, closer io.C
 		}
 		return li, io.NopCloser(nil), true, nil
 	}
-}
-
-// stepcaEnrolled reports whether dir holds a step-ca enrollment.
-func stepcaEnrolled(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, "stepca.json"))
-	return err == nil
 }

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/proxy"
@@ -37,10 +35,4 @@ func openStepCA(dir string, _ ca.LoadOptions) (proxy.Certs, io.Closer, bool, err
 		return nil, nil, true, fmt.Errorf("%s is enrolled with step-ca: %w", dir, errNoStepCA)
 	}
 	return nil, nil, false, nil
-}
-
-// stepcaEnrolled reports whether dir holds a step-ca enrollment.
-func stepcaEnrolled(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, "stepca.json"))
-	return err == nil
 }

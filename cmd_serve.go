@@ -100,10 +100,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	authority, tokenHost, err := openCA(cfg, log)
+	certs, err := openCA(cfg, log)
 	if err != nil {
 		return err
 	}
+	defer certs.close()
 	keys, err := upstreamKeys(cfg)
 	if err != nil {
 		return err
@@ -140,7 +141,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := loadRules(cfg.RulesFile, &ruleSet); err != nil {
 		return err
 	}
-	go watchReload(ctx, cfg.RulesFile, &ruleSet, authority, log)
+	go watchReload(ctx, cfg.RulesFile, &ruleSet, certs.reload, log)
 
 	tr, dial, upTLS, err := proxy.NewTransport(proxy.UpstreamOptions{CAFile: cfg.UpstreamCAFile, Addr: cfg.UpstreamAddr})
 	if err != nil {
@@ -153,13 +154,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		go hook.Run(ctx, queue)
 	}
 	var exchanger proxy.Exchanger
-	if len(cfg.OIDC) > 0 && tokenHost {
+	if len(cfg.OIDC) > 0 && certs.tokenHost {
 		exchanger = auth
 	}
 	px, err := proxy.New(proxy.Options{
 		Exchanger: exchanger,
 		Intercept: cfg.Intercept, Passthrough: cfg.Passthrough,
-		Certs: authority, Store: st, Auth: auth, Policies: cfg.Policies,
+		Certs: certs.Certs, Store: st, Auth: auth, Policies: cfg.Policies,
 		Rules:     ruleSet.Load,
 		Approvals: queue, ApprovalMode: cfg.ApprovalMode,
 		Keys:     keys,
@@ -219,29 +220,55 @@ func isLoopback(a net.Addr) bool {
 	return ok && ta.IP.IsLoopback()
 }
 
-// openCA loads the CA, creating it on first run. A new CA may also mint
-// for proxy.TokenHost, where runners exchange OIDC tokens; the boolean
-// says whether this CA can.
-func openCA(cfg *config.Config, log *slog.Logger) (*ca.Authority, bool, error) {
+// caSource is where the certificates presented to runners come from.
+type caSource struct {
+	proxy.Certs
+	reload    func() error // on SIGHUP, after `sessctl ca promote`
+	close     func()
+	tokenHost bool // may mint for proxy.TokenHost
+}
+
+// openCA opens the CA directory: a step-ca enrollment (`ca enroll`), or
+// sessctl's own CA, created on first run. A CA created here may also mint
+// for proxy.TokenHost, where runners exchange OIDC tokens.
+func openCA(cfg *config.Config, log *slog.Logger) (*caSource, error) {
 	hosts := append(slices.Clone(cfg.Intercept), proxy.TokenHost)
+	opts := ca.LoadOptions{Hosts: cfg.Intercept, LeafValidity: time.Duration(cfg.LeafValidity), Logger: log}
+	if certs, closer, ok, err := openStepCA(cfg.CADir, opts); ok || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		log.Info("using the step-ca enrollment", "dir", cfg.CADir)
+		reload := func() error { return nil }
+		if r, ok := certs.(interface{ Reload() error }); ok {
+			reload = r.Reload
+		}
+		return &caSource{Certs: certs, reload: reload, close: func() { closer.Close() }}, nil
+	}
 	if _, err := os.Stat(filepath.Join(cfg.CADir, "ca.crt")); errors.Is(err, fs.ErrNotExist) {
 		if err := ca.Init(cfg.CADir, ca.InitOptions{Hosts: hosts}); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		log.Info("created a new CA: runners must trust it", "cert", filepath.Join(cfg.CADir, "ca.crt"))
 	}
-	opts := ca.LoadOptions{Hosts: hosts, LeafValidity: time.Duration(cfg.LeafValidity), Logger: log}
-	if a, err := ca.Load(cfg.CADir, opts); err == nil {
-		return a, true, nil
+	src := &caSource{close: func() {}}
+	withToken := opts
+	withToken.Hosts = hosts
+	a, err := ca.Load(cfg.CADir, withToken)
+	if err == nil {
+		src.tokenHost = true
+	} else {
+		// A CA whose name constraints leave out the token host (made by
+		// `ca init` for the intercepted hosts only).
+		if a, err = ca.Load(cfg.CADir, opts); err != nil {
+			return nil, err
+		}
+		if len(cfg.OIDC) > 0 {
+			log.Warn("the CA cannot mint for "+proxy.TokenHost+": OIDC token exchange is off", "ca", cfg.CADir)
+		}
 	}
-	// A CA whose name constraints leave out the token host (made by
-	// `ca init` for the intercepted hosts only).
-	opts.Hosts = cfg.Intercept
-	a, err := ca.Load(cfg.CADir, opts)
-	if err == nil && len(cfg.OIDC) > 0 {
-		log.Warn("the CA cannot mint for "+proxy.TokenHost+": OIDC token exchange is off", "ca", cfg.CADir)
-	}
-	return a, false, err
+	src.Certs, src.reload = a, a.Reload
+	return src, nil
 }
 
 // upstreamKeys reads the real API keys: the default one from

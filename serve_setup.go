@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/rules"
@@ -133,7 +132,7 @@ func loadRules(path string, cur *atomic.Pointer[rules.Set]) error {
 // watchReload reloads the rules file on SIGHUP and when it changes, and
 // the CA on SIGHUP (after `sessctl ca promote`). A bad rules file or CA is
 // logged and what is in force stays.
-func watchReload(ctx context.Context, rulesPath string, cur *atomic.Pointer[rules.Set], authority *ca.Authority, log *slog.Logger) {
+func watchReload(ctx context.Context, rulesPath string, cur *atomic.Pointer[rules.Set], reloadCA func() error, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -145,7 +144,7 @@ func watchReload(ctx context.Context, rulesPath string, cur *atomic.Pointer[rule
 		case <-ctx.Done():
 			return
 		case <-hup:
-			if err := authority.Reload(); err != nil {
+			if err := reloadCA(); err != nil {
 				log.Error("CA reload rejected; the current CA stays in force", "err", err)
 			} else {
 				log.Info("CA reloaded")

@@ -192,6 +192,19 @@ func TestBigBodies(t *testing.T) {
 	}
 }
 
+func TestErrorBody(t *testing.T) {
+	cases := map[string]string{
+		`{"error":{"message":"request body larger than max_body (33554432 bytes)","type":"sessctl_too_large","param":null,"code":"request_too_large"}}`: "sessctl_too_large: request body larger than max_body (33554432 bytes)",
+		"  Bad Gateway\n": "Bad Gateway",
+		`{"error":{}}`:     `{"error":{}}`,
+	}
+	for in, want := range cases {
+		if got := errorBody([]byte(in)).Error(); got != want {
+			t.Errorf("errorBody(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestTargets(t *testing.T) {
 	f := func(v float64) *float64 { return &v }
 	res := func(path, wl string, rps, p50 float64, rss *float64) result {

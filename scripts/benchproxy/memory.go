@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -142,10 +143,25 @@ func (p *path) big(ctx context.Context, c memoryCase) (int, int64, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 400))
-		return resp.StatusCode, int64(len(b)), fmt.Errorf("%s", strings.TrimSpace(string(b)))
+		return resp.StatusCode, int64(len(b)), errorBody(b)
 	}
 	n, err := readAllCount(resp.Body)
 	return resp.StatusCode, n, err
+}
+
+// errorBody returns an OpenAI-shaped error body as "type: message", or
+// the body itself.
+func errorBody(b []byte) error {
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+			Type    string `json:"type"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+		return fmt.Errorf("%s: %s", e.Error.Type, e.Error.Message)
+	}
+	return fmt.Errorf("%s", strings.TrimSpace(string(b)))
 }
 
 func describeBig(c memoryCase, status int, received int64, err error) string {

@@ -196,7 +196,7 @@ func TestErrorBody(t *testing.T) {
 	cases := map[string]string{
 		`{"error":{"message":"request body larger than max_body (33554432 bytes)","type":"sessctl_too_large","param":null,"code":"request_too_large"}}`: "sessctl_too_large: request body larger than max_body (33554432 bytes)",
 		"  Bad Gateway\n": "Bad Gateway",
-		`{"error":{}}`:     `{"error":{}}`,
+		`{"error":{}}`:    `{"error":{}}`,
 	}
 	for in, want := range cases {
 		if got := errorBody([]byte(in)).Error(); got != want {

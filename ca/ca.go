@@ -119,7 +119,7 @@ func Load(dir string, opts LoadOptions) (*Authority, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	hosts, err := normalizeHosts(opts.Hosts)
+	hosts, err := NormalizeHosts(opts.Hosts)
 	if err != nil {
 		return nil, fmt.Errorf("ca: load %s: %w", dir, err)
 	}
@@ -189,7 +189,7 @@ func (a *Authority) read(gen uint64) (*issuer, error) {
 	if len(hosts) == 0 {
 		for _, d := range p.cert.PermittedDNSDomains {
 			if !strings.HasPrefix(d, ".") {
-				hosts = append(hosts, normalizeName(d))
+				hosts = append(hosts, NormalizeName(d))
 			}
 		}
 		if len(hosts) == 0 {

@@ -136,7 +136,7 @@ func FuzzLeafName(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if normalizeName(name) != DefaultHost {
+		if NormalizeName(name) != DefaultHost {
 			t.Fatalf("minted for %q", name)
 		}
 		if len(c.Leaf.DNSNames) != 1 || c.Leaf.DNSNames[0] != DefaultHost {
@@ -163,12 +163,12 @@ func FuzzValidHost(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, h string) {
-		if validHost(h) != nil {
+		if ValidHost(h) != nil {
 			return
 		}
 		// An accepted host round-trips through normalization and is
 		// usable as a DNS name constraint.
-		if normalizeName(h) != h {
+		if NormalizeName(h) != h {
 			t.Fatalf("accepted %q, which normalizes differently", h)
 		}
 		if strings.ContainsAny(h, "*/: \x00") {

@@ -63,7 +63,7 @@ func Init(dir string, opts InitOptions) error {
 	if dir == "" {
 		return errors.New("ca: init: no directory given")
 	}
-	hosts, err := normalizeHosts(opts.Hosts)
+	hosts, err := NormalizeHosts(opts.Hosts)
 	if err != nil {
 		return fmt.Errorf("ca: init: %w", err)
 	}
@@ -133,14 +133,16 @@ func newCA(hosts []string, now time.Time, validity time.Duration) (*x509.Certifi
 	return cert, signer, nil
 }
 
-// normalizeHosts lower-cases hosts, strips a trailing dot, removes
-// duplicates and rejects anything that is not a plain DNS name.
-func normalizeHosts(in []string) ([]string, error) {
+// NormalizeHosts lower-cases host names, strips a trailing dot, removes
+// duplicates and rejects anything that is not a plain DNS name (RFC 1123
+// labels; no IP address, no wildcard), so that a name is safe to put in a
+// certificate and to use as a file name.
+func NormalizeHosts(in []string) ([]string, error) {
 	var out []string
 	seen := make(map[string]bool)
 	for _, h := range in {
-		n := normalizeName(h)
-		if err := validHost(n); err != nil {
+		n := NormalizeName(h)
+		if err := ValidHost(n); err != nil {
 			return nil, err
 		}
 		if !seen[n] {
@@ -151,14 +153,14 @@ func normalizeHosts(in []string) ([]string, error) {
 	return out, nil
 }
 
-// normalizeName is the canonical form of a DNS name for comparisons.
-func normalizeName(name string) string {
+// NormalizeName is the canonical form of a DNS name for comparisons.
+func NormalizeName(name string) string {
 	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
 }
 
-// validHost accepts a DNS host name made of LDH labels (RFC 1123), not an
+// ValidHost accepts a DNS host name made of LDH labels (RFC 1123), not an
 // IP address and not a wildcard.
-func validHost(h string) error {
+func ValidHost(h string) error {
 	if h == "" {
 		return errors.New("empty host name")
 	}

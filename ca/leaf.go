@@ -31,7 +31,7 @@ func (a *Authority) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 // calls for the same name mint once. The chain holds the leaf, then the
 // issuing CA if that is not a root; Leaf is set.
 func (a *Authority) Leaf(name string) (*tls.Certificate, error) {
-	name = normalizeName(name)
+	name = NormalizeName(name)
 	iss := a.state.Load()
 	if !iss.hosts[name] {
 		return nil, fmt.Errorf("ca: refusing to mint a certificate for %.100q: %w (intercepted: %s)", name, ErrNotIntercepted, iss.names)

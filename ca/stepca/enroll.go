@@ -109,7 +109,7 @@ func Enroll(ctx context.Context, o EnrollOptions) (*EnrollResult, error) {
 			return nil, fmt.Errorf("stepca: enroll: %w", err)
 		}
 	}
-	hosts, err := normalizeHosts(o.Hosts)
+	hosts, err := ca.NormalizeHosts(o.Hosts)
 	if err != nil {
 		return nil, fmt.Errorf("stepca: enroll: %w", err)
 	}
@@ -118,7 +118,7 @@ func Enroll(ctx context.Context, o EnrollOptions) (*EnrollResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		if hosts, err = normalizeHosts(claims.SANs); err != nil {
+		if hosts, err = ca.NormalizeHosts(claims.SANs); err != nil {
 			return nil, fmt.Errorf("stepca: enroll: the token's names: %w", err)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -216,59 +215,6 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
-	}
-	return nil
-}
-
-// normalizeHosts lower-cases hosts, strips a trailing dot, removes
-// duplicates and rejects anything that is not a plain DNS name.
-func normalizeHosts(in []string) ([]string, error) {
-	var out []string
-	seen := make(map[string]bool)
-	for _, h := range in {
-		n := normalizeName(h)
-		if err := validHost(n); err != nil {
-			return nil, err
-		}
-		if !seen[n] {
-			seen[n] = true
-			out = append(out, n)
-		}
-	}
-	return out, nil
-}
-
-// normalizeName is the canonical form of a DNS name for comparisons.
-func normalizeName(name string) string {
-	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
-}
-
-// validHost accepts a DNS host name made of LDH labels, not an IP address
-// and not a wildcard. Host names become file names, so this also keeps
-// them inside DIR/leaves.
-func validHost(h string) error {
-	if h == "" {
-		return errors.New("empty host name")
-	}
-	if net.ParseIP(h) != nil {
-		return fmt.Errorf("host %q is an IP address; only DNS names can be intercepted", h)
-	}
-	if len(h) > 253 {
-		return fmt.Errorf("host name %.20q... is longer than 253 characters", h)
-	}
-	for _, label := range strings.Split(h, ".") {
-		if label == "" || len(label) > 63 {
-			return fmt.Errorf("host %.80q is not a valid DNS name (empty or over-long label)", h)
-		}
-		if label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("host %.80q is not a valid DNS name (label starts or ends with '-')", h)
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return fmt.Errorf("host %.80q is not a valid DNS name (character %q)", h, c)
-			}
-		}
 	}
 	return nil
 }

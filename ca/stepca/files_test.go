@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessctl/sessctl/ca"
 )
 
 func TestReadEnrollmentFixture(t *testing.T) {
@@ -79,13 +81,13 @@ func TestParseEnrollment(t *testing.T) {
 }
 
 func TestNormalizeHosts(t *testing.T) {
-	got, err := normalizeHosts([]string{"API.OpenAI.com.", " api.openai.com", "a-b.example"})
+	got, err := ca.NormalizeHosts([]string{"API.OpenAI.com.", " api.openai.com", "a-b.example"})
 	if err != nil || len(got) != 2 || got[0] != "api.openai.com" || got[1] != "a-b.example" {
 		t.Errorf("normalizeHosts = %v, %v", got, err)
 	}
 	for _, bad := range []string{"", "*.example.com", "::1", "a..b", "-a.example", "a_b.example", "a/b", strings.Repeat("a", 64) + ".example"} {
-		if _, err := normalizeHosts([]string{bad}); err == nil {
-			t.Errorf("normalizeHosts(%q) accepted", bad)
+		if _, err := ca.NormalizeHosts([]string{bad}); err == nil {
+			t.Errorf("ca.NormalizeHosts(%q) accepted", bad)
 		}
 	}
 }
@@ -195,7 +197,7 @@ func FuzzParseEnrollment(f *testing.F) {
 			return
 		}
 		for _, h := range e.Hosts {
-			if validHost(h) != nil || strings.ContainsAny(h, `/\`) {
+			if ca.ValidHost(h) != nil || strings.ContainsAny(h, `/\`) {
 				t.Fatalf("accepted host %q", h)
 			}
 		}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/sessctl/sessctl/ca"
 )
 
 // Config configures [NewLeaves].
@@ -105,7 +107,7 @@ func NewLeaves(cfg Config) (*Leaves, error) {
 	if cfg.Lifetime < 0 {
 		return nil, fmt.Errorf("stepca: negative lifetime %v", cfg.Lifetime)
 	}
-	hosts, err := normalizeHosts(cfg.Hosts)
+	hosts, err := ca.NormalizeHosts(cfg.Hosts)
 	if err != nil {
 		return nil, fmt.Errorf("stepca: %w", err)
 	}
@@ -245,7 +247,7 @@ func (l *Leaves) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 // step-ca when it has none that is valid. Concurrent calls for the same
 // host ask step-ca once. An expired certificate is never returned.
 func (l *Leaves) Certificate(ctx context.Context, host string) (*tls.Certificate, error) {
-	host = normalizeName(host)
+	host = ca.NormalizeName(host)
 	if !l.hosts[host] {
 		return nil, fmt.Errorf("stepca: refusing to obtain a certificate for %.100q: %w (enrolled: %s)", host, ErrNotIntercepted, l.names)
 	}
@@ -281,7 +283,7 @@ func (l *Leaves) valid(host string) *tls.Certificate {
 // Renew obtains a new certificate for host now, ahead of its schedule. On
 // failure the current certificate keeps serving until it expires.
 func (l *Leaves) Renew(ctx context.Context, host string) error {
-	host = normalizeName(host)
+	host = ca.NormalizeName(host)
 	if !l.hosts[host] {
 		return fmt.Errorf("stepca: refusing to renew a certificate for %.100q: %w (enrolled: %s)", host, ErrNotIntercepted, l.names)
 	}
@@ -374,7 +376,7 @@ func (l *Leaves) request(ctx context.Context, host string) (*tls.Certificate, er
 // containsFold reports whether list holds s, ignoring case.
 func containsFold(list []string, s string) bool {
 	for _, v := range list {
-		if normalizeName(v) == s {
+		if ca.NormalizeName(v) == s {
 			return true
 		}
 	}
@@ -474,7 +476,7 @@ func (l *Leaves) Stats() Stats {
 func (l *Leaves) NextRenewal(host string) (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.certs[normalizeName(host)]
+	e := l.certs[ca.NormalizeName(host)]
 	if e == nil {
 		return time.Time{}, false
 	}

@@ -37,6 +37,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sessctl/sessctl/ca"
 )
 
 // Mode is how sessctl uses step-ca.
@@ -131,7 +133,7 @@ func parseEnrollment(data []byte) (*Enrollment, error) {
 	if e.CAURL == "" {
 		return nil, errors.New("no ca_url")
 	}
-	hosts, err := normalizeHosts(j.Hosts)
+	hosts, err := ca.NormalizeHosts(j.Hosts)
 	if err != nil {
 		return nil, err
 	}

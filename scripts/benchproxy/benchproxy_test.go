@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessctl/sessctl/rules"
 )
 
 func TestPercentile(t *testing.T) {
@@ -189,6 +191,24 @@ func TestBigBodies(t *testing.T) {
 	var buf bytes.Buffer
 	if k, err := buf.ReadFrom(bigJSONBody(5000)); err != nil || k != 5000 || !bytes.HasSuffix(buf.Bytes(), []byte(`"}]}`)) {
 		t.Errorf("bigJSONBody: %d bytes, %v", k, err)
+	}
+}
+
+// TestSplitDeltas checks the holdback probe against a ruleset that cannot
+// hold anything back and one whose literal starts every delta's tail.
+func TestSplitDeltas(t *testing.T) {
+	want := deltaTexts(4)
+	none, err := rules.Parse([]byte("rules:\n  - name: q\n    pattern: 'QQQQ[0-9]{8}'\n    action: mask\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if split, out := splitDeltas(none, want); len(split) != 0 || strings.Join(out, "") != strings.Join(want, "") {
+		t.Errorf("nothing to hold back, yet split %v (events %q)", split, out)
+	}
+	var b bytes.Buffer
+	holdbackReport(&b, 4)
+	if !strings.Contains(b.String(), "built-in rules:") {
+		t.Errorf("report: %s", b.String())
 	}
 }
 

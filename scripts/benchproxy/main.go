@@ -53,6 +53,7 @@ type options struct {
 	memory         bool
 	perf           string
 	standIn        bool
+	holdback       bool
 }
 
 func main() {
@@ -73,6 +74,7 @@ func main() {
 	flag.BoolVar(&o.memory, "memory", true, "run the large-body memory cases")
 	flag.StringVar(&o.perf, "perf", "", "profile the sessctl process with perf(1) during each measured workload, writing reports to this directory (figures of such a run are distorted by perf and are not written to -out)")
 	flag.BoolVar(&o.standIn, "standin", false, "only run the upstream stand-in (printing its address and CA file) until interrupted")
+	flag.BoolVar(&o.holdback, "holdback", false, "only show which deltas of the streamed answer sessctl's built-in rules hold back in part, all rules and rule by rule")
 	flag.Parse()
 	o.paths = strings.Split(paths, ",")
 	if o.perf != "" || o.rounds < 1 {
@@ -80,6 +82,10 @@ func main() {
 		o.rounds = 1
 	}
 
+	if o.holdback {
+		holdbackReport(os.Stdout, o.deltas)
+		return
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -159,7 +159,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	px, err := proxy.New(proxy.Options{
 		Exchanger: exchanger,
-		Intercept: cfg.Intercept, Passthrough: cfg.Passthrough,
+		Intercept: cfg.Intercept, Passthrough: cfg.Passthrough, Ports: cfg.ConnectPorts,
 		Certs: certs.Certs, Store: st, Auth: auth, Policies: cfg.Policies,
 		Rules:     ruleSet.Load,
 		Approvals: queue, ApprovalMode: cfg.ApprovalMode,

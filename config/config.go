@@ -45,6 +45,8 @@ type Config struct {
 	// for private endpoints.
 	UpstreamAddr string   `yaml:"upstream_addr"`
 	Intercept    []string `yaml:"intercept"`
+	// ConnectPorts are the ports runners may CONNECT to (default 443).
+	ConnectPorts []string `yaml:"connect_ports"`
 	Passthrough  []string `yaml:"passthrough"`
 	Runners      []Runner `yaml:"runners"`
 	// RunnersFile holds further runners (written by `sessctl token new`).
@@ -319,6 +321,11 @@ func (c *Config) Resolve() error {
 			if strings.EqualFold(h, i) {
 				return fmt.Errorf("config: %s is both intercepted and passed through", h)
 			}
+		}
+	}
+	for _, p := range c.ConnectPorts {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("config: connect_ports: %q is not a port", p)
 		}
 	}
 	if c.MaxBody <= 0 || c.RecordBodyLimit < 0 || c.WSMaxMessage <= 0 {

@@ -80,11 +80,15 @@ func (s *Server) hijack(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx)
 	defer s.wg.Done()
 	target := req.URL.Host
 	host := hostOnly(target)
-	t := &tunnel{id: uuid.Must(uuid.NewV7()).String(), mode: "explicit", host: host, client: client.RemoteAddr().String()}
+	t := &tunnel{id: uuid.Must(uuid.NewV7()).String(), mode: "explicit", host: truncate(host, 255), client: client.RemoteAddr().String()}
 	_, port, err := net.SplitHostPort(target)
 	t.port = port
 	if err != nil || port == "" || host == "" {
-		s.refuseConnect(client, t, req, http.StatusBadRequest, "malformed CONNECT target "+fmt.Sprintf("%q", target))
+		s.refuseConnect(client, t, req, http.StatusBadRequest, "malformed CONNECT target "+fmt.Sprintf("%.100q", target))
+		return
+	}
+	if !s.ports[port] {
+		s.refuseConnect(client, t, req, http.StatusForbidden, "egress to port "+port+" is not allowed")
 		return
 	}
 	switch s.decide(host) {
@@ -92,7 +96,7 @@ func (s *Server) hijack(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx)
 		s.refuseConnect(client, t, req, http.StatusForbidden, "egress to "+host+" is not allowed")
 	case passthrough:
 		fmt.Fprint(client, "HTTP/1.1 200 Connection established\r\n\r\n")
-		s.splice(context.Background(), client, t, target)
+		s.splice(s.ctx, client, t, target)
 	case intercept:
 		t.proxyCred = identity.ParseCredential(req.Header.Get("Proxy-Authorization"))
 		fmt.Fprint(client, "HTTP/1.1 200 Connection established\r\n\r\n")
@@ -109,8 +113,17 @@ func (s *Server) refuseConnect(client net.Conn, t *tunnel, req *http.Request, st
 		status, http.StatusText(status), len(body), body)
 	s.recordRefusal(context.Background(), &store.Record{
 		Conn: t.conn(), Host: t.host, Method: req.Method,
-		Status: status, Reason: msg, Extra: map[string]string{"target": req.URL.Host},
+		Status: status, Reason: msg, Extra: map[string]string{"target": truncate(req.URL.Host, 255)},
 	})
+}
+
+// truncate cuts s to at most n bytes: refusals record what a client
+// asked for, bounded.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 type discardLogger struct{}

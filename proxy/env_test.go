@@ -118,7 +118,9 @@ func newEnv(t *testing.T, handler http.HandlerFunc, opts ...envOption) *env {
 		Approvals: approval.NewQueue(0),
 		Keys:      map[string]string{"": testRealKey},
 		Upstream:  tr, UpstreamDial: dial, UpstreamTLS: upTLS,
-		Logger: quietLog(),
+		// Passthrough hosts (other.example) are reached at the stand-in.
+		PassthroughDial: dial,
+		Logger:          quietLog(),
 	}
 	for _, f := range opts {
 		f(&o)

@@ -70,9 +70,13 @@ type Options struct {
 	Keys map[string]string
 	// Upstream is the transport to the real API (see NewTransport).
 	Upstream http.RoundTripper
-	// UpstreamDial dials upstream hosts for passthrough tunnels and
-	// WebSockets; nil uses a net.Dialer.
+	// UpstreamDial dials the upstream for WebSockets (the same dialer as
+	// the HTTP transport, honouring an upstream address override); nil
+	// uses a net.Dialer.
 	UpstreamDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// PassthroughDial dials the real destination of passthrough tunnels;
+	// nil uses a net.Dialer. Tests set it; upstream_addr never applies.
+	PassthroughDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// UpstreamTLS is the client TLS configuration for upstream WebSockets.
 	UpstreamTLS *tls.Config
 	// MaxBody bounds request bodies and non-streamed answers.
@@ -82,6 +86,11 @@ type Options struct {
 	RecordBodyLimit int64
 	// Holdback bounds the stream masker's held-back tail.
 	Holdback int
+	// Ports are the CONNECT ports allowed (default 443 only).
+	Ports []string
+	// IdleTimeout ends a passthrough tunnel or WebSocket with no traffic
+	// for this long (default 10 minutes).
+	IdleTimeout time.Duration
 	// WSMaxMessage bounds one WebSocket message.
 	WSMaxMessage int64
 	Logger       *slog.Logger
@@ -100,7 +109,12 @@ type Server struct {
 	conns     *connListener
 	front     http.Handler
 	wsClient  *http.Client
-	wg        sync.WaitGroup
+	ports     map[string]bool
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ctx ends when the server closes: tunnels and WebSockets watch it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // New checks opts and builds a Server.
@@ -130,9 +144,18 @@ func New(opts Options) (*Server, error) {
 	if opts.ApprovalMode == "" {
 		opts.ApprovalMode = "hold"
 	}
+	if len(opts.Ports) == 0 {
+		opts.Ports = []string{"443"}
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 10 * time.Minute
+	}
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	if opts.UpstreamDial == nil {
-		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 		opts.UpstreamDial = d.DialContext
+	}
+	if opts.PassthroughDial == nil {
+		opts.PassthroughDial = d.DialContext
 	}
 	s := &Server{
 		opt:       opts,
@@ -140,7 +163,10 @@ func New(opts Options) (*Server, error) {
 		intercept: hostSet(opts.Intercept),
 		pass:      hostSet(opts.Passthrough),
 		conns:     newConnListener(),
+		ports:     hostSet(opts.Ports),
+		dial:      opts.PassthroughDial,
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if opts.Exchanger != nil {
 		s.intercept[TokenHost] = true
 	}
@@ -161,7 +187,7 @@ func New(opts Options) (*Server, error) {
 func hostSet(hosts []string) map[string]bool {
 	m := make(map[string]bool, len(hosts))
 	for _, h := range hosts {
-		m[strings.ToLower(h)] = true
+		m[strings.TrimSuffix(strings.ToLower(h), ".")] = true
 	}
 	return m
 }
@@ -185,10 +211,18 @@ func (s *Server) ServeExplicit(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
-// Close stops the inner server and waits for tunnels to end.
+// Close stops the server: requests in progress get a grace period to
+// finish (and be recorded), then every connection, tunnel and WebSocket is
+// closed, and Close waits for them.
 func (s *Server) Close() error {
-	err := s.inner.Close()
 	s.conns.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.inner.Shutdown(ctx)
+	s.cancel()
+	if err != nil {
+		err = s.inner.Close()
+	}
 	s.wg.Wait()
 	return err
 }

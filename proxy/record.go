@@ -16,6 +16,8 @@ func (s *Server) recordRefusal(ctx context.Context, r *store.Record) {
 	now := time.Now().UTC()
 	r.Kind = store.KindRefused
 	r.Outcome = store.OutcomeRefused
+	r.Host = truncate(r.Host, 255)
+	r.Path = truncate(r.Path, 1024)
 	if r.SessionID == "" {
 		r.SessionID = uuid.Must(uuid.NewV7()).String()
 	}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -29,18 +28,21 @@ func (s *Server) splice(ctx context.Context, client net.Conn, t *tunnel, target 
 		s.log.Error("refusing passthrough: store cannot record", "err", err)
 		return
 	}
-	up, err := s.opt.UpstreamDial(ctx, "tcp", target)
+	up, err := s.dial(ctx, "tcp", target)
 	if err != nil {
 		rec.Outcome, rec.Reason, rec.End = store.OutcomeUpstreamError, "dial failed", time.Now().UTC()
 		s.appendConnect(ctx, rec)
 		return
 	}
 	defer up.Close()
+	// Closing both ends stops the copies when the server closes.
+	stop := context.AfterFunc(s.ctx, func() { client.Close(); up.Close() })
+	defer stop()
 	var in, out atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); copyHalf(up, client, &out) }()
-	go func() { defer wg.Done(); copyHalf(client, up, &in) }()
+	go func() { defer wg.Done(); copyHalf(up, client, &out, s.opt.IdleTimeout) }()
+	go func() { defer wg.Done(); copyHalf(client, up, &in, s.opt.IdleTimeout) }()
 	wg.Wait()
 	rec.Outcome, rec.End = store.OutcomeSpliced, time.Now().UTC()
 	rec.Extra["bytes_to_upstream"] = strconv.FormatInt(out.Load(), 10)
@@ -57,10 +59,23 @@ func (s *Server) appendConnect(ctx context.Context, rec *store.Record) {
 }
 
 // copyHalf copies src to dst, counting bytes, then half-closes dst so the
-// other direction can finish.
-func copyHalf(dst, src net.Conn, n *atomic.Int64) {
-	c, _ := io.Copy(dst, src)
-	n.Add(c)
+// other direction can finish. A source silent for idle ends the copy.
+func copyHalf(dst, src net.Conn, n *atomic.Int64, idle time.Duration) {
+	buf := make([]byte, 32<<10)
+	for {
+		src.SetReadDeadline(time.Now().Add(idle))
+		k, err := src.Read(buf)
+		if k > 0 {
+			dst.SetWriteDeadline(time.Now().Add(idle))
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				break
+			}
+			n.Add(int64(k))
+		}
+		if err != nil {
+			break
+		}
+	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	} else {

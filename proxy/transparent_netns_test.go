@@ -429,6 +429,7 @@ func netnsGateway(t *testing.T) {
 		// The real upstream path: resolve the name (this namespace's
 		// /etc/hosts) and verify against the upstream's CA.
 		o.Upstream, o.UpstreamDial, o.UpstreamTLS = tr, dial, upTLS
+		o.PassthroughDial = nil // passthrough dials the real destination
 	})
 	if err := os.WriteFile(os.Getenv("SESSCTL_NETNS_CA_OUT"), e.caPEM, 0o644); err != nil {
 		t.Fatal(err)

@@ -303,7 +303,7 @@ func TestTransparentDestinationCheck(t *testing.T) {
 		o.Passthrough = append(o.Passthrough, "localhost")
 		// The original destination is this test's own listener; record
 		// it and reach the TLS server above instead.
-		o.UpstreamDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		o.PassthroughDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			mu.Lock()
 			dialled = append(dialled, addr)
 			mu.Unlock()

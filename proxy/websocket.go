@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,13 +40,16 @@ func newWSClient(dial func(ctx context.Context, network, addr string) (net.Conn,
 		tc = base.Clone()
 	}
 	tc.NextProtos = []string{"http/1.1"}
-	return &http.Client{Transport: &http.Transport{
-		Proxy:               nil,
-		DialContext:         dial,
-		TLSClientConfig:     tc,
-		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
-		TLSHandshakeTimeout: 10 * time.Second,
-	}}
+	return &http.Client{
+		// A redirect would resend the real key, maybe without TLS.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         dial,
+			TLSClientConfig:     tc,
+			TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
+			TLSHandshakeTimeout: 10 * time.Second,
+		}}
 }
 
 // wsHandshakeHeaders are the client's handshake headers that the upstream
@@ -146,6 +151,8 @@ type wsExchange struct {
 	cw     *clientWriter
 	// blocked: a rule ended the answer; the rest is dropped.
 	blocked bool
+	// done: the record is written (guarded by wsConn.mu).
+	done bool
 }
 
 func (c *wsConn) run() {
@@ -175,14 +182,16 @@ func (c *wsConn) newExchange(msg []byte) *exchange {
 	rec.Rules, rec.Deltas, rec.SecretHMACs = nil, nil, nil
 	rec.Extra = map[string]string{"ws_session": b.rec.SessionID}
 	rec.Model = wsModel(msg)
-	return &exchange{s: b.s, t: b.t, rec: &rec, policy: b.policy, rules: b.rules}
+	return &exchange{s: b.s, t: b.t, rec: &rec, who: b.who, policy: b.policy, rules: b.rules}
 }
 
 // fromClient reads the runner's messages, applies the request rules and
 // forwards them.
 func (c *wsConn) fromClient(ctx context.Context) {
 	for {
-		typ, msg, err := c.client.Read(ctx)
+		rctx, cancel := context.WithTimeout(ctx, c.s.opt.IdleTimeout)
+		typ, msg, err := c.client.Read(rctx)
+		cancel()
 		if err != nil {
 			code := websocket.CloseStatus(err)
 			if code == -1 {
@@ -190,15 +199,16 @@ func (c *wsConn) fromClient(ctx context.Context) {
 			}
 			c.up.Close(code, "client closed")
 			c.abandon(store.OutcomeClientGone, "client went away")
+			c.client.Close(websocket.StatusGoingAway, "idle or closed")
 			return
 		}
 		if typ != websocket.MessageText {
-			// Binary frames are not part of the API: forward, unscanned
-			// text is never sent this way.
-			if err := c.up.Write(ctx, typ, msg); err != nil {
-				return
-			}
-			continue
+			// Binary messages are not part of the API, and could carry
+			// what the rules cannot read: refuse them.
+			c.client.Close(websocket.StatusUnsupportedData, "sessctl carries JSON text messages only")
+			c.up.Close(websocket.StatusGoingAway, "client closed")
+			c.abandon(store.OutcomeClientGone, "client sent a binary message")
+			return
 		}
 		if !c.handleClientMessage(ctx, msg) {
 			return
@@ -208,8 +218,15 @@ func (c *wsConn) fromClient(ctx context.Context) {
 
 func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 	ex := c.newExchange(msg)
-	evType := wsType(msg)
+	evType, err := wsEventType(msg)
 	ex.rec.Extra["ws_event"] = evType
+	if err != nil {
+		// What sessctl cannot classify for certain is not forwarded.
+		ex.rec.RequestBody = ex.rules.Request(msg).Body
+		c.sendError(ctx, ex, http.StatusBadRequest, errBadRequest, "invalid_event", store.OutcomeBlocked,
+			"sessctl refuses this event: "+err.Error())
+		return true
+	}
 	if err := c.s.opt.Store.Healthy(); err != nil {
 		c.sendError(ctx, ex, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, msgStoreUnavailable)
 		return true
@@ -220,6 +237,17 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 	if res.Block != nil {
 		c.sendError(ctx, ex, http.StatusForbidden, errPolicyViolation, res.Block.Name, store.OutcomeBlocked, blockMessage(res.Block))
 		return true
+	}
+	if why, ok := ex.needsApproval(res); ok && evType != "response.cancel" {
+		v := ex.awaitApproval(ctx, why, res.Body)
+		if v.clientGone {
+			ex.finish(ctx, 0, store.OutcomeClientGone, v.reason)
+			return false
+		}
+		if !v.ok {
+			c.sendError(ctx, ex, v.status, v.typ, v.code, v.outcome, v.reason)
+			return true
+		}
 	}
 	if evType != "response.create" {
 		// Other client events (response.cancel, ...) are forwarded and
@@ -234,31 +262,26 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 	if isWarmup(msg) {
 		ex.rec.Extra["warmup"] = "true"
 	}
-	if why, ok := ex.needsApproval(res); ok {
-		v := ex.awaitApproval(ctx, why, res.Body)
-		if v.clientGone {
-			ex.finish(ctx, 0, store.OutcomeClientGone, v.reason)
-			return false
-		}
-		if !v.ok {
-			c.sendError(ctx, ex, v.status, v.typ, v.code, v.outcome, v.reason)
-			return true
-		}
-	}
 	if err := c.s.opt.Store.Begin(ctx, ex.rec); err != nil {
 		c.sendError(ctx, ex, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, msgStoreUnavailable)
 		return true
 	}
-	wx := &wsExchange{ex: ex, masker: ex.rules.NewEventMasker(rules.StreamOptions{Holdback: c.s.opt.Holdback}),
-		cw: &clientWriter{start: ex.rec.Start, limit: c.s.opt.RecordBodyLimit}}
-	c.mu.Lock()
-	c.pending = append(c.pending, wx)
-	c.mu.Unlock()
+	c.push(ex)
 	if err := c.up.Write(ctx, websocket.MessageText, res.Body); err != nil {
 		c.abandon(store.OutcomeUpstreamError, "upstream WebSocket write failed")
 		return false
 	}
 	return true
+}
+
+// push starts waiting for the answer to ex.
+func (c *wsConn) push(ex *exchange) *wsExchange {
+	wx := &wsExchange{ex: ex, masker: ex.rules.NewEventMasker(rules.StreamOptions{Holdback: c.s.opt.Holdback}),
+		cw: &clientWriter{start: ex.rec.Start, limit: c.s.opt.RecordBodyLimit}}
+	c.mu.Lock()
+	c.pending = append(c.pending, wx)
+	c.mu.Unlock()
+	return wx
 }
 
 // sendError answers one client message with an error event in the API's
@@ -311,12 +334,11 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 		}
 		c.mu.Unlock()
 		if wx == nil {
-			// An event outside any response (session notices): masked
-			// whole, relayed, not an exchange.
-			if c.writeClient(ctx, c.base.rules.Response(msg).Body) != nil {
-				return
-			}
-			continue
+			// Events no response.create asked for: masked as a stream and
+			// recorded all the same, as an exchange of their own.
+			ex := c.newExchange(nil)
+			ex.rec.Extra["ws_event"] = "unsolicited"
+			wx = c.push(ex)
 		}
 		terminal := isTerminal(wsType(msg))
 		out, err := wx.masker.Event(msg)
@@ -345,7 +367,11 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 			for _, ev := range out {
 				wx.cw.note(ev)
 			}
-			c.complete(ctx, wx, http.StatusOK, outcome, reason)
+			if !c.complete(ctx, wx, http.StatusOK, outcome, reason) {
+				c.client.Close(websocket.StatusInternalError, "sessctl could not record this answer")
+				c.up.Close(websocket.StatusGoingAway, "")
+				return
+			}
 			for _, ev := range out {
 				if err := c.writeClient(ctx, ev); err != nil {
 					return
@@ -362,17 +388,23 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 	}
 }
 
-// complete finishes the head exchange's record.
-func (c *wsConn) complete(ctx context.Context, wx *wsExchange, status int, outcome, reason string) {
+// complete finishes an exchange's record, once; it reports whether the
+// record is durable.
+func (c *wsConn) complete(ctx context.Context, wx *wsExchange, status int, outcome, reason string) bool {
 	c.mu.Lock()
-	if len(c.pending) > 0 && c.pending[0] == wx {
-		c.pending = c.pending[1:]
+	if i := slices.Index(c.pending, wx); i >= 0 {
+		c.pending = slices.Delete(c.pending, i, i+1)
 	}
+	done := wx.done
+	wx.done = true
 	c.mu.Unlock()
+	if done {
+		return true
+	}
 	wx.ex.addHits(wx.masker.Result())
 	wx.ex.rec.ResponseBody = wx.cw.rec.Bytes()
 	wx.ex.rec.Deltas = wx.cw.deltas
-	wx.ex.finish(ctx, status, outcome, reason)
+	return wx.ex.finish(ctx, status, outcome, reason)
 }
 
 // abandon records every exchange still waiting for its answer.
@@ -384,6 +416,42 @@ func (c *wsConn) abandon(outcome, reason string) {
 	for _, wx := range pending {
 		c.complete(context.Background(), wx, 0, outcome, reason)
 	}
+}
+
+// wsEventType returns a client event's "type", refusing what could be
+// read two ways: invalid JSON, a non-object, a missing or non-string type,
+// or several keys that a case-insensitive decoder would take for "type".
+func wsEventType(msg []byte) (string, error) {
+	if !json.Valid(msg) {
+		return "", errors.New("not valid JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", errors.New("not a JSON object")
+	}
+	typ, found := "", false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", errors.New("not valid JSON")
+		}
+		key, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return "", errors.New("not valid JSON")
+		}
+		if !strings.EqualFold(key, "type") {
+			continue
+		}
+		if found || key != "type" || json.Unmarshal(v, &typ) != nil {
+			return "", errors.New(`ambiguous or malformed "type"`)
+		}
+		found = true
+	}
+	if !found || typ == "" || len(typ) > 100 {
+		return "", errors.New(`no "type"`)
+	}
+	return typ, nil
 }
 
 func isTerminal(t string) bool {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -186,4 +188,62 @@ func TestWebSocketRefusesUnknownRunner(t *testing.T) {
 	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("dial with an unknown token: err %v, resp %v", err, resp)
 	}
+}
+
+func TestWebSocketRefusesWhatItCannotRead(t *testing.T) {
+	e := newEnv(t, wsUpstream(t, make(chan string, 1)), func(o *Options) {
+		o.Policies = []identity.Policy{{Name: "human", Match: map[string]string{"runner": "*"}, Approve: "always"}}
+	})
+	c := dialWS(t, e, testRunnerToken)
+	defer c.CloseNow()
+	ctx := context.Background()
+	for _, msg := range []string{
+		`{"type":"response.create","input":"x","Type":"noop"}`, // read two ways
+		`{"type":"response.create","x":NaN}`,                   // not JSON
+		`["response.create"]`,                                  // not an object
+		`{"input":"no type"}`,
+	} {
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		evs := readUntil(t, c, "error")
+		if !strings.Contains(evs[len(evs)-1], "invalid_event") {
+			t.Errorf("%s: got %s", msg, evs[len(evs)-1])
+		}
+	}
+	// Binary messages end the connection.
+	if err := c.Write(ctx, websocket.MessageBinary, []byte(`{"type":"response.create"}`)); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, _, err := c.Read(rctx); websocket.CloseStatus(err) != websocket.StatusUnsupportedData {
+		t.Errorf("after a binary message: %v, want close 1003", err)
+	}
+	for _, r := range e.records() {
+		if r.Conn.Transport == "websocket" && r.Outcome == store.OutcomeForwarded {
+			t.Errorf("an unreadable event was forwarded: %+v", r)
+		}
+	}
+}
+
+func TestWebSocketApprovalKnowsTheRequester(t *testing.T) {
+	q := approval.NewQueue(time.Minute)
+	e := newEnv(t, wsUpstream(t, make(chan string, 1)), func(o *Options) {
+		o.Approvals = q
+		o.Policies = []identity.Policy{{Name: "human", Match: map[string]string{"runner": "*"}, Approve: "always"}}
+	})
+	c := dialWS(t, e, testRunnerToken)
+	defer c.CloseNow()
+	if err := c.Write(context.Background(), websocket.MessageText, []byte(`{"type":"response.create","input":"hi"}`)); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPending(t, q, 1)
+	if _, err := q.Decide(p[0].ID, approval.Approved, "ci-1", ""); err == nil {
+		t.Fatal("runner ci-1 approved its own WebSocket request")
+	}
+	if _, err := q.Decide(p[0].ID, approval.Approved, "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, c, "response.completed")
 }

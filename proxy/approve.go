@@ -64,6 +64,10 @@ func (ex *exchange) awaitApproval(ctx context.Context, why string, body []byte) 
 	if ex.s.opt.ApprovalMode == "ticket" {
 		sum := sha256.Sum256(body)
 		dec, decided := q.Ticket(req, hex.EncodeToString(sum[:]))
+		if dec.ID == "" {
+			return verdict{status: http.StatusServiceUnavailable, typ: errUnavailable, code: "approval_unavailable", outcome: store.OutcomeBlocked,
+				reason: "this request needs human approval (" + why + "), and the approval queue cannot take it now"}
+		}
 		if !decided {
 			ex.recordApproval(ctx, approval.Decision{ID: dec.ID, Decision: approval.Pending})
 			return verdict{status: http.StatusForbidden, typ: errApprovalPending, code: "approval_required", outcome: store.OutcomePending,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ type exchange struct {
 	t       *tunnel
 	rec     *store.Record
 	who     *identity.Identity
+	blocked *rules.Rule // a block rule fired on the query
 	policy  *identity.Policy
 	rules   *rules.Set
 	secrets [][]byte
@@ -47,8 +49,8 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		Method:    r.Method,
 		Path:      r.URL.Path,
 		Recording: "full",
-		Meta:      clientMeta(r.Header),
 	}}
+	ex.rec.Meta = clientMeta(r.Header, s.opt.Rules())
 	s.opt.Metrics.add("requests_total", 1)
 
 	// Pin the host: every request in a tunnel is for the tunnel's host, so
@@ -74,7 +76,27 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		s.serveWebSocket(w, r, ex)
 		return
 	}
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		// The rules cannot read a compressed prompt: refuse it rather
+		// than forward what was not checked.
+		ex.refuse(w, http.StatusUnsupportedMediaType, errBadRequest, "compressed_request", store.OutcomeBlocked,
+			"sessctl does not accept compressed request bodies (Content-Encoding "+truncate(enc, 32)+")")
+		return
+	}
+	if !ex.maskQuery(w, r) {
+		return
+	}
+	if r.ContentLength > s.opt.MaxBody {
+		ex.refuse(w, http.StatusRequestEntityTooLarge, errTooLarge, "request_too_large", store.OutcomeBlocked,
+			fmt.Sprintf("request body larger than max_body (%d bytes)", s.opt.MaxBody))
+		return
+	}
+	// The whole body must arrive in bodyTimeout, wherever the headers
+	// ended: a stalled upload does not hold a connection for ever.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(bodyTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxBody))
+	rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -245,6 +267,59 @@ func mergeHit(hits []store.RuleHit, h store.RuleHit) []store.RuleHit {
 	return append(hits, h)
 }
 
+// bodyTimeout bounds reading one request body.
+const bodyTimeout = 2 * time.Minute
+
+// maskQuery applies the request rules to the query string, to each
+// decoded name and value: a mask rewrites the query, a block refuses the
+// request. The record keeps the masked query. It reports whether the
+// request may go on.
+func (ex *exchange) maskQuery(w http.ResponseWriter, r *http.Request) bool {
+	if r.URL.RawQuery == "" {
+		return true
+	}
+	vals, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		ex.refuse(w, http.StatusBadRequest, errBadRequest, "bad_query", store.OutcomeBlocked, "malformed query string")
+		return false
+	}
+	masked, fired := url.Values{}, false
+	for k, vs := range vals {
+		mk := ex.scanText(k)
+		for _, v := range vs {
+			masked.Add(mk, ex.scanText(v))
+		}
+	}
+	for _, h := range ex.rec.Rules {
+		if h.Scope == rules.ScopeRequest {
+			fired = true
+		}
+	}
+	if ex.blocked != nil {
+		ex.refuse(w, http.StatusForbidden, errPolicyViolation, ex.blocked.Name, store.OutcomeBlocked, blockMessage(ex.blocked))
+		return false
+	}
+	if fired {
+		r.URL.RawQuery = masked.Encode()
+	}
+	if ex.rec.Extra == nil {
+		ex.rec.Extra = map[string]string{}
+	}
+	ex.rec.Extra["query"] = truncate(r.URL.RawQuery, 4096)
+	return true
+}
+
+// scanText applies the request rules to a short text (a query name or
+// value), noting hits and the first block rule.
+func (ex *exchange) scanText(s string) string {
+	res := ex.rules.Request([]byte(s))
+	ex.addHits(res)
+	if res.Block != nil && ex.blocked == nil {
+		ex.blocked = res.Block
+	}
+	return string(res.Body)
+}
+
 // needsApproval reports whether a request needs a human, and why: an
 // approve rule fired on it, or its policy asks for approval always.
 func (ex *exchange) needsApproval(res rules.Result) (string, bool) {
@@ -277,8 +352,8 @@ func modelOf(body []byte) string {
 }
 
 // clientMeta collects Sessctl-Meta-* headers: client-declared, unverified
-// metadata, bounded in count and size.
-func clientMeta(h http.Header) map[string]string {
+// metadata, bounded in count and size, with secrets masked.
+func clientMeta(h http.Header, rs *rules.Set) map[string]string {
 	var m map[string]string
 	for k, v := range h {
 		name, ok := strings.CutPrefix(k, "Sessctl-Meta-")
@@ -295,7 +370,7 @@ func clientMeta(h http.Header) map[string]string {
 		if len(val) > 256 {
 			val = val[:256]
 		}
-		m[strings.ToLower(name)] = val
+		m[strings.ToLower(name)] = string(rs.Request([]byte(val)).Body)
 	}
 	return m
 }

@@ -57,6 +57,11 @@ func outboundHeader(in http.Header) http.Header {
 	h.Del("Authorization")
 	h.Del("Accept-Encoding")
 	h.Del("Content-Length")
+	// The body is already read whole; and the organisation and project
+	// the real key is billed to are sessctl's to choose, not the runner's.
+	h.Del("Expect")
+	h.Del("Openai-Organization")
+	h.Del("Openai-Project")
 	for k := range h {
 		if strings.HasPrefix(k, "Sessctl-") {
 			h.Del(k)

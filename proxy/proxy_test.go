@@ -406,3 +406,61 @@ func assertNoSecretInDB(t *testing.T, e *env, secrets ...string) {
 		}
 	}
 }
+
+func TestRequestsTheRulesCannotReadAreRefused(t *testing.T) {
+	e := newEnv(t, okJSON)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	io.WriteString(zw, `{"messages":[{"role":"user","content":"ghp_abcdefghijklmnopqrstuvwxyz0123456789"}]}`)
+	zw.Close()
+	req, _ := http.NewRequest("POST", "https://api.openai.com/v1/chat/completions", bytes.NewReader(gz.Bytes()))
+	req.Header.Set("Authorization", "Bearer "+testRunnerToken)
+	req.Header.Set("Content-Encoding", "gzip")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType || apiErr(t, body).Code != "compressed_request" {
+		t.Fatalf("compressed request: %d %s", resp.StatusCode, body)
+	}
+	if n := len(e.upstreamRequests()); n != 0 {
+		t.Fatal("a compressed request reached the upstream")
+	}
+}
+
+func TestQueryHeadersAndMetaAreMasked(t *testing.T) {
+	const secret = "ghp_abcdefghijklmnopqrstuvwxyz0123456789"
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		// An answer of no declared type is masked too.
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.WriteString(w, "here: "+secret)
+	})
+	req, _ := http.NewRequest("POST", "https://api.openai.com/v1/files?purpose=x&leak="+secret, strings.NewReader(chatBody))
+	req.Header.Set("Authorization", "Bearer "+testRunnerToken)
+	req.Header.Set("OpenAI-Organization", "org-chosen-by-runner")
+	req.Header.Set("Sessctl-Meta-Note", "token "+secret)
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.Contains(string(body), secret) {
+		t.Fatalf("answer %d %q", resp.StatusCode, body)
+	}
+	up := e.upstreamRequests()[0]
+	if strings.Contains(up.URL.RawQuery, secret) || up.URL.Query().Get("purpose") != "x" {
+		t.Errorf("upstream query %q", up.URL.RawQuery)
+	}
+	if up.Header.Get("OpenAI-Organization") != "" {
+		t.Error("the runner chose the organisation billed")
+	}
+	recs := e.records()
+	last := recs[len(recs)-1]
+	if strings.Contains(last.Extra["query"], secret) || strings.Contains(last.Meta["note"], secret) || !strings.Contains(last.Meta["note"], "MASKED") {
+		t.Errorf("record query %q meta %q", last.Extra["query"], last.Meta)
+	}
+	assertNoSecretInDB(t, e, secret)
+}

@@ -39,10 +39,12 @@ func (ex *exchange) relay(w http.ResponseWriter, r *http.Request, resp *http.Res
 	switch {
 	case mediaType == "text/event-stream":
 		ex.relayStream(w, r, resp.StatusCode, body, true)
-	case mediaType == "application/json" || strings.HasSuffix(mediaType, "+json") || strings.HasPrefix(mediaType, "text/"):
-		ex.relayWhole(r.Context(), w, resp.StatusCode, body)
-	default:
+	case strings.HasPrefix(mediaType, "audio/"), strings.HasPrefix(mediaType, "image/"), strings.HasPrefix(mediaType, "video/"):
+		// Media (speech, images) is relayed as it comes, unmasked.
 		ex.relayStream(w, r, resp.StatusCode, body, false)
+	default:
+		// Everything else, typed or not, is read whole and masked.
+		ex.relayWhole(r.Context(), w, resp.StatusCode, body)
 	}
 }
 
@@ -63,7 +65,7 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 	ex.addHits(res)
 	ex.rec.ResponseBody = res.Body
 	if !ex.finish(ctx, status, store.OutcomeForwarded, "") {
-		w.Header().Del("Content-Type")
+		clear(w.Header())
 		writeError(w, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", "sessctl could not record this exchange")
 		return
 	}
@@ -92,7 +94,15 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := sink.Write(buf[:n]); werr != nil {
-				outcome, reason = store.OutcomeClientGone, "client went away mid-answer"
+				switch {
+				case errors.Is(werr, rules.ErrBlocked):
+					// The masker ended the stream with an error event;
+					// the outcome comes from masker.Blocked below.
+				case cw.err != nil:
+					outcome, reason = store.OutcomeClientGone, "client went away mid-answer"
+				default:
+					outcome, reason = store.OutcomeUpstreamError, "upstream answer could not be relayed: "+werr.Error()
+				}
 				break
 			}
 			if !sse {
@@ -112,7 +122,7 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 		}
 	}
 	if masker != nil {
-		if outcome == store.OutcomeForwarded {
+		if outcome == store.OutcomeForwarded && masker.Blocked() == nil {
 			if err := masker.Close(); err != nil {
 				outcome, reason = store.OutcomeClientGone, "client went away mid-answer"
 			}
@@ -145,13 +155,22 @@ type clientWriter struct {
 	rec       bytes.Buffer
 	deltas    []store.Delta
 	truncated bool
+	err       error // the first write error: the runner went away
 }
 
 func (c *clientWriter) Write(p []byte) (int, error) {
+	// A runner that stops reading cannot hold the answer for ever.
+	c.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	n, err := c.w.Write(p)
 	c.note(p[:n])
+	if err != nil {
+		c.err = err
+	}
 	return n, err
 }
+
+// writeTimeout bounds one write to the runner.
+const writeTimeout = time.Minute
 
 // note records that p reached the runner now.
 func (c *clientWriter) note(p []byte) {

@@ -109,6 +109,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	for _, p := range cfg.Policies {
+		if p.Key != "" && keys[p.Key] == "" {
+			return fmt.Errorf("policy %s: key %q is not among upstream_keys", p.Name, p.Key)
+		}
+	}
 	if keys[""] == "" {
 		log.Warn("no upstream API key: set upstream_key_file or OPENAI_API_KEY; intercepted requests get 503 until then")
 	}
@@ -276,6 +281,13 @@ func openCA(cfg *config.Config, log *slog.Logger) (*caSource, error) {
 func upstreamKeys(cfg *config.Config) (map[string]string, error) {
 	keys := map[string]string{}
 	read := func(path string) (string, error) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return "", fmt.Errorf("upstream key: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return "", fmt.Errorf("upstream key file %s is readable by group or others (mode %v); chmod 600 it", path, fi.Mode().Perm())
+		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return "", fmt.Errorf("upstream key: %w", err)

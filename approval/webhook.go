@@ -48,23 +48,10 @@ type webhookBody struct {
 	Event    string          `json:"event"`
 	Text     string          `json:"text"`
 	Link     string          `json:"link,omitempty"`
-	Approval webhookApproval `json:"approval"`
+	// Approval is the request without its prompt (Prompt is emptied and
+	// omitted), which may hold what a webhook receiver must not see.
+	Approval Request `json:"approval"`
 	Decision *Decision       `json:"decision,omitempty"`
-}
-
-// webhookApproval is Request without the prompt.
-type webhookApproval struct {
-	ID            string    `json:"id"`
-	SessionID     string    `json:"session_id,omitempty"`
-	Requester     string    `json:"requester"`
-	RequesterName string    `json:"requester_name,omitempty"`
-	Host          string    `json:"host,omitempty"`
-	Method        string    `json:"method,omitempty"`
-	Path          string    `json:"path,omitempty"`
-	Model         string    `json:"model,omitempty"`
-	Rule          string    `json:"rule,omitempty"`
-	Created       time.Time `json:"created"`
-	Expires       time.Time `json:"expires"`
 }
 
 // Run posts q's events to w.URL until ctx is done, then returns nil. It
@@ -130,15 +117,8 @@ func (w *Webhook) post(ctx context.Context, client *http.Client, ev Event) error
 // body builds the JSON body for ev.
 func (w *Webhook) body(ev Event) webhookBody {
 	r := ev.Request
-	b := webhookBody{
-		Event: "approval." + ev.Type,
-		Approval: webhookApproval{
-			ID: r.ID, SessionID: r.SessionID, Requester: r.Requester, RequesterName: r.RequesterName,
-			Host: r.Host, Method: r.Method, Path: r.Path, Model: r.Model, Rule: r.Rule,
-			Created: r.Created, Expires: r.Expires,
-		},
-		Decision: ev.Decision,
-	}
+	r.Prompt = ""
+	b := webhookBody{Event: "approval." + ev.Type, Approval: r, Decision: ev.Decision}
 	if w.LinkBase != "" {
 		b.Link = w.LinkBase + url.PathEscape(r.ID)
 	}

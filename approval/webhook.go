@@ -45,13 +45,13 @@ type Webhook struct {
 
 // webhookBody is the JSON posted for one event.
 type webhookBody struct {
-	Event    string          `json:"event"`
-	Text     string          `json:"text"`
-	Link     string          `json:"link,omitempty"`
+	Event string `json:"event"`
+	Text  string `json:"text"`
+	Link  string `json:"link,omitempty"`
 	// Approval is the request without its prompt (Prompt is emptied and
 	// omitted), which may hold what a webhook receiver must not see.
-	Approval Request `json:"approval"`
-	Decision *Decision       `json:"decision,omitempty"`
+	Approval Request   `json:"approval"`
+	Decision *Decision `json:"decision,omitempty"`
 }
 
 // Run posts q's events to w.URL until ctx is done, then returns nil. It

@@ -110,3 +110,36 @@ func (q *threads) add(prog *syntax.Prog, pc uint32, start int, flags syntax.Empt
 		}
 	}
 }
+
+// startTable lists, for every combination of the empty-width assertions
+// (syntax.EmptyOp) that may hold at a position, the instructions of a
+// program that a match starting there can run first: those that consume
+// the first rune, or a match. A pattern beginning with \b, \B, ^ or \A has
+// none under the combinations its assertion rules out.
+type startTable [1 << 6][]uint32
+
+func newStartTable(prog *syntax.Prog) *startTable {
+	var t startTable
+	q := newThreads(len(prog.Inst))
+	for f := range t {
+		q.clear()
+		q.add(prog, uint32(prog.Start), 0, syntax.EmptyOp(f))
+		for _, th := range q.list {
+			t[f] = append(t[f], th.pc)
+		}
+	}
+	return &t
+}
+
+// canStart reports whether a match of prog can begin with rune r after
+// rune prev (-1: at the start of the text). Only the first rune is
+// considered: a true answer says nothing of what follows it.
+func (t *startTable) canStart(prog *syntax.Prog, prev, r rune) bool {
+	for _, pc := range t[syntax.EmptyOpContext(prev, r)] {
+		in := &prog.Inst[pc]
+		if in.Op == syntax.InstMatch || consumes(in, r) {
+			return true
+		}
+	}
+	return false
+}

@@ -83,6 +83,7 @@ type compiled struct {
 	plits   []plit // lits prepared for the scanner
 	maxLen  int    // bytes; -1 when unbounded or when windows cannot be used
 	prog    *syntax.Prog
+	starts  *startTable // what a match can begin with, by the assertions that hold
 	replace []byte
 }
 
@@ -172,6 +173,7 @@ func compile(r Rule) (*compiled, error) {
 	if c.prog, err = syntax.Compile(tree.Simplify()); err != nil {
 		return nil, fmt.Errorf("invalid pattern: %w", err)
 	}
+	c.starts = newStartTable(c.prog)
 	for _, l := range c.lits {
 		c.plits = append(c.plits, prepare(l, c.prog))
 	}

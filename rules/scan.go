@@ -332,12 +332,29 @@ func (s *scan) partials(sg seg) {
 			if s.st[ref.rule].over || p < sg.end-s.bound(c) {
 				continue
 			}
-			if _, _, partial := ref.lit.at(s.buf[p:sg.end]); partial {
+			if _, _, partial := ref.lit.at(s.buf[p:sg.end]); partial && s.canStart(c, sg, p) {
 				s.setLive(p)
 				return
 			}
 		}
 	}
+}
+
+// canStart reports whether a match of c could begin at p, judged by the
+// rune there and the one before it: a pattern that begins with \b cannot
+// start between two word characters, nor one that begins with ^ after a
+// rune other than a newline. A rune cut by the end of the text (or an
+// invalid byte) could still be anything: it may start a match.
+func (s *scan) canStart(c *compiled, sg seg, p int) bool {
+	r, w := utf8.DecodeRune(s.buf[p:sg.end])
+	if r == utf8.RuneError && w <= 1 {
+		return true
+	}
+	prev := rune(-1)
+	if p > sg.start {
+		prev, _ = utf8.DecodeLastRune(s.buf[sg.start:p])
+	}
+	return c.starts.canStart(c.prog, prev, r)
 }
 
 func (s *scan) setLive(p int) {

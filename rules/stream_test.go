@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func chunk(content string) string {
@@ -314,5 +316,134 @@ func TestLogprobsDropped(t *testing.T) {
 	clean := `{"choices":[{"message":{"content":"hi"},"logprobs":{"content":[{"token":"hi"}]}}]}`
 	if res := s.Response([]byte(clean)); string(res.Body) != clean {
 		t.Errorf("clean response changed: %s", res.Body)
+	}
+}
+
+// TestSSEProseReleasedAtOnce checks that ordinary prose, streamed a word at
+// a time as models do (" quick", " brown"), leaves the masker with the
+// Write that brings each word: a word character followed by the start of a
+// secret prefix ("e" of "eyJ", "n" of "npm_") is mid-word, where patterns
+// that begin with \b cannot start. The only tails held are those that
+// really could begin a secret: "s" or "se" of "secret_access_key", which
+// aws-secret-access-key allows anywhere, and "h" of "hooks.slack.com".
+func TestSSEProseReleasedAtOnce(t *testing.T) {
+	tests := []struct {
+		text string
+		held map[string]string // word -> the tail of it held until the next word
+	}{
+		{"The quick brown fox jumps over the lazy dog. ", map[string]string{" jumps": "s"}},
+		{"The build failed because the integration test expects the fixture file at its old path; update the path or restore it.",
+			map[string]string{" because": "se", " expects": "s", " its": "s", " path": "h"}},
+		{"Here is the code: func main() { fmt.Println(\"done\") } and the npm run build output.", map[string]string{" is": "s", " npm": "npm"}},
+		{"Rename the file, then rerun the pipeline; the token expired yesterday.", nil},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		m := Default().NewSSE(&out, nil, StreamOptions{})
+		var words []string
+		for i, w := range strings.SplitAfter(tt.text, " ") {
+			w = strings.TrimSuffix(w, " ")
+			if i > 0 {
+				w = " " + w
+			}
+			if w != "" {
+				words = append(words, w)
+			}
+		}
+		carry := ""
+		for _, w := range words {
+			out.Reset()
+			if _, err := m.Write([]byte(chunk(w))); err != nil {
+				t.Fatal(err)
+			}
+			tail := tt.held[w]
+			want := chunk(carry + strings.TrimSuffix(w, tail))
+			if carry == "" && tail == "" {
+				want = chunk(w) // byte for byte the event that came in
+			}
+			if out.String() != want {
+				t.Fatalf("%q: after %q written:\n%q\nwant\n%q", tt.text, w, out.String(), want)
+			}
+			carry = tail
+		}
+		m.Close()
+	}
+}
+
+// TestSSEWordBoundarySplit checks secrets after a word character (not
+// secrets: their patterns begin with \b) and after a space, cut at every
+// position: the stream is masked as the whole text is, and a secret never
+// reaches the client.
+func TestSSEWordBoundarySplit(t *testing.T) {
+	s := Default()
+	jwt := fakeTokens["jwt"][0]
+	npm := fakeTokens["npm-token"][0]
+	for _, text := range []string{
+		"The" + jwt + " and x" + awsKey + " and un" + npm + " end",
+		"The " + jwt + " and (" + awsKey + ") and " + npm + " end",
+		"caf" + "é" + jwt + " _" + awsKey,
+	} {
+		want := string(s.Response([]byte(text)).Body)
+		var secrets []string
+		for _, sec := range []string{jwt, awsKey, npm} {
+			if !strings.Contains(want, sec) {
+				secrets = append(secrets, sec)
+			}
+		}
+		for _, deltas := range splits(text) {
+			out, _ := runSSE(t, s, chatStream(deltas), nil, secrets)
+			if got := joinChat(t, parseSSE(t, out)); got != want {
+				t.Fatalf("deltas %q:\ngot  %q\nwant %q", deltas, got, want)
+			}
+		}
+	}
+}
+
+// TestSSERandomDeltasAssertions streams random texts, cut into random
+// deltas, through rules that begin with assertions (\b, \B, ^, (?m)^) and
+// checks that the stream is masked as the whole text is, and that no
+// value masked in the whole text reaches the client.
+func TestSSERandomDeltasAssertions(t *testing.T) {
+	extra := []Rule{
+		{Name: "line", Pattern: `(?m)^pw:[a-z]{4}`, Action: Mask},
+		{Name: "start", Pattern: `^top[0-9]{3}`, Action: Mask},
+		{Name: "inner", Pattern: `\Bing[0-9]{3}`, Action: Mask},
+		{Name: "word", Pattern: `\bkey-[0-9]{4}\b`, Action: Mask},
+	}
+	cs := append([]*compiled(nil), Default().rules...)
+	for _, r := range extra {
+		c, err := compile(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	s := newSet(cs)
+	jwt := fakeTokens["jwt"][0]
+	frags := []string{"pw:", "abcd", "\n", " ", "x", "_", "é", "ing", "123", "key-", "1234", "top", "The",
+		"e", "ey", "eyJ", jwt, jwt[:20], jwt[20:], awsKey, "AKIA", "npm_", alnum36}
+	r := rand.New(rand.NewPCG(11, 12))
+	for range 300 {
+		var b strings.Builder
+		for range 1 + r.IntN(12) {
+			b.WriteString(frags[r.IntN(len(frags))])
+		}
+		text := b.String()
+		want := string(s.Response([]byte(text)).Body)
+		var deltas []string
+		for rest := text; rest != ""; {
+			n := min(len(rest), 1+r.IntN(8))
+			for n < len(rest) && !utf8.RuneStart(rest[n]) {
+				n++
+			}
+			deltas, rest = append(deltas, rest[:n]), rest[n:]
+		}
+		var out bytes.Buffer
+		m := s.NewSSE(&out, nil, StreamOptions{})
+		m.Write(chatStream(deltas))
+		m.Close()
+		if got := joinChat(t, parseSSE(t, out.Bytes())); got != want {
+			t.Fatalf("deltas %q:\ngot  %q\nwant %q", deltas, got, want)
+		}
 	}
 }

@@ -342,8 +342,8 @@ func (s *scan) partials(sg seg) {
 
 // canStart reports whether a match of c could begin at p, judged by the
 // rune there and the one before it: a pattern that begins with \b cannot
-// start between two word characters, nor one that begins with ^ after a
-// rune other than a newline. A rune cut by the end of the text (or an
+// start between two word characters, nor one that begins with ^ past the
+// start of the text (of a line, with (?m)). A rune cut by the end of the text (or an
 // invalid byte) could still be anything: it may start a match.
 func (s *scan) canStart(c *compiled, sg seg, p int) bool {
 	r, w := utf8.DecodeRune(s.buf[p:sg.end])

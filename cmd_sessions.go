@@ -157,14 +157,14 @@ func sessionsLs(c *cli.Context) error {
 		emit = func(rec *store.Record) error { return enc.Encode(rec) }
 	} else {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SEQ\tTIME\tWHO\tREPO\tRUN\tREQUEST\tSTATUS\tOUTCOME\tRULES\tSESSION")
+		fmt.Fprintln(tw, "SEQ\tTIME\tKIND\tWHO\tREPO\tRUN\tREQUEST\tSTATUS\tOUTCOME\tRULES\tSESSION")
 		emit = func(rec *store.Record) error {
 			var rules []string
 			for _, h := range rec.Rules {
 				rules = append(rules, h.Name)
 			}
-			_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rec.Seq, rec.Start.Local().Format("2006-01-02 15:04:05"),
-				orDash(who(rec.Identity)), orDash(claim(rec.Identity, "repository", "project_path")),
+			_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rec.Seq, rec.Start.Local().Format("2006-01-02 15:04:05"),
+				rec.Kind, orDash(who(rec.Identity)), orDash(claim(rec.Identity, "repository", "project_path")),
 				orDash(claim(rec.Identity, "run_id", "pipeline_id")),
 				orDash(strings.TrimSpace(rec.Method+" "+rec.Host+rec.Path)), status(rec.Status),
 				orDash(rec.Outcome), orDash(strings.Join(rules, ",")), orDash(rec.SessionID))

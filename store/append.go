@@ -38,10 +38,13 @@ type job struct {
 	done chan struct{}
 }
 
-// chainState is the tip of the log.
+// chainState is the tip of the log during an append transaction, with the
+// index keys of the records the transaction appends (see flushIndex).
 type chainState struct {
-	size uint64
-	head tlog.Hash
+	size    uint64
+	head    tlog.Hash
+	index   [][]byte
+	flushed bool // the transaction writes the held-back index keys
 }
 
 // encodedPrefix is how the JSON of a record with Seq 0 and Prev "" starts.
@@ -232,7 +235,7 @@ func (s *Store) appender() {
 }
 
 func (s *Store) runBatch(batch []*job) {
-	err := s.commitBatch(batch)
+	err := s.commitBatch(batch, false)
 	s.setHealth(err)
 	for _, j := range batch {
 		if err != nil {
@@ -242,8 +245,9 @@ func (s *Store) runBatch(batch []*job) {
 	}
 }
 
-// commitBatch appends the jobs in one transaction.
-func (s *Store) commitBatch(batch []*job) error {
+// commitBatch appends the jobs in one transaction; with flush it also
+// writes every held-back index key.
+func (s *Store) commitBatch(batch []*job, flush bool) error {
 	st := chainState{size: s.size, head: s.head}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		st = chainState{size: s.size, head: s.head}
@@ -266,13 +270,49 @@ func (s *Store) commitBatch(batch []*job) error {
 				}
 			}
 		}
+		if err := s.flushIndex(tx, &st, flush); err != nil {
+			return err
+		}
 		return putHead(tx, st)
 	})
 	if err != nil {
 		return fmt.Errorf("store: append to %s: %w", s.path, err)
 	}
 	s.size, s.head = st.size, st.head
+	s.indexed(st)
 	return nil
+}
+
+// flushIndex writes the index keys held back since the last flush and
+// those of this transaction, in key order, once they cover
+// Options.indexEvery records (or if force), and moves meta/indexed to the
+// new size.
+//
+// Writing each record's keys as it is appended would dirty a page per
+// distinct value in every commit (a run id, a commit hash, a repository
+// each sit elsewhere in the index): measured, that cut group-commit
+// throughput several times over. Held back, the keys of many records
+// share pages. Readers scan the records after meta/indexed.
+func (s *Store) flushIndex(tx *bbolt.Tx, st *chainState, force bool) error {
+	if st.size == s.indexedTo || (!force && st.size-s.indexedTo < uint64(s.opts.indexEvery)) {
+		return nil
+	}
+	keys := make([][]byte, 0, len(s.ixKeys)+len(st.index))
+	keys = append(append(keys, s.ixKeys...), st.index...)
+	if err := putIndexKeys(tx.Bucket(bucketIndex), keys); err != nil {
+		return err
+	}
+	st.flushed = true
+	return tx.Bucket(bucketMeta).Put(metaIndexed, u64key(st.size))
+}
+
+// indexed updates the held-back index keys after a committed transaction.
+func (s *Store) indexed(st chainState) {
+	if st.flushed {
+		s.ixKeys, s.indexedTo = nil, st.size
+		return
+	}
+	s.ixKeys = append(s.ixKeys, st.index...)
 }
 
 // appendTx writes one record (leaf, tree hashes, bodies, indexes) in tx.
@@ -320,6 +360,10 @@ func (s *Store) appendTx(tx *bbolt.Tx, st *chainState, j *job) error {
 	if err := tx.Bucket(bucketTimes).Put(timeKey(r.Start, seq), nil); err != nil {
 		return err
 	}
+	t := timeBits(r.Start)
+	for _, x := range recordTerms(r) {
+		st.index = append(st.index, indexKey(x.field, x.value, t, seq))
+	}
 	r.Seq, r.Prev = seq, prev
 	j.hash = h
 	st.size, st.head = seq+1, h
@@ -335,6 +379,10 @@ func packAppendOnly(tx *bbolt.Tx) {
 		if b := tx.Bucket(name); b != nil {
 			b.FillPercent = 0.9
 		}
+	}
+	// The index grows at the end of each value's range.
+	if b := tx.Bucket(bucketIndex); b != nil {
+		b.FillPercent = 0.9
 	}
 }
 
@@ -431,7 +479,8 @@ func (s *Store) shutdown() {
 	now := time.Now().UTC()
 	j, err := newJob(&Record{Kind: KindShutdown, Start: now, End: now})
 	if err == nil {
-		err = s.commitBatch([]*job{j})
+		// Leave the log fully indexed for readers.
+		err = s.commitBatch([]*job{j}, true)
 	}
 	if err == nil && s.size > s.lastCP {
 		err = s.checkpoint()

@@ -15,6 +15,7 @@ var (
 	bucketSessions    = []byte("sessions")
 	bucketTimes       = []byte("times")
 	bucketPending     = []byte("pending")
+	bucketIndex       = []byte("index")
 )
 
 // Keys of the meta bucket.
@@ -26,6 +27,7 @@ var (
 	metaHead      = []byte("head")
 	metaPrunedTo  = []byte("pruned_to")
 	metaProbe     = []byte("probe")
+	metaIndexed   = []byte("indexed")
 )
 
 // dbFormat is the value of meta/format in a sessctl log.

@@ -3,11 +3,14 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -75,21 +78,61 @@ func (r *Reader) Close() error {
 	return nil
 }
 
-// Filter selects records for List. Zero fields match everything.
+// Filter selects records for List. Zero fields match everything; a record
+// must match every field that is set.
 type Filter struct {
 	Since, Until time.Time // on the record's Start; Until is exclusive
-	Runner       string
-	Outcome      string
-	Host         string
-	Kind         string
-	Limit        int // 0: no limit
+	// Runner is the runner name of a static runner token.
+	Runner string
+	// Repo, Run and Actor match the verified pipeline claims repository
+	// (GitLab: project_path), run_id (pipeline_id) and actor (user_login):
+	// of each pair, the first claim that is set.
+	Repo, Run, Actor string
+	// SHA matches the sha claim in full, or by an abbreviation of at least
+	// 7 characters.
+	SHA     string
+	Outcome string
+	Host    string
+	Kind    string
+	// Rule is the name of a rule that fired on the record.
+	Rule string
+	// Session is a session id; every record sharing it matches.
+	Session string
+	Limit   int // 0: no limit
 }
 
-func (f *Filter) match(r *Record) bool {
-	return (f.Runner == "" || r.Identity.Runner == f.Runner) &&
-		(f.Outcome == "" || r.Outcome == f.Outcome) &&
-		(f.Host == "" || r.Host == f.Host) &&
-		(f.Kind == "" || r.Kind == f.Kind)
+// Match reports whether r passes every field of f except the time bounds
+// and the limit.
+func (f *Filter) Match(r *Record) bool {
+	id := &r.Identity
+	if (f.Runner != "" && id.Runner != f.Runner) ||
+		(f.Repo != "" && claimOf(id.Claims, repoClaims) != f.Repo) ||
+		(f.Run != "" && claimOf(id.Claims, runClaims) != f.Run) ||
+		(f.SHA != "" && !shaMatch(id.Claims["sha"], f.SHA)) ||
+		(f.Actor != "" && claimOf(id.Claims, actorClaims) != f.Actor) ||
+		(f.Outcome != "" && r.Outcome != f.Outcome) ||
+		(f.Host != "" && r.Host != f.Host) ||
+		(f.Kind != "" && r.Kind != f.Kind) ||
+		(f.Session != "" && r.SessionID != f.Session) {
+		return false
+	}
+	return f.Rule == "" || slices.ContainsFunc(r.Rules, func(h RuleHit) bool { return h.Name == f.Rule })
+}
+
+// minSHAAbbrev is the shortest abbreviation of a commit hash a SHA filter
+// accepts as a prefix.
+const minSHAAbbrev = 7
+
+// shaMatch accepts the full commit hash or an abbreviation of at least
+// minSHAAbbrev characters.
+func shaMatch(sha, want string) bool {
+	if sha == "" {
+		return false
+	}
+	if len(want) >= minSHAAbbrev && len(want) < len(sha) {
+		return strings.HasPrefix(sha, want)
+	}
+	return sha == want
 }
 
 // Get returns the record named by id (a session id, or a sequence number
@@ -159,61 +202,150 @@ func unseal(v []byte) []byte {
 
 func list(db *bbolt.DB, f Filter, fn func(*Record) error) error {
 	return db.View(func(tx *bbolt.Tx) error {
-		leaves := tx.Bucket(bucketLeaves)
-		c := tx.Bucket(bucketTimes).Cursor()
-		var k []byte
-		if f.Until.IsZero() {
-			k, _ = c.Last()
-		} else {
-			// Position on the last key before Until.
-			k, _ = c.Seek(timeKey(f.Until, 0))
-			if k == nil {
-				k, _ = c.Last()
-			} else {
-				k, _ = c.Prev()
+		upper := pos{math.MaxUint64, math.MaxUint64}
+		if !f.Until.IsZero() {
+			u := timeBits(f.Until)
+			if u == 0 {
+				return nil
 			}
+			upper = pos{u - 1, math.MaxUint64}
 		}
 		since := uint64(0)
 		if !f.Since.IsZero() {
 			since = timeBits(f.Since)
 		}
-		until := uint64(math.MaxUint64)
-		if !f.Until.IsZero() {
-			until = timeBits(f.Until)
+		lists, covered := queryLists(tx, &f)
+		if len(lists) == 0 {
+			lists = append(lists, newCursorPostings(tx.Bucket(bucketTimes), nil))
 		}
-		n := 0
-		for ; k != nil; k, _ = c.Prev() {
-			if len(k) != 16 {
+		// The records the index does not hold yet, newest last.
+		tail, err := scanTail(tx, &f, covered, upper, since)
+		if err != nil {
+			return err
+		}
+		leaves := tx.Bucket(bucketLeaves)
+		n, done := 0, false
+		emit := func(rec *Record) error {
+			if err := fn(rec); err != nil {
+				return err
+			}
+			n++
+			done = f.Limit > 0 && n >= f.Limit
+			return nil
+		}
+		err = intersect(lists, upper, since, func(p pos) (bool, error) {
+			// Tail records that come first in list order.
+			for ; len(tail) > 0 && p.less(tail[len(tail)-1].pos); tail = tail[:len(tail)-1] {
+				if err := emit(tail[len(tail)-1].rec); err != nil || done {
+					return false, err
+				}
+			}
+			leaf := leaves.Get(u64key(p.seq))
+			if leaf == nil {
+				return true, nil
+			}
+			rec, err := DecodeLeaf(leaf)
+			if err != nil {
+				return false, fmt.Errorf("store: list: record %d: %w", p.seq, err)
+			}
+			if !f.Match(rec) {
+				return true, nil
+			}
+			err = emit(rec)
+			return !done, err
+		})
+		for ; err == nil && !done && len(tail) > 0; tail = tail[:len(tail)-1] {
+			err = emit(tail[len(tail)-1].rec)
+		}
+		return err
+	})
+}
+
+// tailRecord is a record that matched in scanTail.
+type tailRecord struct {
+	pos pos
+	rec *Record
+}
+
+// scanTail returns the records from sequence number from to the end of
+// the log that match f and lie in [since, upper], sorted in list order
+// (newest last).
+func scanTail(tx *bbolt.Tx, f *Filter, from uint64, upper pos, since uint64) ([]tailRecord, error) {
+	if from == math.MaxUint64 {
+		return nil, nil
+	}
+	var tail []tailRecord
+	c := tx.Bucket(bucketLeaves).Cursor()
+	for k, leaf := c.Seek(u64key(from)); k != nil; k, leaf = c.Next() {
+		if len(k) != 8 {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(k)
+		// Decode what the filter reads, and the whole record only if it
+		// matches.
+		var v filterView
+		body, err := leafBody(leaf)
+		if err == nil {
+			err = json.Unmarshal(body, &v)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: list: record %d: %w", seq, err)
+		}
+		p := pos{timeBits(v.Start), seq}
+		if p.t < since || upper.less(p) || !f.Match(v.record()) {
+			continue
+		}
+		rec, err := DecodeLeaf(leaf)
+		if err != nil {
+			return nil, fmt.Errorf("store: list: record %d: %w", seq, err)
+		}
+		tail = append(tail, tailRecord{p, rec})
+	}
+	slices.SortFunc(tail, func(a, b tailRecord) int { return comparePos(a.pos, b.pos) })
+	return tail, nil
+}
+
+// Session returns every record of the session id (an exchange and the
+// approval decisions on it, say) in log order, without bodies. It returns
+// ErrNotFound if there is none.
+func (r *Reader) Session(id string) ([]*Record, error) { return session(r.db, id) }
+
+// Session is [Reader.Session] on the live log.
+func (s *Store) Session(id string) ([]*Record, error) { return session(s.db, id) }
+
+func session(db *bbolt.DB, id string) ([]*Record, error) {
+	var recs []*Record
+	err := db.View(func(tx *bbolt.Tx) error {
+		if id == "" {
+			return nil
+		}
+		prefix := append([]byte(id), 0)
+		leaves := tx.Bucket(bucketLeaves)
+		c := tx.Bucket(bucketSessions).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if len(k) != len(prefix)+8 {
 				continue
 			}
-			t := binary.BigEndian.Uint64(k[:8])
-			if t < since {
-				break
-			}
-			if t >= until {
-				continue
-			}
-			seq := binary.BigEndian.Uint64(k[8:])
+			seq := binary.BigEndian.Uint64(k[len(prefix):])
 			leaf := leaves.Get(u64key(seq))
 			if leaf == nil {
 				continue
 			}
 			rec, err := DecodeLeaf(leaf)
 			if err != nil {
-				return fmt.Errorf("store: list: record %d: %w", seq, err)
+				return fmt.Errorf("record %d: %w", seq, err)
 			}
-			if !f.match(rec) {
-				continue
-			}
-			if err := fn(rec); err != nil {
-				return err
-			}
-			if n++; f.Limit > 0 && n >= f.Limit {
-				break
-			}
+			recs = append(recs, rec)
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, fmt.Errorf("store: session %q: %w", id, err)
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w: session %q", ErrNotFound, id)
+	}
+	return recs, nil
 }
 
 // LatestCheckpoint returns the newest signed checkpoint stored in the log.

@@ -56,6 +56,9 @@ type Options struct {
 
 	// openFile replaces os.OpenFile for the database (tests).
 	openFile func(string, int, os.FileMode) (*os.File, error)
+	// indexEvery is the number of records whose index keys are held
+	// back before they are written (tests; default defaultIndexEvery).
+	indexEvery int
 }
 
 // Receipt acknowledges a durable record.
@@ -89,6 +92,10 @@ type Store struct {
 	head       tlog.Hash
 	lastCP     uint64
 	lastCPTime time.Time
+	// indexedTo is meta/indexed: records below it are in the index; the
+	// index keys of the others wait in ixKeys (see flushIndex).
+	indexedTo uint64
+	ixKeys    [][]byte
 }
 
 type healthState struct{ err error }
@@ -111,6 +118,9 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.indexEvery <= 0 {
+		opts.indexEvery = defaultIndexEvery
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:  time.Second,
@@ -209,7 +219,7 @@ func (s *Store) genesis() error {
 		return err
 	}
 	err = s.db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketLeaves, bucketTree, bucketBodies, bucketCheckpoints, bucketSessions, bucketTimes, bucketPending} {
+		for _, name := range [][]byte{bucketMeta, bucketLeaves, bucketTree, bucketBodies, bucketCheckpoints, bucketSessions, bucketTimes, bucketPending, bucketIndex} {
 			if _, err := tx.CreateBucket(name); err != nil {
 				return err
 			}
@@ -230,12 +240,15 @@ func (s *Store) genesis() error {
 		if err := s.appendTx(tx, &st, j); err != nil {
 			return err
 		}
+		if err := s.flushIndex(tx, &st, true); err != nil {
+			return err
+		}
 		return putHead(tx, st)
 	})
 	if err != nil {
 		return fmt.Errorf("store: genesis %s: %w", s.path, err)
 	}
-	s.size, s.head = 1, j.hash
+	s.size, s.head, s.indexedTo = 1, j.hash, 1
 	s.log.Info("created session log", "origin", s.origin, "public_key", s.vkey)
 	return s.checkpoint()
 }
@@ -317,6 +330,9 @@ func (s *Store) recover() error {
 	if err != nil {
 		return fmt.Errorf("store: reopen %s: %w", s.path, err)
 	}
+	if err := s.buildIndex(); err != nil {
+		return err
+	}
 	for _, p := range pending {
 		a := *p
 		a.Kind = KindAborted
@@ -329,7 +345,7 @@ func (s *Store) recover() error {
 		if err != nil {
 			return err
 		}
-		if err := s.commitBatch([]*job{j}); err != nil {
+		if err := s.commitBatch([]*job{j}, false); err != nil {
 			return fmt.Errorf("store: reopen %s: record aborted exchange: %w", s.path, err)
 		}
 		s.log.Warn("exchange was in flight at last stop; recorded as aborted", "session_id", a.SessionID, "seq", j.rec.Seq)

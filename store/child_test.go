@@ -30,7 +30,11 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(childEnv); mode != "" {
 		os.Exit(runChild(mode, os.Getenv(childDBEnv)))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if bigLog.dir != "" {
+		os.RemoveAll(bigLog.dir)
+	}
+	os.Exit(code)
 }
 
 func runChild(mode, path string) int {

@@ -9,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
+	"strings"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sessctl/sessctl/store"
@@ -42,18 +43,27 @@ type ExportLine struct {
 	Answer *string         `json:"answer,omitempty"`
 }
 
+// leafSource is a session log that hands out its stored leaf bytes, as
+// *store.Store and *store.Reader do.
+type leafSource interface {
+	Leaves(from uint64, fn func(seq uint64, leaf, req, resp []byte) error) error
+}
+
 // Export writes the log as JSON lines (see [ExportLine]) in sequence order
 // from o.From, in constant memory, and returns the number of records
-// written. It stops at the first missing sequence number (the end of the
-// log) or when ctx is done.
+// written. It stops at the end of the log or when ctx is done.
 //
-// The store does not hand out leaf bytes, so Export re-encodes each record
-// with store.EncodeLeaf (which the store documents as reproducing the leaf
-// byte for byte) and checks the result against the chain: the hash of
-// record n must equal the prev of record n+1. A mismatch means the log
-// was altered or damaged, and Export fails instead of writing a line that
-// would not verify. The newest record has no successor to check against.
+// Each line carries the leaf's bytes as stored (src must implement
+// Leaves, as the store does), never a re-encoding. The store checks the
+// chain as it hands the leaves out; Export writes a record only once the
+// next one has been read and names its hash as prev, so a log altered in
+// place fails the export before the altered record's line. The newest
+// record has no successor to vouch for it.
 func Export(ctx context.Context, w io.Writer, src SessionSource, o ExportOptions) (n int, err error) {
+	ls, ok := src.(leafSource)
+	if !ok {
+		return 0, errors.New("export: the session log does not hand out its leaf bytes")
+	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	defer func() {
 		// Lines written before a failure still reach w.
@@ -61,44 +71,48 @@ func Export(ctx context.Context, w io.Writer, src SessionSource, o ExportOptions
 			err = fmt.Errorf("export: %w", ferr)
 		}
 	}()
-	get := func(seq uint64) (*store.Record, []byte, []byte, error) {
-		rec, req, resp, err := src.Get(strconv.FormatUint(seq, 10))
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil, nil, nil
+	// held is the newest record read, written when its successor comes.
+	var held *storedLeaf
+	write := func(l *storedLeaf) error {
+		record, ok := bytes.CutPrefix(l.leaf, []byte(store.LeafPrefix))
+		if !ok {
+			return fmt.Errorf("record %d: leaf does not start with %q", l.seq, store.LeafPrefix)
 		}
-		if err == nil && rec.Seq != seq {
-			err = fmt.Errorf("record %d: the store returned record %d", seq, rec.Seq)
-		}
-		return rec, req, resp, err
-	}
-	cur, req, resp, err := get(o.From)
-	if err != nil {
-		return 0, fmt.Errorf("export: %w", err)
-	}
-	for cur != nil && (o.Limit == 0 || n < o.Limit) {
-		if err := ctx.Err(); err != nil {
-			return n, fmt.Errorf("export: %w", err)
-		}
-		leaf, err := store.EncodeLeaf(cur)
-		if err != nil {
-			return n, fmt.Errorf("export: record %d: %w", cur.Seq, err)
-		}
-		h := tlog.RecordHash(leaf)
-		hash := hex.EncodeToString(h[:])
-		next, nreq, nresp, err := get(cur.Seq + 1)
-		if err != nil {
-			return n, fmt.Errorf("export: %w", err)
-		}
-		if next != nil && next.Prev != hash {
-			return n, fmt.Errorf("export: record %d does not hash to the prev of record %d: the log is damaged or was altered (run sessctl verify)", cur.Seq, next.Seq)
-		}
-		if err := writeExportLine(bw, hash, leaf[len(store.LeafPrefix):], req, resp, o.Bodies); err != nil {
-			return n, fmt.Errorf("export: %w", err)
+		h := tlog.RecordHash(l.leaf)
+		if err := writeExportLine(bw, hex.EncodeToString(h[:]), record, l.req, l.resp, o.Bodies); err != nil {
+			return err
 		}
 		n++
-		cur, req, resp = next, nreq, nresp
+		return nil
+	}
+	err = ls.Leaves(o.From, func(seq uint64, leaf, req, resp []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if held != nil {
+			if err := write(held); err != nil {
+				return err
+			}
+			if o.Limit > 0 && n >= o.Limit {
+				return errStop
+			}
+		}
+		held = &storedLeaf{seq, leaf, req, resp}
+		return nil
+	})
+	if err == nil && held != nil {
+		err = write(held)
+	}
+	if err != nil && !errors.Is(err, errStop) {
+		return n, fmt.Errorf("export: %w", err)
 	}
 	return n, nil
+}
+
+// storedLeaf is one record as [Export] reads it.
+type storedLeaf struct {
+	seq             uint64
+	leaf, req, resp []byte
 }
 
 // writeExportLine writes one ExportLine without re-encoding the record:
@@ -131,18 +145,263 @@ func writeExportLine(w *bufio.Writer, hash string, record, req, resp []byte, bod
 // ParseExportLine decodes one line of an export and checks that its record
 // hashes to its hash. It returns the decoded record.
 func ParseExportLine(line []byte) (*ExportLine, *store.Record, error) {
-	var l ExportLine
-	if err := json.Unmarshal(line, &l); err != nil {
-		return nil, nil, fmt.Errorf("export line: %w", err)
+	l, leaf, h, err := decodeExportLine(line)
+	if err != nil {
+		return nil, nil, err
 	}
-	leaf := append([]byte(store.LeafPrefix), bytes.TrimSpace(l.Record)...)
 	rec, err := store.DecodeLeaf(leaf)
 	if err != nil {
 		return nil, nil, fmt.Errorf("export line: %w", err)
 	}
-	h := tlog.RecordHash(leaf)
 	if hex.EncodeToString(h[:]) != l.Hash {
 		return nil, nil, fmt.Errorf("export line: record %d does not hash to %s", rec.Seq, l.Hash)
 	}
-	return &l, rec, nil
+	return l, rec, nil
+}
+
+// decodeExportLine decodes the JSON of a line and returns the leaf bytes
+// it carries (store.LeafPrefix ‖ record) and their hash.
+func decodeExportLine(line []byte) (*ExportLine, []byte, tlog.Hash, error) {
+	var l ExportLine
+	if err := json.Unmarshal(line, &l); err != nil {
+		return nil, nil, tlog.Hash{}, fmt.Errorf("export line: %w", err)
+	}
+	record := bytes.TrimSpace(l.Record)
+	if len(record) == 0 || record[0] != '{' {
+		return nil, nil, tlog.Hash{}, errors.New("export line: no record object")
+	}
+	leaf := append([]byte(store.LeafPrefix), record...)
+	return &l, leaf, tlog.RecordHash(leaf), nil
+}
+
+// ExportReport is what [VerifyExport] found.
+type ExportReport struct {
+	// Records is the number of records (lines) in the export.
+	Records int64 `json:"records"`
+	// Origin and PublicKey identify the log: from the export's genesis
+	// record, or from the pinned key.
+	Origin    string `json:"origin"`
+	PublicKey string `json:"public_key"`
+	// KeyPinned tells whether the caller pinned the key; if not, the key
+	// is the one the export's own genesis record names.
+	KeyPinned bool `json:"key_pinned"`
+	// Checkpoints is the number of signed checkpoints checked (those of
+	// this origin no larger than the export).
+	Checkpoints int `json:"checkpoints"`
+	// Size and Root are the largest checkpoint checked and its root.
+	// Records from Size on are vouched for by the hash chain only.
+	Size int64  `json:"checkpoint_size"`
+	Root string `json:"root"`
+	// Beyond counts the checkpoints of this log larger than the export
+	// (signed after it was taken), which could not be checked.
+	Beyond int `json:"beyond"`
+	// Problems lists what does not verify, one line each.
+	Problems []string `json:"problems"`
+}
+
+// OK reports whether no problem was found.
+func (r *ExportReport) OK() bool { return len(r.Problems) == 0 }
+
+// Summary is the first line `sessctl verify --export` prints for a clean
+// export: "ok: N records, checkpoint size M, root <base64>".
+func (r *ExportReport) Summary() string {
+	return fmt.Sprintf("ok: %d records, checkpoint size %d, root %s", r.Records, r.Size, r.Root)
+}
+
+// maxExportLine bounds one line of an export (a leaf is at most 16 MiB;
+// bodies come on top, JSON-escaped).
+const maxExportLine = 512 << 20
+
+// VerifyExport checks a JSONL export (see [Export]) offline against signed
+// checkpoints: that each line's record hashes to its hash, that the lines
+// hold records 0, 1, 2, … each naming the hash of the one before as prev,
+// and that the Merkle tree of the hashes has, at each checkpoint's size,
+// the root the checkpoint signs. checkpoints are signed notes (see
+// store.SplitNotes); those of other logs are ignored. pubkey pins the
+// signer (a note verifier key); empty trusts the key the export's genesis
+// record names, which proves consistency, not origin.
+//
+// Problems found are in the report. An error means the export could not
+// be verified at all: unreadable, not starting with the genesis record, no
+// checkpoint of its log, none small enough, or not the pinned key.
+func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportReport, error) {
+	rep := &ExportReport{Problems: []string{}, PublicKey: pubkey, KeyPinned: pubkey != ""}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), maxExportLine)
+	var (
+		tree     compactTree
+		prevHash string // the hash the previous line claims
+		prevSeq  int64  // the previous line's record, -1 if none or unreadable
+		roots    = map[int64]tlog.Hash{}
+		sizes    map[int64]bool
+		firstBad = int64(-1) // first position with a problem
+		expect   uint64      // the seq the next line should hold
+	)
+	prevSeq = -1
+	problem := func(pos int64, format string, args ...any) {
+		rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))
+		if firstBad < 0 {
+			firstBad = pos
+		}
+	}
+	type cp struct {
+		c   store.Checkpoint
+		msg []byte
+	}
+	var cps []cp
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		pos := rep.Records
+		lineNo := pos + 1
+		l, leaf, h, err := decodeExportLine(line)
+		var rec *store.Record
+		if err == nil {
+			rec, err = store.DecodeLeaf(leaf)
+		}
+		if pos == 0 {
+			// The genesis record names the log and its key.
+			if err := exportGenesis(rep, rec); err != nil {
+				return nil, err
+			}
+			for _, msg := range checkpoints {
+				if c, err := store.ParseCheckpoint(noteText(msg)); err == nil && c.Origin == rep.Origin && c.Size > 0 {
+					cps = append(cps, cp{c, msg})
+				}
+			}
+			if len(cps) == 0 {
+				return nil, fmt.Errorf("verify export: no checkpoint of the log %s", rep.Origin)
+			}
+			sizes = map[int64]bool{}
+			for _, c := range cps {
+				sizes[c.c.Size] = true
+			}
+		}
+		switch {
+		case err != nil:
+			problem(pos, "line %d: %v", lineNo, err)
+		case rec.Seq != expect:
+			problem(pos, "line %d: record %d where record %d belongs: records are missing, reordered or inserted", lineNo, rec.Seq, expect)
+		}
+		if err == nil {
+			if hex.EncodeToString(h[:]) != l.Hash {
+				problem(pos, "record %d: modified (its bytes do not hash to the line's hash)", rec.Seq)
+			}
+			// Links between lines out of order are not checked: their
+			// order is reported already.
+			switch {
+			case rec.Seq == 0 && rec.Prev != strings.Repeat("0", 2*tlog.HashSize):
+				problem(pos, "record 0: modified (genesis names a prev)")
+			case rec.Seq > 0 && prevSeq == int64(rec.Seq)-1 && rec.Prev != prevHash:
+				problem(pos, "record %d: chain broken (its prev is not the hash of record %d, so one of the two was modified)", rec.Seq, rec.Seq-1)
+			}
+			expect, prevHash, prevSeq = max(expect, rec.Seq+1), l.Hash, int64(rec.Seq)
+		} else {
+			expect++
+			prevHash, prevSeq = "", -1
+		}
+		// The tree is built from the bytes, whatever the lines claim.
+		tree.add(h)
+		rep.Records++
+		if sizes[rep.Records] {
+			roots[rep.Records] = tree.root()
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("verify export: line %d: %w", rep.Records+1, err)
+	}
+	if rep.Records == 0 {
+		return nil, errors.New("verify export: the export is empty")
+	}
+	smallest := int64(-1)
+	for _, c := range cps {
+		if smallest < 0 || c.c.Size < smallest {
+			smallest = c.c.Size
+		}
+		if c.c.Size > rep.Records {
+			rep.Beyond++ // exported before the log grew this far
+			continue
+		}
+		if _, err := store.OpenCheckpoint(c.msg, rep.PublicKey); err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("record %d: bad checkpoint signature (checkpoint of size %d: %v)", c.c.Size-1, c.c.Size, err))
+			continue
+		}
+		rep.Checkpoints++
+		root := roots[c.c.Size]
+		if root != c.c.Root && (firstBad < 0 || firstBad >= c.c.Size) {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("record %d: checkpoint mismatch (the checkpoint of size %d signs root %s, the export's records give %s)", c.c.Size-1, c.c.Size, c.c.Root, root))
+		}
+		if c.c.Size > rep.Size {
+			rep.Size, rep.Root = c.c.Size, c.c.Root.String()
+		}
+	}
+	if rep.Checkpoints == 0 && rep.OK() {
+		return nil, fmt.Errorf("verify export: the export has %d records, fewer than the smallest checkpoint (%d): nothing to check it against", rep.Records, smallest)
+	}
+	return rep, nil
+}
+
+// exportGenesis takes the log's origin and key from the genesis record (or
+// checks them against the pinned key). rec is nil if the first line does
+// not decode.
+func exportGenesis(rep *ExportReport, rec *store.Record) error {
+	if rec != nil && rec.Seq != 0 {
+		return fmt.Errorf("verify export: the export starts at record %d; only a complete export (from record 0) can be checked against a checkpoint", rec.Seq)
+	}
+	var origin, key string
+	if rec != nil && rec.Kind == store.KindGenesis {
+		origin, key = rec.Extra["origin"], rec.Extra["public_key"]
+	}
+	switch {
+	case rep.KeyPinned && key != "" && key != rep.PublicKey:
+		return fmt.Errorf("verify export: the log is signed by %s, not by the pinned key %s", key, rep.PublicKey)
+	case rep.KeyPinned:
+		// A note key is named after the log's origin.
+		origin = strings.SplitN(rep.PublicKey, "+", 2)[0]
+	case key == "" || origin == "":
+		return errors.New("verify export: the first line is not a readable genesis record naming the log's key; pin the key with --pubkey to check the rest")
+	default:
+		rep.PublicKey = key
+	}
+	if _, err := note.NewVerifier(rep.PublicKey); err != nil {
+		return fmt.Errorf("verify export: public key: %w", err)
+	}
+	rep.Origin = origin
+	return nil
+}
+
+// noteText returns the text of a signed note without checking it.
+func noteText(msg []byte) string {
+	i := bytes.LastIndex(msg, []byte("\n\n"))
+	if i < 0 {
+		return ""
+	}
+	return string(msg[:i+1])
+}
+
+// compactTree computes RFC 6962 tree roots in O(log n) memory: the roots
+// of the perfect subtrees that make up the leaves so far, largest first.
+type compactTree struct {
+	hashes []tlog.Hash
+	sizes  []int64
+}
+
+func (t *compactTree) add(h tlog.Hash) {
+	t.hashes, t.sizes = append(t.hashes, h), append(t.sizes, 1)
+	for n := len(t.sizes); n >= 2 && t.sizes[n-1] == t.sizes[n-2]; n = len(t.sizes) {
+		t.hashes[n-2] = tlog.NodeHash(t.hashes[n-2], t.hashes[n-1])
+		t.sizes[n-2] *= 2
+		t.hashes, t.sizes = t.hashes[:n-1], t.sizes[:n-1]
+	}
+}
+
+// root is the tree hash of the leaves added so far (at least one).
+func (t *compactTree) root() tlog.Hash {
+	h := t.hashes[len(t.hashes)-1]
+	for i := len(t.hashes) - 2; i >= 0; i-- {
+		h = tlog.NodeHash(t.hashes[i], h)
+	}
+	return h
 }

@@ -131,42 +131,23 @@ func claimOf(id *store.Identity, names ...string) string {
 	return ""
 }
 
-// Match reports whether r passes every filter of q except the time bounds,
-// the limit and the cursor (which [Find] applies while walking).
-func (q *Query) Match(r *store.Record) bool {
-	id := &r.Identity
-	if (q.Runner != "" && id.Runner != q.Runner) ||
-		(q.Repo != "" && claimOf(id, "repository", "project_path") != q.Repo) ||
-		(q.Run != "" && claimOf(id, "run_id", "pipeline_id") != q.Run) ||
-		(q.SHA != "" && !shaMatch(id.Claims["sha"], q.SHA)) ||
-		(q.Actor != "" && claimOf(id, "actor", "user_login") != q.Actor) ||
-		(q.Outcome != "" && r.Outcome != q.Outcome) ||
-		(q.Host != "" && r.Host != q.Host) ||
-		(q.Kind != "" && r.Kind != q.Kind) ||
-		(q.Session != "" && r.SessionID != q.Session) {
-		return false
+// filter is q as a store filter, without the paging cursor and the limit
+// (which Find applies).
+func (q *Query) filter() store.Filter {
+	return store.Filter{
+		Since: q.Since, Until: q.Until,
+		Runner: q.Runner, Repo: q.Repo, Run: q.Run, SHA: q.SHA, Actor: q.Actor,
+		Outcome: q.Outcome, Rule: q.Rule, Host: q.Host, Kind: q.Kind, Session: q.Session,
 	}
-	if q.Rule != "" {
-		for _, h := range r.Rules {
-			if h.Name == q.Rule {
-				return true
-			}
-		}
-		return false
-	}
-	return true
 }
 
-// shaMatch accepts a full commit hash or an abbreviation of at least 7
+// Match reports whether r passes every filter of q except the time bounds,
+// the limit and the cursor (which [Find] applies while walking). A SHA
+// filter accepts the full commit hash or an abbreviation of at least 7
 // hex digits.
-func shaMatch(sha, want string) bool {
-	if sha == "" {
-		return false
-	}
-	if len(want) >= 7 && len(want) < len(sha) {
-		return strings.HasPrefix(sha, want)
-	}
-	return sha == want
+func (q *Query) Match(r *store.Record) bool {
+	f := q.filter()
+	return f.Match(r)
 }
 
 // Cursor returns the paging cursor that continues a listing after r: pass
@@ -193,10 +174,12 @@ var errStop = errors.New("stop")
 // q.Limit records. It returns the cursor of the last record passed to fn if
 // the limit cut the listing short (so more may follow), else "".
 //
-// Find walks the store's time index and filters the records itself; see
-// the package documentation for what that costs on a large log.
+// Every filter goes to the store, which answers from its indexes (claims,
+// runner, outcome, rule, host, kind, session; see store.Filter): a
+// selective filter reads about as many records as it returns, however
+// large the log.
 func Find(src SessionSource, q Query, fn func(*store.Record) error) (next string, err error) {
-	f := store.Filter{Since: q.Since, Until: q.Until, Runner: q.Runner, Outcome: q.Outcome, Host: q.Host, Kind: q.Kind}
+	f := q.filter()
 	var curTime time.Time
 	var curSeq uint64
 	if q.After != "" {

@@ -15,4 +15,9 @@
 // records per bbolt transaction (group commit) and acknowledges a record
 // only once it is fsynced. A [Reader] opens a log read-only for queries,
 // proofs and [Verify], which recomputes every hash from the stored bytes.
+//
+// Queries ([Store.List], [Filter]) use secondary indexes kept in the same
+// file (by start time, session, and each filterable field's value), which
+// carry no integrity guarantee: Verify never reads them, and Open rebuilds
+// them when they are missing or behind.
 package store

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"testing"
+	"time"
 )
 
 func FuzzDecodeLeaf(f *testing.F) {
@@ -98,6 +99,36 @@ func FuzzFastHeader(f *testing.F) {
 		if fast.Seq != slow.Seq || fast.Prev != slow.Prev || fast.Kind != slow.Kind ||
 			fmt.Sprint(fast.Request) != fmt.Sprint(slow.Request) || fmt.Sprint(fast.Response) != fmt.Sprint(slow.Response) {
 			t.Fatalf("fast %+v %v %v\nslow %+v %v %v\nleaf %s", fast, fast.Request, fast.Response, slow, slow.Request, slow.Response, leaf)
+		}
+	})
+}
+
+// FuzzNeedles checks that a record's leaf contains the needles of a filter
+// on its own values, which List relies on to skip leaves undecoded.
+func FuzzNeedles(f *testing.F) {
+	f.Add("acme/api", "0123456789abcdef", 7)
+	f.Add("<b>&\"\\\x00\u2028", "ü\u00e9x", 2)
+	f.Add("\xff\xfe", "abc\xc3", 3)
+	f.Fuzz(func(t *testing.T, v, sha string, cut int) {
+		r := &Record{Kind: v, SessionID: v, Start: time.Unix(1, 0), Host: v, Outcome: v,
+			Identity: Identity{Runner: v, Claims: map[string]string{"project_path": v, "pipeline_id": v, "user_login": v, "sha": sha}},
+			Rules:    []RuleHit{{Name: v}}}
+		leaf, err := EncodeLeaf(r)
+		if err != nil {
+			t.Skip()
+		}
+		dec, err := DecodeLeaf(leaf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := sha
+		if cut = max(cut, 0); cut < len(sha) && cut >= minSHAAbbrev {
+			want = sha[:cut]
+		}
+		flt := Filter{Runner: v, Repo: v, Run: v, Actor: v, Outcome: v, Host: v, Kind: v, Rule: v, Session: v, SHA: want}
+		// Where the decoded record matches, the leaf has every needle.
+		if flt.Match(dec) && !containsAll(leaf, flt.needles()) {
+			t.Fatalf("leaf %q lacks a needle of %q", leaf, flt.needles())
 		}
 	})
 }

@@ -48,6 +48,7 @@ var (
 	nulRepo  = "acme/a\x00x"
 	longSHA  = "abcdef0" + strings.Repeat("9", 200)
 	longUser = strings.Repeat("u", 300)
+	htmlRepo = "o'<b>&\"ü\\\t/x"
 )
 
 func testSHA(k int) string { return fmt.Sprintf("abcdef%034x", k) }
@@ -78,6 +79,8 @@ func indexedRecord(i int) *Record {
 	switch i % 17 {
 	case 3:
 		r.Identity.Claims = map[string]string{"repository": nulRepo, "sha": longSHA, "actor": longUser}
+	case 4:
+		r.Identity.Claims = map[string]string{"repository": htmlRepo, "sha": "ü" + testSHA(4)}
 	case 5:
 		r.Identity.Claims = map[string]string{"repository": "acme/a", "sha": testSHA(3)[:20]}
 	}
@@ -179,6 +182,9 @@ func indexFilters() []indexFilter {
 		{f: Filter{Repo: "acme/a"}},
 		{f: Filter{Repo: nulRepo}},
 		{f: Filter{Repo: "acme/a\x00"}, none: true},
+		{f: Filter{Repo: htmlRepo}},
+		{f: Filter{SHA: "ü" + testSHA(4)[:6]}},
+		{f: Filter{SHA: "ü\xc3"}, none: true}, // not UTF-8
 		{f: Filter{Repo: "grp/ignored"}, none: true},
 		{f: Filter{Repo: "acme/r3", Run: "1"}}, // one GitHub and one GitLab record
 		{f: Filter{Run: "3"}},

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.etcd.io/bbolt"
 )
@@ -119,6 +120,43 @@ func (f *Filter) Match(r *Record) bool {
 	return f.Rule == "" || slices.ContainsFunc(r.Rules, func(h RuleHit) bool { return h.Name == f.Rule })
 }
 
+// needles returns byte strings that the leaf of every record f matches
+// contains: the JSON encoding of each value f asks for (as EncodeLeaf
+// writes it), without the closing quote for a SHA, which may be an
+// abbreviation. Most other leaves lack one, and are skipped undecoded.
+func (f *Filter) needles() [][]byte {
+	var ns [][]byte
+	for _, v := range []string{f.Runner, f.Repo, f.Run, f.Actor, f.Outcome, f.Host, f.Kind, f.Rule, f.Session} {
+		if v != "" && utf8.ValidString(v) {
+			ns = append(ns, jsonString(v))
+		}
+	}
+	if f.SHA != "" && utf8.ValidString(f.SHA) {
+		// A prefix of a valid string encodes to a prefix of its encoding.
+		s := jsonString(f.SHA)
+		ns = append(ns, s[:len(s)-1])
+	}
+	return ns
+}
+
+// jsonString is s as EncodeLeaf encodes it, quotes included.
+func jsonString(s string) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(s) // a string always encodes
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+func containsAll(b []byte, needles [][]byte) bool {
+	for _, n := range needles {
+		if !bytes.Contains(b, n) {
+			return false
+		}
+	}
+	return true
+}
+
 // minSHAAbbrev is the shortest abbreviation of a commit hash a SHA filter
 // accepts as a prefix.
 const minSHAAbbrev = 7
@@ -224,6 +262,7 @@ func list(db *bbolt.DB, f Filter, fn func(*Record) error) error {
 			return err
 		}
 		leaves := tx.Bucket(bucketLeaves)
+		needles := f.needles()
 		n, done := 0, false
 		emit := func(rec *Record) error {
 			if err := fn(rec); err != nil {
@@ -241,7 +280,7 @@ func list(db *bbolt.DB, f Filter, fn func(*Record) error) error {
 				}
 			}
 			leaf := leaves.Get(u64key(p.seq))
-			if leaf == nil {
+			if leaf == nil || !containsAll(leaf, needles) {
 				return true, nil
 			}
 			rec, err := DecodeLeaf(leaf)
@@ -275,9 +314,10 @@ func scanTail(tx *bbolt.Tx, f *Filter, from uint64, upper pos, since uint64) ([]
 		return nil, nil
 	}
 	var tail []tailRecord
+	needles := f.needles()
 	c := tx.Bucket(bucketLeaves).Cursor()
 	for k, leaf := c.Seek(u64key(from)); k != nil; k, leaf = c.Next() {
-		if len(k) != 8 {
+		if len(k) != 8 || !containsAll(leaf, needles) {
 			continue
 		}
 		seq := binary.BigEndian.Uint64(k)

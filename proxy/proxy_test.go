@@ -35,6 +35,12 @@ func post(t *testing.T, c *http.Client, url, token, body string) (*http.Response
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return do(t, c, req)
+}
+
+// do sends req and reads the whole answer.
+func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -184,12 +190,7 @@ func TestHostPinningInsideTunnel(t *testing.T) {
 	req, _ := http.NewRequest("POST", "https://api.openai.com/v1/chat/completions", strings.NewReader(chatBody))
 	req.Host = "attacker.example"
 	req.Header.Set("Authorization", "Bearer "+testRunnerToken)
-	resp, err := e.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body := do(t, e.client, req)
 	if resp.StatusCode != http.StatusMisdirectedRequest || apiErr(t, body).Code != "host_mismatch" {
 		t.Fatalf("status %d body %s", resp.StatusCode, body)
 	}
@@ -416,12 +417,7 @@ func TestRequestsTheRulesCannotReadAreRefused(t *testing.T) {
 	req, _ := http.NewRequest("POST", "https://api.openai.com/v1/chat/completions", bytes.NewReader(gz.Bytes()))
 	req.Header.Set("Authorization", "Bearer "+testRunnerToken)
 	req.Header.Set("Content-Encoding", "gzip")
-	resp, err := e.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body := do(t, e.client, req)
 	if resp.StatusCode != http.StatusUnsupportedMediaType || apiErr(t, body).Code != "compressed_request" {
 		t.Fatalf("compressed request: %d %s", resp.StatusCode, body)
 	}
@@ -441,12 +437,7 @@ func TestQueryHeadersAndMetaAreMasked(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+testRunnerToken)
 	req.Header.Set("OpenAI-Organization", "org-chosen-by-runner")
 	req.Header.Set("Sessctl-Meta-Note", "token "+secret)
-	resp, err := e.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body := do(t, e.client, req)
 	if resp.StatusCode != 200 || strings.Contains(string(body), secret) {
 		t.Fatalf("answer %d %q", resp.StatusCode, body)
 	}

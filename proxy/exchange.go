@@ -26,15 +26,19 @@ type exchange struct {
 	rec     *store.Record
 	who     *identity.Identity
 	blocked *rules.Rule // a block rule fired on the query
-	policy  *identity.Policy
-	rules   *rules.Set
-	secrets [][]byte
+	// queryApprove is an approve rule that fired on the query.
+	queryApprove *rules.Rule
+	policy       *identity.Policy
+	rules        *rules.Set
+	secrets      [][]byte
 }
 
 // serveExchange handles one request inside an intercepted tunnel: pin the
 // host, check the store can record, authenticate, apply policy and rules,
 // swap the credential, forward, relay and record.
 func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
+	s.wg.Add(1) // Close waits for the exchange to be recorded
+	defer s.wg.Done()
 	t := tunnelFrom(r.Context())
 	if t == nil {
 		writeError(w, http.StatusInternalServerError, errBadRequest, "no_tunnel", "request outside a tunnel")
@@ -72,18 +76,18 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	if !ex.authenticate(w, r) {
 		return
 	}
+	if !ex.maskQuery(w, r) {
+		return
+	}
 	if isWebSocket(r) {
 		s.serveWebSocket(w, r, ex)
 		return
 	}
-	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+	if enc := contentEncoding(r.Header); enc != "" {
 		// The rules cannot read a compressed prompt: refuse it rather
 		// than forward what was not checked.
 		ex.refuse(w, http.StatusUnsupportedMediaType, errBadRequest, "compressed_request", store.OutcomeBlocked,
 			"sessctl does not accept compressed request bodies (Content-Encoding "+truncate(enc, 32)+")")
-		return
-	}
-	if !ex.maskQuery(w, r) {
 		return
 	}
 	if r.ContentLength > s.opt.MaxBody {
@@ -96,17 +100,21 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(bodyTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxBody))
-	rc.SetReadDeadline(time.Time{})
 	if err != nil {
+		// The read deadline stays expired and the connection closes:
+		// the rest of a stalled body is not drained.
+		w.Header().Set("Connection", "close")
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			ex.refuse(w, http.StatusRequestEntityTooLarge, errTooLarge, "request_too_large", store.OutcomeBlocked,
 				fmt.Sprintf("request body larger than max_body (%d bytes)", s.opt.MaxBody))
 			return
 		}
-		ex.finish(r.Context(), http.StatusBadRequest, store.OutcomeClientGone, "reading request body: "+err.Error())
+		ex.refuse(w, http.StatusRequestTimeout, errBadRequest, "request_body_incomplete", store.OutcomeClientGone,
+			"the request body did not arrive whole in time")
 		return
 	}
+	rc.SetReadDeadline(time.Time{})
 	ex.rec.Model = modelOf(body)
 	res := ex.rules.Request(body)
 	ex.addHits(res)
@@ -115,6 +123,9 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		ex.refuse(w, http.StatusForbidden, errPolicyViolation, res.Block.Name, store.OutcomeBlocked,
 			blockMessage(res.Block))
 		return
+	}
+	if res.Approve == nil {
+		res.Approve = ex.queryApprove
 	}
 	if why, ok := ex.needsApproval(res); ok && !ex.approve(w, r, why, res.Body) {
 		return
@@ -267,6 +278,20 @@ func mergeHit(hits []store.RuleHit, h store.RuleHit) []store.RuleHit {
 	return append(hits, h)
 }
 
+// contentEncoding returns the request's content codings other than
+// identity, all of them (several headers, comma lists), or "".
+func contentEncoding(h http.Header) string {
+	var encs []string
+	for _, v := range h.Values("Content-Encoding") {
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e != "" && !strings.EqualFold(e, "identity") {
+				encs = append(encs, e)
+			}
+		}
+	}
+	return strings.Join(encs, ", ")
+}
+
 // bodyTimeout bounds reading one request body.
 const bodyTimeout = 2 * time.Minute
 
@@ -316,6 +341,9 @@ func (ex *exchange) scanText(s string) string {
 	ex.addHits(res)
 	if res.Block != nil && ex.blocked == nil {
 		ex.blocked = res.Block
+	}
+	if res.Approve != nil && ex.queryApprove == nil {
+		ex.queryApprove = res.Approve
 	}
 	return string(res.Body)
 }

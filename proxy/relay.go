@@ -80,6 +80,9 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 // once it is durable.
 func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status int, body io.Reader, sse bool) {
 	cw := &clientWriter{w: w, rc: http.NewResponseController(w), start: ex.rec.Start, limit: ex.s.opt.RecordBodyLimit}
+	// The last write's deadline must not cut the final chunk, written
+	// after the record.
+	defer cw.rc.SetWriteDeadline(time.Time{})
 	w.WriteHeader(status)
 	cw.flush()
 	var sink io.Writer = cw
@@ -135,7 +138,10 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	ex.rec.ResponseBody = cw.rec.Bytes()
 	ex.rec.Deltas = cw.deltas
 	if cw.truncated {
-		ex.rec.Extra = map[string]string{"response_truncated_at": strconv.FormatInt(cw.limit, 10)}
+		if ex.rec.Extra == nil {
+			ex.rec.Extra = map[string]string{}
+		}
+		ex.rec.Extra["response_truncated_at"] = strconv.FormatInt(cw.limit, 10)
 	}
 	ok := ex.finish(r.Context(), status, outcome, reason)
 	if !ok || outcome == store.OutcomeUpstreamError {

@@ -6,13 +6,13 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -63,6 +63,10 @@ var wsHandshakeHeaders = []string{"Sec-Websocket-Key", "Sec-Websocket-Version", 
 // it through the stream masker, recorded as one record.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, ex *exchange) {
 	ex.rec.Conn.Transport = "websocket"
+	if s.ctx.Err() != nil {
+		ex.refuse(w, http.StatusServiceUnavailable, errUnavailable, "shutting_down", store.OutcomeBlocked, "sessctl is shutting down")
+		return
+	}
 	if r.URL.Path != wsPath {
 		ex.refuse(w, http.StatusNotFound, errForbidden, "websocket_path", store.OutcomeBlocked,
 			"sessctl carries WebSockets only on "+wsPath)
@@ -142,6 +146,9 @@ type wsConn struct {
 	mu      sync.Mutex
 	pending []*wsExchange // response.create sent, answer not complete
 	writeMu sync.Mutex    // one writer to the client at a time
+
+	active    atomic.Int64           // unix nanoseconds of the last message either way
+	clientEnd atomic.Pointer[string] // why the runner's side ended, if it did
 }
 
 // wsExchange is one response.create and the events that answer it.
@@ -156,8 +163,11 @@ type wsExchange struct {
 }
 
 func (c *wsConn) run() {
-	ctx, cancel := context.WithCancel(context.Background())
+	// The connection ends with the server (which waits for it).
+	ctx, cancel := context.WithCancel(c.s.ctx)
 	defer cancel()
+	c.touch()
+	go c.watchIdle(ctx)
 	upDone := make(chan struct{})
 	go func() {
 		defer close(upDone)
@@ -167,8 +177,48 @@ func (c *wsConn) run() {
 	c.fromClient(ctx)
 	cancel()
 	<-upDone
+	// Only now, with both readers stopped, are unfinished exchanges
+	// recorded: no one else touches their maskers.
+	outcome, reason := store.OutcomeUpstreamError, "upstream WebSocket ended"
+	if r := c.clientEnd.Load(); r != nil {
+		outcome, reason = store.OutcomeClientGone, *r
+	}
+	c.abandon(outcome, reason)
 	c.client.CloseNow()
 	c.up.CloseNow()
+}
+
+// touch notes traffic in either direction.
+func (c *wsConn) touch() { c.active.Store(time.Now().UnixNano()) }
+
+// watchIdle closes a connection with no traffic either way and no answer
+// pending for IdleTimeout: a long answer keeps it open however quiet the
+// runner is.
+func (c *wsConn) watchIdle(ctx context.Context) {
+	idle := c.s.opt.IdleTimeout
+	tick := time.NewTicker(min(idle/4, time.Minute))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		c.mu.Lock()
+		busy := len(c.pending) > 0
+		c.mu.Unlock()
+		if !busy && time.Since(time.Unix(0, c.active.Load())) > idle {
+			c.clientGone("idle")
+			c.client.Close(websocket.StatusGoingAway, "idle")
+			c.up.Close(websocket.StatusGoingAway, "idle")
+			return
+		}
+	}
+}
+
+// clientGone notes why the runner's side ended (the first reason wins).
+func (c *wsConn) clientGone(reason string) {
+	c.clientEnd.CompareAndSwap(nil, &reason)
 }
 
 // newExchange starts the record of one client message.
@@ -189,25 +239,23 @@ func (c *wsConn) newExchange(msg []byte) *exchange {
 // forwards them.
 func (c *wsConn) fromClient(ctx context.Context) {
 	for {
-		rctx, cancel := context.WithTimeout(ctx, c.s.opt.IdleTimeout)
-		typ, msg, err := c.client.Read(rctx)
-		cancel()
+		typ, msg, err := c.client.Read(ctx)
 		if err != nil {
 			code := websocket.CloseStatus(err)
 			if code == -1 {
 				code = websocket.StatusGoingAway
 			}
+			c.clientGone("client went away")
 			c.up.Close(code, "client closed")
-			c.abandon(store.OutcomeClientGone, "client went away")
-			c.client.Close(websocket.StatusGoingAway, "idle or closed")
 			return
 		}
+		c.touch()
 		if typ != websocket.MessageText {
 			// Binary messages are not part of the API, and could carry
 			// what the rules cannot read: refuse them.
+			c.clientGone("client sent a binary message")
 			c.client.Close(websocket.StatusUnsupportedData, "sessctl carries JSON text messages only")
 			c.up.Close(websocket.StatusGoingAway, "client closed")
-			c.abandon(store.OutcomeClientGone, "client sent a binary message")
 			return
 		}
 		if !c.handleClientMessage(ctx, msg) {
@@ -268,16 +316,23 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 	}
 	c.push(ex)
 	if err := c.up.Write(ctx, websocket.MessageText, res.Body); err != nil {
-		c.abandon(store.OutcomeUpstreamError, "upstream WebSocket write failed")
+		// The upstream reader sees the broken connection and stops; run
+		// then records what is pending.
+		c.up.CloseNow()
 		return false
 	}
 	return true
 }
 
+// newWSExchange prepares the answer side of ex.
+func (c *wsConn) newWSExchange(ex *exchange) *wsExchange {
+	return &wsExchange{ex: ex, masker: ex.rules.NewEventMasker(rules.StreamOptions{Holdback: c.s.opt.Holdback}),
+		cw: &clientWriter{start: ex.rec.Start, limit: c.s.opt.RecordBodyLimit}}
+}
+
 // push starts waiting for the answer to ex.
 func (c *wsConn) push(ex *exchange) *wsExchange {
-	wx := &wsExchange{ex: ex, masker: ex.rules.NewEventMasker(rules.StreamOptions{Holdback: c.s.opt.Holdback}),
-		cw: &clientWriter{start: ex.rec.Start, limit: c.s.opt.RecordBodyLimit}}
+	wx := c.newWSExchange(ex)
 	c.mu.Lock()
 	c.pending = append(c.pending, wx)
 	c.mu.Unlock()
@@ -313,14 +368,13 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 		if err != nil {
 			code := websocket.CloseStatus(err)
 			if code == -1 {
-				c.abandon(store.OutcomeUpstreamError, "upstream WebSocket broke off")
 				c.client.Close(websocket.StatusInternalError, "upstream connection lost")
 				return
 			}
-			c.abandon(store.OutcomeUpstreamError, fmt.Sprintf("upstream closed the WebSocket (%d)", code))
 			c.client.Close(code, "upstream closed")
 			return
 		}
+		c.touch()
 		if typ != websocket.MessageText {
 			c.writeMu.Lock()
 			c.client.Write(ctx, typ, msg)
@@ -333,24 +387,24 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 			wx = c.pending[0]
 		}
 		c.mu.Unlock()
-		if wx == nil {
-			// Events no response.create asked for: masked as a stream and
-			// recorded all the same, as an exchange of their own.
+		unsolicited := wx == nil
+		if unsolicited {
+			// An event no response.create asked for: masked and recorded
+			// at once, as an exchange of its own.
 			ex := c.newExchange(nil)
 			ex.rec.Extra["ws_event"] = "unsolicited"
-			wx = c.push(ex)
+			wx = c.newWSExchange(ex)
 		}
-		terminal := isTerminal(wsType(msg))
+		terminal := unsolicited || isTerminal(wsType(msg))
 		out, err := wx.masker.Event(msg)
 		switch {
 		case wx.blocked:
 			// The answer was cut off by a rule: drop the rest of it.
 			out = nil
 		case errors.Is(err, rules.ErrBlocked):
-			// out ends with the error event the runner sees; stop the
-			// generation upstream and drop what is still on its way.
+			// out ends with the error event the runner sees; what is
+			// still on its way, up to the terminal event, is dropped.
 			wx.blocked = true
-			c.up.Write(ctx, websocket.MessageText, []byte(`{"type":"response.cancel"}`))
 		case err != nil:
 			out = [][]byte{c.base.rules.Response(msg).Body}
 		}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strconv"
 	"sync"
@@ -38,11 +39,12 @@ func (s *Server) splice(ctx context.Context, client net.Conn, t *tunnel, target 
 	// Closing both ends stops the copies when the server closes.
 	stop := context.AfterFunc(s.ctx, func() { client.Close(); up.Close() })
 	defer stop()
-	var in, out atomic.Int64
+	var in, out, last atomic.Int64
+	last.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); copyHalf(up, client, &out, s.opt.IdleTimeout) }()
-	go func() { defer wg.Done(); copyHalf(client, up, &in, s.opt.IdleTimeout) }()
+	go func() { defer wg.Done(); copyHalf(up, client, &out, &last, s.opt.IdleTimeout) }()
+	go func() { defer wg.Done(); copyHalf(client, up, &in, &last, s.opt.IdleTimeout) }()
 	wg.Wait()
 	rec.Outcome, rec.End = store.OutcomeSpliced, time.Now().UTC()
 	rec.Extra["bytes_to_upstream"] = strconv.FormatInt(out.Load(), 10)
@@ -59,18 +61,24 @@ func (s *Server) appendConnect(ctx context.Context, rec *store.Record) {
 }
 
 // copyHalf copies src to dst, counting bytes, then half-closes dst so the
-// other direction can finish. A source silent for idle ends the copy.
-func copyHalf(dst, src net.Conn, n *atomic.Int64, idle time.Duration) {
+// other direction can finish. The tunnel ends when neither direction has
+// moved for idle (last is shared by both directions).
+func copyHalf(dst, src net.Conn, n, last *atomic.Int64, idle time.Duration) {
 	buf := make([]byte, 32<<10)
 	for {
 		src.SetReadDeadline(time.Now().Add(idle))
 		k, err := src.Read(buf)
 		if k > 0 {
+			last.Store(time.Now().UnixNano())
 			dst.SetWriteDeadline(time.Now().Add(idle))
 			if _, werr := dst.Write(buf[:k]); werr != nil {
 				break
 			}
 			n.Add(int64(k))
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, last.Load())) < idle {
+			continue // quiet this way, busy the other
 		}
 		if err != nil {
 			break

@@ -42,6 +42,11 @@ func (ex *exchange) relay(w http.ResponseWriter, r *http.Request, resp *http.Res
 	case strings.HasPrefix(mediaType, "audio/"), strings.HasPrefix(mediaType, "image/"), strings.HasPrefix(mediaType, "video/"):
 		// Media (speech, images) is relayed as it comes, unmasked.
 		ex.relayStream(w, r, resp.StatusCode, body, false)
+	case resp.ContentLength > ex.s.opt.MaxBody:
+		// Too large to be read whole and masked: refuse at once.
+		clear(w.Header())
+		ex.fail(w, http.StatusBadGateway, errTooLarge, "answer_too_large", store.OutcomeUpstreamError,
+			fmt.Sprintf("answer larger than max_body (%d bytes)", ex.s.opt.MaxBody))
 	default:
 		// Everything else, typed or not, is read whole and masked.
 		ex.relayWhole(r.Context(), w, resp.StatusCode, body)
@@ -53,10 +58,12 @@ func (ex *exchange) relay(w http.ResponseWriter, r *http.Request, resp *http.Res
 func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, status int, body io.Reader) {
 	data, err := io.ReadAll(io.LimitReader(body, ex.s.opt.MaxBody+1))
 	if err != nil {
+		clear(w.Header())
 		ex.fail(w, http.StatusBadGateway, errUpstream, "upstream_read", store.OutcomeUpstreamError, "reading the upstream answer failed")
 		return
 	}
 	if int64(len(data)) > ex.s.opt.MaxBody {
+		clear(w.Header())
 		ex.fail(w, http.StatusBadGateway, errTooLarge, "answer_too_large", store.OutcomeUpstreamError,
 			fmt.Sprintf("answer larger than max_body (%d bytes)", ex.s.opt.MaxBody))
 		return

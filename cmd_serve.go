@@ -171,7 +171,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Keys:     keys,
 		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
-		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage,
+		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage, MaxInflight: int(cfg.MaxInflight),
 		Logger: log, Metrics: metrics,
 	})
 	if err != nil {

@@ -62,6 +62,8 @@ type Config struct {
 	// RecordBodyLimit bounds how much of a streamed answer is kept in the
 	// record; the rest is relayed but not stored (the record says so).
 	RecordBodyLimit int64 `yaml:"record_body_limit"`
+	// MaxInflight bounds the exchanges one identity may have in progress.
+	MaxInflight int64 `yaml:"max_inflight"`
 	// StreamHoldback bounds the text held back by the stream masker.
 	StreamHoldback int `yaml:"stream_holdback"`
 	// WSMaxMessage bounds one WebSocket message, in bytes.
@@ -263,6 +265,7 @@ var setters = map[string]setter{
 	}},
 	"max_body":            {"largest request or non-streamed answer body, bytes", false, integer(func(c *Config) *int64 { return &c.MaxBody })},
 	"record_body_limit":   {"largest streamed answer kept in a record, bytes", false, integer(func(c *Config) *int64 { return &c.RecordBodyLimit })},
+	"max_inflight":        {"exchanges one identity may have in progress at once", false, integer(func(c *Config) *int64 { return &c.MaxInflight })},
 	"ws_max_message":      {"largest WebSocket message, bytes", false, integer(func(c *Config) *int64 { return &c.WSMaxMessage })},
 	"checkpoint_interval": {"sign a checkpoint at least this often", false, dur(func(c *Config) *Duration { return &c.CheckpointInterval })},
 	"approval_timeout":    {"how long a held request waits for a decision", false, dur(func(c *Config) *Duration { return &c.ApprovalTimeout })},
@@ -327,6 +330,9 @@ func (c *Config) Resolve() error {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return fmt.Errorf("config: connect_ports: %q is not a port", p)
 		}
+	}
+	if c.MaxInflight <= 0 || c.MaxInflight > 1<<20 {
+		return fmt.Errorf("config: max_inflight: %d out of range 1..1048576", c.MaxInflight)
 	}
 	if c.MaxBody <= 0 || c.RecordBodyLimit < 0 || c.WSMaxMessage <= 0 {
 		return errors.New("config: max_body and ws_max_message must be positive, record_body_limit not negative")

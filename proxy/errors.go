@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 )
 
 // Error types a runner sees in the OpenAI-shaped error body.
@@ -17,6 +18,7 @@ const (
 	errUpstream        = "sessctl_upstream_error"
 	errBadRequest      = "sessctl_bad_request"
 	errTooLarge        = "sessctl_too_large"
+	errRateLimited     = "sessctl_rate_limited"
 )
 
 // apiError is the body OpenAI's API and SDKs use for errors.
@@ -37,11 +39,12 @@ func errorBody(typ, code, msg string) []byte {
 	return append(b, '\n')
 }
 
-// writeError sends an OpenAI-shaped refusal that SDKs will not retry.
+// writeError sends an OpenAI-shaped refusal that SDKs will not retry
+// (but for 429: too many requests in progress, which passes).
 func writeError(w http.ResponseWriter, status int, typ, code, msg string) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("X-Should-Retry", "false")
+	h.Set("X-Should-Retry", strconv.FormatBool(status == http.StatusTooManyRequests))
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	w.Write(errorBody(typ, code, msg))

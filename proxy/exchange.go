@@ -76,6 +76,14 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	if !ex.authenticate(w, r) {
 		return
 	}
+	who := ex.who.String()
+	if !s.inflight.acquire(who) {
+		w.Header().Set("Retry-After", "1")
+		ex.refuse(w, http.StatusTooManyRequests, errRateLimited, "too_many_in_flight", store.OutcomeBlocked,
+			fmt.Sprintf("this identity already has %d requests in progress through sessctl", s.opt.MaxInflight))
+		return
+	}
+	defer s.inflight.release(who)
 	if !ex.maskQuery(w, r) {
 		return
 	}

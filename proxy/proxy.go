@@ -86,6 +86,9 @@ type Options struct {
 	RecordBodyLimit int64
 	// Holdback bounds the stream masker's held-back tail.
 	Holdback int
+	// MaxInflight bounds the exchanges one identity may have in progress
+	// at once (default 64); more get 429.
+	MaxInflight int
 	// Ports are the CONNECT ports allowed (default 443 only).
 	Ports []string
 	// IdleTimeout ends a passthrough tunnel or WebSocket with no traffic
@@ -109,6 +112,7 @@ type Server struct {
 	conns     *connListener
 	front     http.Handler
 	wsClient  *http.Client
+	inflight  *inflight
 	ports     map[string]bool
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 	// ctx ends when the server closes: tunnels and WebSockets watch it.
@@ -144,6 +148,9 @@ func New(opts Options) (*Server, error) {
 	if opts.ApprovalMode == "" {
 		opts.ApprovalMode = "hold"
 	}
+	if opts.MaxInflight <= 0 {
+		opts.MaxInflight = 64
+	}
 	if len(opts.Ports) == 0 {
 		opts.Ports = []string{"443"}
 	}
@@ -164,6 +171,7 @@ func New(opts Options) (*Server, error) {
 		pass:      hostSet(opts.Passthrough),
 		conns:     newConnListener(),
 		ports:     hostSet(opts.Ports),
+		inflight:  newInflight(opts.MaxInflight),
 		dial:      opts.PassthroughDial,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())

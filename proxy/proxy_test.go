@@ -455,3 +455,29 @@ func TestQueryHeadersAndMetaAreMasked(t *testing.T) {
 	}
 	assertNoSecretInDB(t, e, secret)
 }
+
+func TestInflightLimitPerIdentity(t *testing.T) {
+	release := make(chan struct{})
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		okJSON(w, r)
+	}, func(o *Options) { o.MaxInflight = 1 })
+	done := make(chan int, 1)
+	go func() {
+		resp, _ := post(t, e.client, "https://api.openai.com/v1/chat/completions", testRunnerToken, chatBody)
+		done <- resp.StatusCode
+	}()
+	waitFor(t, func() bool { return len(e.upstreamRequests()) == 1 })
+	resp, body := post(t, e.client, "https://api.openai.com/v1/chat/completions", testRunnerToken, chatBody)
+	if resp.StatusCode != http.StatusTooManyRequests || apiErr(t, body).Type != errRateLimited || resp.Header.Get("X-Should-Retry") != "true" {
+		t.Fatalf("second request in flight: %d %s", resp.StatusCode, body)
+	}
+	close(release)
+	if code := <-done; code != 200 {
+		t.Fatalf("first request: %d", code)
+	}
+	// The slot is free again.
+	if resp, body := post(t, e.client, "https://api.openai.com/v1/chat/completions", testRunnerToken, chatBody); resp.StatusCode != 200 {
+		t.Fatalf("after the first finished: %d %s", resp.StatusCode, body)
+	}
+}

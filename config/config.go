@@ -142,6 +142,7 @@ func Default() *Config {
 		MaxBody:             32 << 20,
 		RecordBodyLimit:     8 << 20,
 		StreamHoldback:      256,
+		MaxInflight:         64,
 		WSMaxMessage:        32 << 20,
 		CheckpointEvery:     1000,
 		CheckpointInterval:  Duration(10 * time.Second),

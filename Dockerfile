@@ -14,6 +14,7 @@ COPY --from=build --chown=65532:65532 --chmod=0700 /out/data /var/lib/sessctl/da
 USER nonroot:nonroot
 WORKDIR /var/lib/sessctl
 VOLUME ["/var/lib/sessctl/data"]
-EXPOSE 3128 9090
+# The admin listener (9090) stays on loopback inside the container.
+EXPOSE 3128
 ENTRYPOINT ["/usr/local/bin/sessctl"]
 CMD ["serve", "--listen", "0.0.0.0:3128", "--data_dir", "/var/lib/sessctl/data"]

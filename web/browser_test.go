@@ -219,6 +219,9 @@ func TestBrowser(t *testing.T) {
 			chromedp.SetValue(chromedp.CSS(`#filters input[name="repo"]`), "acme/api"),
 			chromedp.SetValue(chromedp.CSS(`#filters input[name="run"]`), "8812"),
 			chromedp.Click(chromedp.CSS("#filter-submit")),
+			// The unfiltered list shows the same row: wait until a row
+			// the filter excludes (the genesis record) is gone.
+			chromedp.WaitNotPresent(chromedp.CSS(`#records tr[data-seq="0"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#records tr[data-seq="`+stream+`"]`)),
 		)
 		rows := eval[[]string](t, ctx, `[...document.querySelectorAll("#records tr.record")].map(r => r.dataset.seq)`)

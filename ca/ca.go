@@ -204,7 +204,7 @@ func (a *Authority) read(gen uint64) (*issuer, error) {
 		gen:    gen,
 	}
 	for _, h := range hosts {
-		if !permits(p.cert, h) {
+		if !Permits(p.cert, h) {
 			return nil, fmt.Errorf("ca: host %q is outside the name constraints of %s (%s); create a CA for it with sessctl ca init --force or ca rotate --host",
 				h, crtPath, strings.Join(p.cert.PermittedDNSDomains, ", "))
 		}
@@ -227,10 +227,11 @@ func isSelfSigned(cert *x509.Certificate) bool {
 	return bytes.Equal(cert.RawIssuer, cert.RawSubject) && cert.CheckSignatureFrom(cert) == nil
 }
 
-// permits reports whether the DNS name constraints of ca allow host, with
+// Permits reports whether the DNS name constraints of ca allow host, with
 // RFC 5280 semantics: "example.com" permits itself and names below it,
-// ".example.com" only names below it.
-func permits(ca *x509.Certificate, host string) bool {
+// ".example.com" only names below it. A CA with no permitted DNS names
+// permits every name its exclusions leave.
+func Permits(ca *x509.Certificate, host string) bool {
 	match := func(c string) bool {
 		c = strings.ToLower(c)
 		if strings.HasPrefix(c, ".") {

@@ -9,12 +9,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/pemutil"
+
+	"github.com/sessctl/sessctl/ca/internal/keyfile"
 )
 
 // File layout inside a CA directory.
@@ -75,18 +76,8 @@ func parseCertPEM(data []byte) (*x509.Certificate, error) {
 
 // checkKeyMode refuses a key file that group or others may read or write.
 func checkKeyMode(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("ca: private key: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("ca: private key %s is not a regular file", path)
-	}
-	if runtime.GOOS == "windows" {
-		return nil // POSIX modes mean nothing there.
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("ca: private key %s has mode %04o: it must not be accessible by group or others (run: chmod 600 %s)", path, perm, path)
+	if err := keyfile.CheckPrivate(path); err != nil {
+		return fmt.Errorf("ca: private key %w", err)
 	}
 	return nil
 }
@@ -139,46 +130,18 @@ func readPair(dir string) (*pair, error) {
 	return &pair{dir: dir, cert: cert, signer: signer}, nil
 }
 
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, so that a crash leaves either the old or the new content.
+// writeFileAtomic writes data to path atomically and durably.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("ca: write %s: %w", path, err)
+	if err := keyfile.WriteAtomic(path, data, perm); err != nil {
+		return fmt.Errorf("ca: %w", err)
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("ca: write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("ca: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("ca: write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("ca: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("ca: write %s: %w", path, err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 // syncDir makes a rename in dir durable.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("ca: sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && runtime.GOOS != "windows" {
-		return fmt.Errorf("ca: sync %s: %w", dir, err)
+	if err := keyfile.SyncDir(dir); err != nil {
+		return fmt.Errorf("ca: %w", err)
 	}
 	return nil
 }

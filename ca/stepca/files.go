@@ -9,12 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/pemutil"
+
+	"github.com/sessctl/sessctl/ca/internal/keyfile"
 )
 
 // maxPEMFile bounds the PEM files this package reads.
@@ -167,54 +167,12 @@ func parseBundle(data []byte) (*tls.Certificate, error) {
 
 // checkKeyMode refuses a secret file (private key, password) that group
 // or others may access.
-func checkKeyMode(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", path)
-	}
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("%s has mode %04o: it must not be accessible by group or others (run: chmod 600 %s)", path, perm, path)
-	}
-	return nil
-}
+func checkKeyMode(path string) error { return keyfile.CheckPrivate(path) }
 
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, so that a crash leaves either the old or the new content.
+// writeFileAtomic writes data to path atomically and durably.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("stepca: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("stepca: write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("stepca: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("stepca: write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("stepca: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("stepca: write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	if err := keyfile.WriteAtomic(path, data, perm); err != nil {
+		return fmt.Errorf("stepca: %w", err)
 	}
 	return nil
 }

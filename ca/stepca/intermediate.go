@@ -109,33 +109,10 @@ func checkIntermediate(cert *x509.Certificate, hosts []string) error {
 		return fmt.Errorf("stepca: step-ca issued a CA without critical DNS name constraints; refusing it, since runners trusting step-ca's root would trust sessctl for every site (%s)", hint)
 	}
 	for _, h := range hosts {
-		if !permits(cert, h) {
+		if !ca.Permits(cert, h) {
 			return fmt.Errorf("stepca: the CA step-ca issued does not permit %s (it permits %s); add it to the provisioner template's permitted names",
 				h, strings.Join(cert.PermittedDNSDomains, ", "))
 		}
 	}
 	return nil
-}
-
-// permits reports whether the DNS name constraints of c allow host, with
-// RFC 5280 semantics.
-func permits(c *x509.Certificate, host string) bool {
-	match := func(d string) bool {
-		d = strings.ToLower(d)
-		if strings.HasPrefix(d, ".") {
-			return strings.HasSuffix(host, d)
-		}
-		return host == d || strings.HasSuffix(host, "."+d)
-	}
-	for _, d := range c.ExcludedDNSDomains {
-		if match(d) {
-			return false
-		}
-	}
-	for _, d := range c.PermittedDNSDomains {
-		if match(d) {
-			return true
-		}
-	}
-	return false
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
+	"github.com/sessctl/sessctl/internal/keyfile"
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
@@ -281,12 +282,8 @@ func openCA(cfg *config.Config, log *slog.Logger) (*caSource, error) {
 func upstreamKeys(cfg *config.Config) (map[string]string, error) {
 	keys := map[string]string{}
 	read := func(path string) (string, error) {
-		fi, err := os.Stat(path)
-		if err != nil {
+		if err := keyfile.CheckPrivate(path); err != nil {
 			return "", fmt.Errorf("upstream key: %w", err)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return "", fmt.Errorf("upstream key file %s is readable by group or others (mode %v); chmod 600 it", path, fi.Mode().Perm())
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {

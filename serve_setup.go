@@ -18,6 +18,7 @@ import (
 
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/internal/keyfile"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -101,7 +102,7 @@ func sessionKey(path string) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(path, k, 0o600); err != nil {
+		if err := keyfile.WriteAtomic(path, k, 0o600); err != nil {
 			return nil, fmt.Errorf("session key: %w", err)
 		}
 		return k, nil
@@ -109,8 +110,8 @@ func sessionKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("session key %s is readable by group or others (mode %v); chmod 600 it", path, fi.Mode().Perm())
+	if err := keyfile.CheckPrivate(path); err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
 	}
 	return b, nil
 }

@@ -15,7 +15,7 @@ import (
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/pemutil"
 
-	"github.com/sessctl/sessctl/ca/internal/keyfile"
+	"github.com/sessctl/sessctl/internal/keyfile"
 )
 
 // File layout inside a CA directory.

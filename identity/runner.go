@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sessctl/sessctl/internal/keyfile"
 )
 
 // RunnerTokenPrefix starts every runner token made by NewRunnerToken.
@@ -230,39 +232,15 @@ func appendRunnerYAML(data []byte, r Runner) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// writeFileAtomic writes data to path with mode 0600 through a temporary
-// file in the same directory, fsyncs and renames it.
+// writeFileAtomic writes data to path with mode 0600 (its directory
+// created 0700), atomically and durably.
 func writeFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("identity: create %s: %w", dir, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("identity: write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("identity: write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("identity: write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("identity: write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("identity: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("identity: write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	if err := keyfile.WriteAtomic(path, data, 0o600); err != nil {
+		return fmt.Errorf("identity: %w", err)
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/pemutil"
 
-	"github.com/sessctl/sessctl/ca/internal/keyfile"
+	"github.com/sessctl/sessctl/internal/keyfile"
 )
 
 // maxPEMFile bounds the PEM files this package reads.

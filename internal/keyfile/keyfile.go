@@ -1,6 +1,6 @@
-// Package keyfile holds the file handling that ca and ca/stepca share for
-// key material: refusing files others may read, and atomic, durable
-// writes.
+// Package keyfile holds the file handling sessctl shares for secrets
+// (CA keys, runner and admin token files, session and upstream keys):
+// refusing files others may read, and atomic, durable writes.
 package keyfile
 
 import (

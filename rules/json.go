@@ -244,19 +244,12 @@ func (p *jparser) object(depth int) jnode {
 			n.keys = append(n.keys, k)
 			n.elems = append(n.elems, v)
 		}
-		p.ws()
-		if p.pos >= len(p.src) {
-			return p.fail()
-		}
-		switch p.src[p.pos] {
-		case ',':
-			p.pos++
-		case '}':
-			p.pos++
-			n.end = p.pos
-			return n
-		default:
-			return p.fail()
+		if !p.more('}') {
+			if !p.bad {
+				n.end = p.pos
+				return n
+			}
+			return jnode{}
 		}
 	}
 }
@@ -279,21 +272,33 @@ func (p *jparser) array(depth int) jnode {
 		if p.tree {
 			n.elems = append(n.elems, v)
 		}
-		p.ws()
-		if p.pos >= len(p.src) {
-			return p.fail()
-		}
-		switch p.src[p.pos] {
-		case ',':
-			p.pos++
-		case ']':
-			p.pos++
-			n.end = p.pos
-			return n
-		default:
-			return p.fail()
+		if !p.more(']') {
+			if !p.bad {
+				n.end = p.pos
+				return n
+			}
+			return jnode{}
 		}
 	}
+}
+
+// more reads the separator after a member or element: ',' means more
+// follow (true); the closing byte ends the object or array (false, with
+// p.pos past it); anything else fails the parse (false, p.bad set).
+func (p *jparser) more(closing byte) bool {
+	p.ws()
+	switch {
+	case p.pos >= len(p.src):
+		p.fail()
+	case p.src[p.pos] == ',':
+		p.pos++
+		return true
+	case p.src[p.pos] == closing:
+		p.pos++
+	default:
+		p.fail()
+	}
+	return false
 }
 
 func unhex(c byte) rune {

@@ -1,4 +1,4 @@
-package main
+package command
 
 import (
 	"bufio"
@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	sessctlBin = filepath.Join(dir, "sessctl")
-	if out, err := exec.Command("go", "build", "-o", sessctlBin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", sessctlBin, "github.com/sessctl/sessctl").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building sessctl: %v\n%s", err, out)
 		os.Exit(2)
 	}
@@ -86,7 +86,7 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-type server struct {
+type serveProc struct {
 	cmd    *exec.Cmd
 	stdout *bytes.Buffer
 	stderr *bytes.Buffer
@@ -99,9 +99,9 @@ type server struct {
 
 // startServe runs `sessctl serve` with no config file, on fresh ports,
 // and waits until the first-run token is printed and the proxy listens.
-func startServe(t *testing.T, upAddr, upCA string) *server {
+func startServe(t *testing.T, upAddr, upCA string) *serveProc {
 	t.Helper()
-	s := &server{listen: freeAddr(t), admin: freeAddr(t), data: t.TempDir(), stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
+	s := &serveProc{listen: freeAddr(t), admin: freeAddr(t), data: t.TempDir(), stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
 	s.cmd = exec.Command(sessctlBin, "serve", "--listen", s.listen, "--admin_listen", s.admin,
 		"--data_dir", s.data, "--upstream_addr", upAddr, "--upstream_ca_file", upCA)
 	s.cmd.Env = append(os.Environ(), "OPENAI_API_KEY="+realKey, "HTTPS_PROXY=http://"+s.listen)
@@ -154,7 +154,7 @@ func startServe(t *testing.T, upAddr, upCA string) *server {
 	return s
 }
 
-func (s *server) stop(t *testing.T) {
+func (s *serveProc) stop(t *testing.T) {
 	if s.cmd.ProcessState != nil {
 		return
 	}

@@ -1,7 +1,12 @@
 package main
 
-import "github.com/sessctl/sessctl/internal/command"
+import (
+	"context"
+	"os"
+
+	"github.com/sessctl/sessctl/internal/command"
+)
 
 func main() {
-	command.Main()
+	os.Exit(command.Main(context.Background(), os.Args))
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sessctl/sessctl/ca"
+	"github.com/sessctl/sessctl/internal/testutil"
 )
 
 // The tests in this file run the real sessctl binary, as a user would:
@@ -113,6 +114,12 @@ func startServe(t *testing.T, upAddr, upCA string) *serveProc {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Cleanups run last registered first: stderr is read after the stop.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sessctl serve stderr:\n%s", s.stderr)
+		}
+	})
 	t.Cleanup(func() { s.stop(t) })
 	tokens, admins := make(chan string, 1), make(chan string, 1)
 	go func() {
@@ -139,18 +146,13 @@ func startServe(t *testing.T, upAddr, upCA string) *serveProc {
 			t.Fatalf("no %s token printed on first run; stderr:\n%s", ch.what, s.stderr)
 		}
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testutil.WaitFor(t, 15*time.Second, "the proxy to listen", func() bool {
 		c, err := net.Dial("tcp", s.listen)
 		if err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy never listened; stderr:\n%s", s.stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	})
 	return s
 }
 

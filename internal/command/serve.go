@@ -13,6 +13,9 @@ import (
 	"github.com/sessctl/sessctl/internal/server"
 )
 
+// serveCommand is "sessctl serve": load the config (defaults, --config
+// file, flags and SESSCTL_* variables), build the logger and run the
+// server until SIGINT or SIGTERM.
 func serveCommand() *cli.Command {
 	flags := []cli.Flag{&cli.StringFlag{Name: "config", Usage: "YAML config file (keys as in sessctl.example.yaml)", EnvVars: []string{"SESSCTL_CONFIG"}}}
 	for _, k := range config.Keys() {

@@ -1,3 +1,10 @@
+// Package server runs a sessctl gate from its configuration: [Run] opens
+// the CA (sessctl's own or a step-ca enrollment), the session log, the
+// runner and admin tokens, the rules and the upstream keys; serves the
+// proxy (explicit and transparent listeners) and the admin API; reloads the
+// rules when their file changes and the rules and CA on SIGHUP; prunes
+// bodies past retention.bodies; posts each signed checkpoint to
+// checkpoint_url; and closes it all when its context ends.
 package server
 
 import (

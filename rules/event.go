@@ -23,14 +23,15 @@ type StreamOptions struct {
 	MaxEvent int
 }
 
-const (
-	defaultHoldback = 256
-	defaultMaxEvent = 16 << 20
-)
+// DefaultHoldback is the stream masker's held-back tail when
+// StreamOptions.Holdback is zero; config.Default's stream_holdback is it.
+const DefaultHoldback = 256
+
+const defaultMaxEvent = 16 << 20
 
 func (o StreamOptions) withDefaults() StreamOptions {
 	if o.Holdback <= 0 {
-		o.Holdback = defaultHoldback
+		o.Holdback = DefaultHoldback
 	}
 	if o.MaxEvent <= 0 {
 		o.MaxEvent = defaultMaxEvent

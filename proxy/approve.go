@@ -53,7 +53,7 @@ func (ex *exchange) awaitApproval(ctx context.Context, why string, body []byte) 
 		ID:            uuid.Must(uuid.NewV7()).String(),
 		SessionID:     ex.rec.SessionID,
 		Requester:     ex.who.String(),
-		RequesterName: ex.who.Name(),
+		RequesterName: ex.who.Caller(),
 		Host:          ex.t.host, Method: ex.rec.Method, Path: ex.rec.Path, Model: ex.rec.Model,
 		Rule:    why,
 		Prompt:  string(body[:min(len(body), promptPreview)]),

@@ -391,7 +391,7 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 			ex.rec.Extra["ws_event"] = "unsolicited"
 			wx = c.newWSExchange(ex)
 		}
-		terminal := unsolicited || isTerminal(wsType(msg))
+		terminal := unsolicited || rules.IsTerminalEvent(wsType(msg))
 		out, err := wx.masker.Event(msg)
 		switch {
 		case wx.blocked:
@@ -502,14 +502,6 @@ func wsEventType(msg []byte) (string, error) {
 		return "", errors.New(`no "type"`)
 	}
 	return typ, nil
-}
-
-func isTerminal(t string) bool {
-	switch t {
-	case "response.completed", "response.failed", "response.incomplete", "error":
-		return true
-	}
-	return false
 }
 
 // wsType returns a message's "type" field.

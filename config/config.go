@@ -21,8 +21,11 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/rules"
+	"github.com/sessctl/sessctl/store"
 )
 
 // Config is the whole configuration of `sessctl serve`.
@@ -136,26 +139,29 @@ func ParseDuration(s string) (time.Duration, error) {
 
 // Default returns the embedded defaults: a proxy on loopback that
 // intercepts api.openai.com and keeps its state under ./data. It is the
-// one source of sessctl's defaults: the proxy fills unset options from it.
+// one source of sessctl's defaults: the proxy fills unset options from it,
+// and where a library package has its own default for a key (the stream
+// holdback, checkpoint cadence, approval timeout, session token and leaf
+// lifetimes) Default takes that package's exported constant.
 func Default() *Config {
 	return &Config{
 		Listen:              "127.0.0.1:3128",
 		AdminListen:         "127.0.0.1:9090",
 		DataDir:             "./data",
-		Intercept:           []string{"api.openai.com"},
+		Intercept:           []string{ca.DefaultHost},
 		ConnectPorts:        []string{"443"},
 		MaxBody:             32 << 20,
 		RecordBodyLimit:     8 << 20,
 		StreamHoldback:      rules.DefaultHoldback,
 		MaxInflight:         64,
 		WSMaxMessage:        32 << 20,
-		CheckpointEvery:     1000,
-		CheckpointInterval:  Duration(10 * time.Second),
-		ApprovalTimeout:     Duration(5 * time.Minute),
+		CheckpointEvery:     store.DefaultCheckpointEvery,
+		CheckpointInterval:  Duration(store.DefaultCheckpointInterval),
+		ApprovalTimeout:     Duration(approval.DefaultTimeout),
 		ApprovalMode:        "hold",
 		TransparentDstCheck: "resolve",
-		SessionTokenTTL:     Duration(6 * time.Hour),
-		LeafValidity:        Duration(24 * time.Hour),
+		SessionTokenTTL:     Duration(identity.DefaultSessionTokenTTL),
+		LeafValidity:        Duration(ca.DefaultLeafValidity),
 		LogLevel:            "info",
 		LogFormat:           "text",
 	}

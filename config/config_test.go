@@ -263,3 +263,20 @@ func TestListKeyReplacesDefault(t *testing.T) {
 		t.Fatalf("default connect_ports changed to %v", d)
 	}
 }
+
+// TestDefaultValues pins the embedded defaults sessctl.example.yaml and
+// README document, now that some come from other packages' constants.
+func TestDefaultValues(t *testing.T) {
+	d := Default()
+	got := fmt.Sprint(d.Listen, d.AdminListen, d.DataDir, d.Intercept, d.ConnectPorts, d.MaxBody, d.RecordBodyLimit,
+		d.StreamHoldback, d.MaxInflight, d.WSMaxMessage, d.CheckpointEvery, time.Duration(d.CheckpointInterval),
+		time.Duration(d.ApprovalTimeout), d.ApprovalMode, d.TransparentDstCheck, time.Duration(d.SessionTokenTTL),
+		time.Duration(d.LeafValidity), d.LogLevel, d.LogFormat)
+	want := fmt.Sprint("127.0.0.1:3128", "127.0.0.1:9090", "./data", []string{"api.openai.com"}, []string{"443"}, 32<<20, 8<<20,
+		256, 64, 32<<20, 1000, 10*time.Second,
+		5*time.Minute, "hold", "resolve", 6*time.Hour,
+		24*time.Hour, "info", "text")
+	if got != want {
+		t.Fatalf("defaults\n got %s\nwant %s", got, want)
+	}
+}

@@ -263,14 +263,15 @@ func settable(t reflect.Type) valueKind {
 
 // Set applies a value given as a flag or environment variable to key.
 func (c *Config) Set(key string, values []string) error {
-	i := slices.IndexFunc(Keys(), func(k Key) bool { return k.Name == key })
+	keys := Keys()
+	i := slices.IndexFunc(keys, func(k Key) bool { return k.Name == key })
 	if i < 0 {
 		return fmt.Errorf("config: unknown key %q", key)
 	}
 	if len(values) == 0 {
 		return fmt.Errorf("config: %s: no value", key)
 	}
-	f := reflect.ValueOf(c).Elem().Field(Keys()[i].field)
+	f := reflect.ValueOf(c).Elem().Field(keys[i].field)
 	if err := setValue(f, values); err != nil {
 		return fmt.Errorf("config: %s: %w", key, err)
 	}

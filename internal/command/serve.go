@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -19,7 +18,7 @@ import (
 func serveCommand() *cli.Command {
 	flags := []cli.Flag{&cli.StringFlag{Name: "config", Usage: "YAML config file (keys as in sessctl.example.yaml)", EnvVars: []string{"SESSCTL_CONFIG"}}}
 	for _, k := range config.Keys() {
-		env := []string{"SESSCTL_" + strings.ToUpper(k.Name)}
+		env := []string{k.Env()}
 		if k.List {
 			flags = append(flags, &cli.StringSliceFlag{Name: k.Name, Usage: k.Usage, EnvVars: env})
 		} else {

@@ -219,7 +219,7 @@ func sessionsExport(c *cli.Context) error {
 	if c.Int("limit") < 0 {
 		return cli.Exit("sessctl sessions export: --limit must not be negative", 2)
 	}
-	o := web.ExportOptions{From: c.Uint64("from"), Limit: c.Int("limit"), Bodies: c.Bool("bodies")}
+	o := store.ExportOptions{From: c.Uint64("from"), Limit: c.Int("limit"), Bodies: c.Bool("bodies")}
 	var w io.Writer = os.Stdout
 	var f *os.File
 	if p := c.String("out"); p != "" && p != "-" {
@@ -236,7 +236,7 @@ func sessionsExport(c *cli.Context) error {
 			err = ferr
 		}
 	} else {
-		n, err = web.Export(c.Context, w, src.reader, o)
+		n, err = store.Export(c.Context, w, src.reader, o)
 	}
 	if f != nil {
 		if cerr := f.Close(); err == nil {

@@ -143,8 +143,7 @@ type verifier struct {
 	haveSeq bool
 	cps     []int64 // checkpoint sizes to compute roots for, ascending
 	roots   map[int64]tlog.Hash
-	stack   []tlog.Hash // compact range of the tree so far
-	sizes   []int64     // subtree sizes in stack
+	tree    compactRange // the tree so far
 	pruned  [][2]uint64
 	noBody  []bodyRef
 	lastSeq uint64
@@ -254,7 +253,7 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 	if v.n > 0 {
 		rep.Head = hex.EncodeToString(v.last[:])
 	}
-	rep.Root = v.root().String()
+	rep.Root = v.tree.root().String()
 
 	logSize := int64(0)
 	if v.haveSeq {
@@ -524,17 +523,11 @@ func (p *hashPool) wait() []bodyCheck {
 // push adds a leaf hash to the compact range and records the root when the
 // tree reaches a checkpoint size.
 func (v *verifier) push(h tlog.Hash) {
-	v.stack = append(v.stack, h)
-	v.sizes = append(v.sizes, 1)
-	for n := len(v.stack); n >= 2 && v.sizes[n-1] == v.sizes[n-2]; n = len(v.stack) {
-		v.stack[n-2] = tlog.NodeHash(v.stack[n-2], v.stack[n-1])
-		v.sizes[n-2] *= 2
-		v.stack, v.sizes = v.stack[:n-1], v.sizes[:n-1]
-	}
+	v.tree.add(h)
 	v.n++
 	for len(v.cps) > 0 && v.cps[0] <= v.n {
 		if v.cps[0] == v.n {
-			v.roots[v.n] = v.root()
+			v.roots[v.n] = v.tree.root()
 		}
 		v.cps = v.cps[1:]
 	}
@@ -548,18 +541,6 @@ func (v *verifier) storedLeafHash(seq uint64) []byte {
 		return nil
 	}
 	return tree.Get(u64key(uint64(tlog.StoredHashIndex(0, int64(seq)))))
-}
-
-// root folds the compact range into the RFC 6962 tree hash.
-func (v *verifier) root() tlog.Hash {
-	if len(v.stack) == 0 {
-		return tlog.Hash{}
-	}
-	h := v.stack[len(v.stack)-1]
-	for i := len(v.stack) - 2; i >= 0; i-- {
-		h = tlog.NodeHash(v.stack[i], h)
-	}
-	return h
 }
 
 // classify explains the anomalies of a damaged chain. Each record names

@@ -221,7 +221,7 @@ func (h *handler) apiExport(w http.ResponseWriter, r *http.Request) {
 	if !h.needSessions(w) {
 		return
 	}
-	var o ExportOptions
+	var o store.ExportOptions
 	if s := r.URL.Query().Get("from"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
@@ -241,7 +241,14 @@ func (h *handler) apiExport(w http.ResponseWriter, r *http.Request) {
 	o.Bodies = r.URL.Query().Get("bodies") == "1" || r.URL.Query().Get("bodies") == "true"
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
-	if _, err := Export(r.Context(), fw, h.o.Sessions, o); err != nil {
+	ls, ok := h.o.Sessions.(store.LeafSource)
+	if !ok {
+		err := errors.New("export: the session log does not hand out its leaf bytes")
+		h.log.Error("export", "err", err)
+		json.NewEncoder(w).Encode(APIError{Error: err.Error()})
+		return
+	}
+	if _, err := store.Export(r.Context(), fw, ls, o); err != nil {
 		// The status is sent; end the stream with an error line a reader
 		// cannot mistake for a record.
 		h.log.Error("export", "err", err)

@@ -74,7 +74,7 @@ func BenchmarkFind(b *testing.B) {
 func BenchmarkExport(b *testing.B) {
 	st := benchLog(b, 2000)
 	for b.Loop() {
-		if _, err := Export(context.Background(), discard{}, st, ExportOptions{}); err != nil {
+		if _, err := store.Export(context.Background(), discard{}, st, store.ExportOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -176,7 +176,7 @@ func (c *Client) Session(ctx context.Context, id string) (*SessionDetail, error)
 // Export copies the server's JSONL export to w, line by line, and returns
 // the number of records. An error the server reports after it started
 // streaming is returned as an error, not written to w.
-func (c *Client) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, error) {
+func (c *Client) Export(ctx context.Context, w io.Writer, o store.ExportOptions) (int, error) {
 	q := url.Values{}
 	if o.From > 0 {
 		q.Set("from", strconv.FormatUint(o.From, 10))

@@ -48,7 +48,7 @@ func TestClient(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	n, err := c.Export(ctx, &buf, ExportOptions{From: 1, Limit: 3, Bodies: true})
+	n, err := c.Export(ctx, &buf, store.ExportOptions{From: 1, Limit: 3, Bodies: true})
 	if err != nil || n != 3 {
 		t.Fatalf("Export: %d, %v", n, err)
 	}

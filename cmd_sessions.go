@@ -167,7 +167,7 @@ func sessionsLs(c *cli.Context) error {
 				rec.Kind, orDash(who(rec.Identity)), orDash(claim(rec.Identity, "repository", "project_path")),
 				orDash(claim(rec.Identity, "run_id", "pipeline_id")),
 				orDash(strings.TrimSpace(rec.Method+" "+rec.Host+rec.Path)), status(rec.Status),
-				orDash(rec.Outcome), orDash(strings.Join(rules, ",")), orDash(rec.SessionID))
+				orDash(string(rec.Outcome)), orDash(strings.Join(rules, ",")), orDash(rec.SessionID))
 			return err
 		}
 	}
@@ -288,7 +288,7 @@ func printRecord(w io.Writer, d *web.SessionDetail) error {
 	}
 	fmt.Fprintf(bw, "conn      %s %s %s\n", orDash(rec.Conn.Mode), rec.Conn.Client, rec.Conn.ID)
 	fmt.Fprintf(bw, "request   %s %s%s  model %s\n", orDash(rec.Method), rec.Host, rec.Path, orDash(rec.Model))
-	fmt.Fprintf(bw, "result    %s %s %s\n", status(rec.Status), orDash(rec.Outcome), rec.Reason)
+	fmt.Fprintf(bw, "result    %s %s %s\n", status(rec.Status), orDash(string(rec.Outcome)), rec.Reason)
 	for _, h := range rec.Rules {
 		fmt.Fprintf(bw, "rule      %s %s on %s x%d\n", h.Name, h.Action, h.Scope, h.Count)
 	}
@@ -305,7 +305,7 @@ func printRecord(w io.Writer, d *web.SessionDetail) error {
 			fmt.Fprintf(bw, "related   record %d %s %s\n", r.Seq, r.Kind, r.Outcome)
 		}
 	}
-	fmt.Fprintf(bw, "recording %s, %d deltas\n", orDash(rec.Recording), len(rec.Deltas))
+	fmt.Fprintf(bw, "recording %s, %d deltas\n", orDash(string(rec.Recording)), len(rec.Deltas))
 	if d.Prompt != nil {
 		fmt.Fprintf(bw, "--- prompt (%d bytes)\n%s\n", len(*d.Prompt), *d.Prompt)
 	}

@@ -107,7 +107,7 @@ type entry struct {
 	hash   tlog.Hash
 	prev   tlog.Hash
 	ok     bool // decoded, with a well-formed prev
-	kind   string
+	kind   Kind
 	extra  map[string]string
 	keyBad bool
 }

@@ -46,7 +46,9 @@ var templateFuncs = template.FuncMap{
 	},
 	"duration": func(a, b time.Time) string { return b.Sub(a).Round(time.Millisecond).String() },
 	"caller":   caller,
-	"dash": func(s string) string {
+	// dash takes any string type (store.Outcome, store.Recording...).
+	"dash": func(v any) string {
+		s := fmt.Sprint(v)
 		if s == "" {
 			return "-"
 		}
@@ -217,21 +219,14 @@ type sessionsView struct {
 	Form     url.Values
 	Records  []*store.Record
 	NextURL  string
-	Outcomes []string
-	Kinds    []string
+	Outcomes []store.Outcome
+	Kinds    []store.Kind
 	Filtered bool
 }
 
-var outcomes = []string{store.OutcomeForwarded, store.OutcomeBlocked, store.OutcomeDenied, store.OutcomeUnauthenticated,
-	store.OutcomeApprovalDenied, store.OutcomeApprovalTimeout, store.OutcomeUpstreamError, store.OutcomeClientGone,
-	store.OutcomeAborted, store.OutcomeRefused, store.OutcomeSpliced, store.OutcomePending}
-
-var kinds = []string{store.KindExchange, store.KindRefused, store.KindConnect, store.KindApproval, store.KindGenesis,
-	store.KindPrune, store.KindShutdown, store.KindRestore, store.KindAborted}
-
 func (h *handler) sessionsPage(w http.ResponseWriter, r *http.Request, p *principal) {
 	form := r.URL.Query()
-	v := sessionsView{Form: form, Outcomes: outcomes, Kinds: kinds}
+	v := sessionsView{Form: form, Outcomes: store.Outcomes, Kinds: store.Kinds}
 	if h.o.Sessions == nil {
 		d := h.data(p, "Sessions", "sessions", v)
 		d.Error = "No session log is attached to the admin listener."

@@ -137,7 +137,7 @@ func (q *Query) filter() store.Filter {
 	return store.Filter{
 		Since: q.Since, Until: q.Until,
 		Runner: q.Runner, Repo: q.Repo, Run: q.Run, SHA: q.SHA, Actor: q.Actor,
-		Outcome: q.Outcome, Rule: q.Rule, Host: q.Host, Kind: q.Kind, Session: q.Session,
+		Outcome: store.Outcome(q.Outcome), Rule: q.Rule, Host: q.Host, Kind: store.Kind(q.Kind), Session: q.Session,
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/internal/keyfile"
+	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
@@ -196,7 +197,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Handler: web.NewHandler(web.Options{
 			Health: st.Healthy, Metrics: metrics.WritePrometheus, Logger: log,
 			Sessions: st, Approvals: queue, AdminTokens: admins,
-			Verify:   web.ProofVerifier(st, st.PublicKey()),
+			Verify:   query.ProofVerifier(st, st.PublicKey()),
 			Snapshot: st.WriteSnapshot,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,

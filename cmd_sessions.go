@@ -14,8 +14,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sessctl/sessctl/internal/admin"
+	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/store"
-	"github.com/sessctl/sessctl/web"
 )
 
 // sessionsCommand queries the session log: from the database file (--db,
@@ -86,7 +87,7 @@ func sessionsCommand() *cli.Command {
 // or the admin API.
 type sessionSource struct {
 	reader *store.Reader
-	client *web.Client
+	client *admin.Client
 }
 
 func (s *sessionSource) Close() {
@@ -117,20 +118,20 @@ func openSource(c *cli.Context) (*sessionSource, error) {
 
 // queryFlags reads the filters; relative times are resolved here so the
 // server sees the same instants.
-func queryFlags(c *cli.Context) (web.Query, error) {
+func queryFlags(c *cli.Context) (query.Query, error) {
 	now := time.Now()
-	since, err := web.ParseTime(c.String("since"), now)
+	since, err := query.ParseTime(c.String("since"), now)
 	if err != nil {
-		return web.Query{}, fmt.Errorf("--since: %w", err)
+		return query.Query{}, fmt.Errorf("--since: %w", err)
 	}
-	until, err := web.ParseTime(c.String("until"), now)
+	until, err := query.ParseTime(c.String("until"), now)
 	if err != nil {
-		return web.Query{}, fmt.Errorf("--until: %w", err)
+		return query.Query{}, fmt.Errorf("--until: %w", err)
 	}
 	if c.Int("limit") < 0 {
-		return web.Query{}, errors.New("--limit: must not be negative")
+		return query.Query{}, errors.New("--limit: must not be negative")
 	}
-	return web.Query{
+	return query.Query{
 		Since: since, Until: until,
 		Runner: c.String("runner"), Repo: c.String("repo"), Run: c.String("run"), SHA: c.String("sha"),
 		Actor: c.String("actor"), Outcome: c.String("outcome"), Rule: c.String("rule"), Host: c.String("host"),
@@ -174,7 +175,7 @@ func sessionsLs(c *cli.Context) error {
 	if src.client != nil {
 		err = src.client.Sessions(c.Context, q, emit)
 	} else {
-		_, err = web.Find(src.reader, q, emit)
+		_, err = query.Find(src.reader, q, emit)
 	}
 	if tw != nil {
 		tw.Flush()
@@ -195,11 +196,11 @@ func sessionsShow(c *cli.Context) error {
 		return cli.Exit("sessctl sessions show: "+err.Error(), 2)
 	}
 	defer src.Close()
-	var d *web.SessionDetail
+	var d *query.SessionDetail
 	if src.client != nil {
 		d, err = src.client.Session(c.Context, id)
 	} else {
-		d, err = web.Detail(src.reader, id, web.ProofVerifier(src.reader, ""))
+		d, err = query.Detail(src.reader, id, query.ProofVerifier(src.reader, ""))
 	}
 	if err != nil {
 		return cli.Exit("sessctl sessions show: "+err.Error(), exitCode(err))
@@ -253,14 +254,14 @@ func sessionsExport(c *cli.Context) error {
 // exitCode is 1 for "not found" and refusals by the server, 2 for the rest
 // (could not ask).
 func exitCode(err error) int {
-	var se *web.StatusError
+	var se *admin.StatusError
 	if errors.Is(err, store.ErrNotFound) || (errors.As(err, &se) && se.Status < 500 && se.Status != 401) {
 		return 1
 	}
 	return 2
 }
 
-func printRecord(w io.Writer, d *web.SessionDetail) error {
+func printRecord(w io.Writer, d *query.SessionDetail) error {
 	rec := d.Record
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "record %d  %s  session %s\n", rec.Seq, rec.Kind, orDash(rec.SessionID))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -177,7 +178,7 @@ func newTestServerGap(t testing.TB, deltaGap time.Duration, opts ...func(*Option
 		Sessions:    l.st,
 		Approvals:   q,
 		AdminTokens: testAdmins,
-		Verify:      ProofVerifier(l.st, l.st.PublicKey()),
+		Verify:      query.ProofVerifier(l.st, l.st.PublicKey()),
 	}
 	for _, f := range opts {
 		f(&o)

@@ -216,11 +216,9 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxExportLine)
 	var (
-		tree     compactRange
-		prevHash string // the hash the previous line claims
-		prevSeq  int64  // the previous line's record, -1 if none or unreadable
-		roots    = map[int64]tlog.Hash{}
-		sizes    map[int64]bool
+		tree     treeRoots   // the tree of the lines' bytes, with the roots at checkpoint sizes
+		prevHash string      // the hash the previous line claims
+		prevSeq  int64       // the previous line's record, -1 if none or unreadable
 		firstBad = int64(-1) // first position with a problem
 		expect   uint64      // the seq the next line should hold
 	)
@@ -231,11 +229,7 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 			firstBad = pos
 		}
 	}
-	type cp struct {
-		c   Checkpoint
-		msg []byte
-	}
-	var cps []cp
+	var cps []signedCheckpoint
 	for sc.Scan() {
 		line := sc.Bytes()
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -253,18 +247,19 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 			if err := exportGenesis(rep, rec); err != nil {
 				return nil, err
 			}
-			for _, msg := range checkpoints {
-				if c, err := ParseCheckpoint(noteText(msg)); err == nil && c.Origin == rep.Origin && c.Size > 0 {
-					cps = append(cps, cp{c, msg})
+			for _, c := range checkpointsOf(checkpoints, rep.Origin) {
+				if c.c.Size > 0 {
+					cps = append(cps, c)
 				}
 			}
 			if len(cps) == 0 {
 				return nil, fmt.Errorf("verify export: no checkpoint of the log %s", rep.Origin)
 			}
-			sizes = map[int64]bool{}
-			for _, c := range cps {
-				sizes[c.c.Size] = true
+			sizes := make([]int64, len(cps))
+			for i, c := range cps {
+				sizes[i] = c.c.Size
 			}
+			tree.want(sizes)
 		}
 		switch {
 		case err != nil:
@@ -292,9 +287,6 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 		// The tree is built from the bytes, whatever the lines claim.
 		tree.add(h)
 		rep.Records++
-		if sizes[rep.Records] {
-			roots[rep.Records] = tree.root()
-		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("verify export: line %d: %w", rep.Records+1, err)
@@ -316,8 +308,7 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 			continue
 		}
 		rep.Checkpoints++
-		root := roots[c.c.Size]
-		if root != c.c.Root && (firstBad < 0 || firstBad >= c.c.Size) {
+		if root := tree.roots[c.c.Size]; !checkRoot(c.c, &tree, firstBad) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("record %d: checkpoint mismatch (the checkpoint of size %d signs root %s, the export's records give %s)", c.c.Size-1, c.c.Size, c.c.Root, root))
 		}
 		if c.c.Size > rep.Size {

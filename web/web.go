@@ -34,7 +34,8 @@
 //
 // # Cost of queries
 //
-// [Find] hands every filter to the store, whose secondary indexes
+// Listings go through the query service (internal/query), whose Find
+// hands every filter to the store, whose secondary indexes
 // (repository, run, sha, actor, rule, runner, outcome, host, kind) are
 // intersected newest first, so a query decodes about one record per record
 // it returns: a repo+run query over a million records answers in under a

@@ -41,6 +41,7 @@ type StatusError struct {
 	Message string
 }
 
+// Error names the status and the server's message.
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("admin API: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 }

@@ -182,7 +182,9 @@ type ExportReport struct {
 	// Beyond counts the checkpoints of this log larger than the export
 	// (signed after it was taken), which could not be checked.
 	Beyond int `json:"beyond"`
-	// Problems lists what does not verify, one line each.
+	// Problems lists what does not verify, one line each: a record's
+	// problem as [Problem] words it with its detail ("record 6: modified
+	// (...)"), a line that cannot be read as "line N: ...".
 	Problems []string `json:"problems"`
 }
 
@@ -229,6 +231,8 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 			firstBad = pos
 		}
 	}
+	// recordProblem reports p in the words of Verify (see Problem.full).
+	recordProblem := func(pos int64, p Problem) { problem(pos, "%s", p.full()) }
 	var cps []signedCheckpoint
 	for sc.Scan() {
 		line := sc.Bytes()
@@ -269,15 +273,15 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 		}
 		if err == nil {
 			if hex.EncodeToString(h[:]) != l.Hash {
-				problem(pos, "record %d: modified (its bytes do not hash to the line's hash)", rec.Seq)
+				recordProblem(pos, Problem{rec.Seq, ProblemModified, "its bytes do not hash to the line's hash"})
 			}
 			// Links between lines out of order are not checked: their
 			// order is reported already.
 			switch {
 			case rec.Seq == 0 && rec.Prev != genesisPrev:
-				problem(pos, "record 0: modified (genesis names a prev)")
+				recordProblem(pos, Problem{0, ProblemModified, "genesis names a prev"})
 			case rec.Seq > 0 && prevSeq == int64(rec.Seq)-1 && rec.Prev != prevHash:
-				problem(pos, "record %d: chain broken (its prev is not the hash of record %d, so one of the two was modified)", rec.Seq, rec.Seq-1)
+				recordProblem(pos, Problem{rec.Seq, ProblemChainBroken, fmt.Sprintf("its prev is not the hash of record %d, so one of the two was modified", rec.Seq-1)})
 			}
 			expect, prevHash, prevSeq = max(expect, rec.Seq+1), l.Hash, int64(rec.Seq)
 		} else {
@@ -304,12 +308,13 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 			continue
 		}
 		if _, err := OpenCheckpoint(c.msg, rep.PublicKey); err != nil {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("record %d: bad checkpoint signature (checkpoint of size %d: %v)", c.c.Size-1, c.c.Size, err))
+			rep.Problems = append(rep.Problems, Problem{uint64(c.c.Size - 1), ProblemBadSignature, fmt.Sprintf("checkpoint of size %d: %v", c.c.Size, err)}.full())
 			continue
 		}
 		rep.Checkpoints++
 		if root := tree.roots[c.c.Size]; !checkRoot(c.c, &tree, firstBad) {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("record %d: checkpoint mismatch (the checkpoint of size %d signs root %s, the export's records give %s)", c.c.Size-1, c.c.Size, c.c.Root, root))
+			rep.Problems = append(rep.Problems, Problem{uint64(c.c.Size - 1), ProblemCheckpointMismatch,
+				fmt.Sprintf("the checkpoint of size %d signs root %s, the export's records give %s", c.c.Size, c.c.Root, root)}.full())
 		}
 		if c.c.Size > rep.Size {
 			rep.Size, rep.Root = c.c.Size, c.c.Root.String()

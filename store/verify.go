@@ -16,7 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// Problem kinds reported by Verify.
+// Problem kinds reported by Verify and VerifyExport.
 const (
 	ProblemModified           = "modified"
 	ProblemMissing            = "missing"
@@ -28,6 +28,7 @@ const (
 	ProblemCheckpointMismatch = "checkpoint mismatch"
 	ProblemTruncated          = "truncated" // Detail: "checkpoint says N, log has M"
 	ProblemForked             = "forked"
+	ProblemChainBroken        = "chain broken" // VerifyExport: a record's prev is not its predecessor's hash
 )
 
 // Problem is one integrity failure found by Verify.
@@ -42,9 +43,18 @@ type Problem struct {
 // counts: "record <seq>: truncated (checkpoint says N, log has M)".
 func (p Problem) String() string {
 	if p.Kind == ProblemTruncated {
-		return fmt.Sprintf("record %d: %s (%s)", p.Seq, p.Kind, p.Detail)
+		return p.full()
 	}
 	return fmt.Sprintf("record %d: %s", p.Seq, p.Kind)
+}
+
+// full formats p with its detail: "record <seq>: <kind> (<detail>)", the
+// words of a problem in an export's report.
+func (p Problem) full() string {
+	if p.Detail == "" {
+		return p.String()
+	}
+	return fmt.Sprintf("record %d: %s (%s)", p.Seq, p.Kind, p.Detail)
 }
 
 // VerifyOptions tune Verify.

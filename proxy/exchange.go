@@ -197,7 +197,7 @@ func (ex *exchange) authenticate(w http.ResponseWriter, r *http.Request) bool {
 	ex.rules = ex.s.opt.Rules()
 	if ex.policy != nil {
 		ex.rec.Identity.Policy = ex.policy.Name
-		if ex.policy.Record == store.RecordingMetadata {
+		if ex.policy.Record == identity.RecordMetadata {
 			ex.rec.Recording = store.RecordingMetadata
 		}
 		if len(ex.policy.Rules) > 0 {

@@ -232,7 +232,7 @@ func ParseCredential(header string) string {
 	case strings.EqualFold(scheme, "Bearer"):
 		return rest
 	case strings.EqualFold(scheme, "Basic"):
-		raw, err := base64.StdEncoding.DecodeString(rest)
+		raw, err := base64.StdEncoding.Strict().DecodeString(rest)
 		if err != nil {
 			return ""
 		}

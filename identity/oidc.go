@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -205,14 +204,14 @@ func peekJWT(raw string) (jwtHeader, map[string]json.RawMessage, error) {
 	if len(parts) != 3 {
 		return h, nil, ErrMalformed
 	}
-	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
+	hb, err := decodeB64URL(parts[0])
 	if err != nil {
 		return h, nil, ErrMalformed
 	}
 	if err := json.Unmarshal(hb, &h); err != nil {
 		return h, nil, ErrMalformed
 	}
-	pb, err := base64.RawURLEncoding.DecodeString(parts[1])
+	pb, err := decodeB64URL(parts[1])
 	if err != nil {
 		return h, nil, ErrMalformed
 	}
@@ -223,7 +222,7 @@ func peekJWT(raw string) (jwtHeader, map[string]json.RawMessage, error) {
 	if h.Alg == "" || strings.EqualFold(h.Alg, "none") || parts[2] == "" {
 		return h, nil, ErrUnsigned
 	}
-	if _, err := base64.RawURLEncoding.DecodeString(parts[2]); err != nil {
+	if _, err := decodeB64URL(parts[2]); err != nil {
 		return h, nil, ErrMalformed
 	}
 	return h, claims, nil

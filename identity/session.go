@@ -123,14 +123,14 @@ func (a *Authenticator) parseSessionToken(raw string) (*sessionPayload, error) {
 	if !ok || enc == "" || sig == "" {
 		return nil, ErrMalformed
 	}
-	mac, err := base64.RawURLEncoding.DecodeString(sig)
+	mac, err := decodeB64URL(sig)
 	if err != nil || len(mac) != sha256.Size {
 		return nil, ErrMalformed
 	}
 	if !hmac.Equal(mac, a.sessionMAC(enc)) {
 		return nil, ErrBadSignature
 	}
-	body, err := base64.RawURLEncoding.DecodeString(enc)
+	body, err := decodeB64URL(enc)
 	if err != nil {
 		return nil, ErrMalformed
 	}
@@ -182,4 +182,12 @@ func (a *Authenticator) authSession(ctx context.Context, raw, tokenHash string) 
 		Claims:    claims,
 		Expiry:    exp,
 	}, nil
+}
+
+// decodeB64URL decodes unpadded base64url strictly: a string whose last
+// character carries non-zero unused bits is refused, so that every token
+// and signature has exactly one accepted spelling (anything matching
+// tokens by their hash, as revocation and records do, sees one token).
+func decodeB64URL(s string) ([]byte, error) {
+	return base64.RawURLEncoding.Strict().DecodeString(s)
 }

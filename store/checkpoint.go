@@ -192,7 +192,7 @@ func verifierKey(skey string) (string, error) {
 	return note.NewEd25519VerifierKey(name, ed25519Public(key[1:]))
 }
 
-func decodeB64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
+func decodeB64(s string) ([]byte, error) { return base64.StdEncoding.Strict().DecodeString(s) }
 
 func ed25519Public(seed []byte) ed25519.PublicKey {
 	return ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)

@@ -109,7 +109,7 @@ func verifyProof(bundle []byte, pubkey string) (*ProofResult, error) {
 			}
 			res.Seq, haveIndex = n, true
 		case "leaf":
-			b, err := base64.StdEncoding.DecodeString(val)
+			b, err := base64.StdEncoding.Strict().DecodeString(val)
 			if err != nil {
 				return nil, errors.New("bad leaf encoding")
 			}

@@ -61,14 +61,29 @@ func tunnelFrom(ctx context.Context) *tunnel {
 	return t
 }
 
+// runnerCipherSuites are the TLS 1.2 suites offered to runners: ECDHE with
+// an AEAD only (no CBC, no SHA-1 MACs, no static RSA key exchange). TLS 1.3
+// suites are all AEAD and not configurable.
+var runnerCipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 // terminate performs the TLS handshake with the runner, presenting a leaf
 // minted for the SNI name, and hands the connection to the inner server.
 // The SNI name must be the tunnel's host: a runner cannot obtain a leaf
-// for one host through a tunnel to another.
+// for one host through a tunnel to another, and is told so with an
+// unrecognized_name alert.
 func (s *Server) terminate(raw net.Conn, t *tunnel) {
+	var mismatch string
 	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"http/1.1"},
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: runnerCipherSuites,
+		NextProtos:   []string{"http/1.1"},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			name := hostOnly(hello.ServerName)
 			if name == "" {
@@ -76,7 +91,11 @@ func (s *Server) terminate(raw net.Conn, t *tunnel) {
 				hello.ServerName = name
 			}
 			if name != t.host {
-				return nil, fmt.Errorf("SNI %q does not match tunnel host %q", name, t.host)
+				// No certificate and no error: crypto/tls answers
+				// with unrecognized_name (an error would be
+				// internal_error).
+				mismatch = fmt.Sprintf("SNI %q does not match tunnel host %q", name, t.host)
+				return nil, nil
 			}
 			return s.opt.Certs.GetCertificate(hello)
 		},
@@ -85,6 +104,9 @@ func (s *Server) terminate(raw net.Conn, t *tunnel) {
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	defer cancel()
 	if err := conn.HandshakeContext(ctx); err != nil {
+		if mismatch != "" {
+			err = errors.New(mismatch)
+		}
 		s.log.Debug("runner TLS handshake failed", "conn", t.id, "client", t.client, "host", t.host, "err", err)
 		s.opt.Metrics.add("tls_handshake_errors", 1)
 		raw.Close()

@@ -43,7 +43,6 @@
 package web
 
 import (
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -59,6 +58,10 @@ type Options struct {
 	// Health reports whether sessctl can do its job (the store can record);
 	// /healthz answers 503 with the reason while it returns an error.
 	Health func() error
+	// Warnings, if set, lists conditions that will close the gate if they
+	// go on (free disk space near its reserve); /healthz shows them while
+	// it still answers 200.
+	Warnings func() []error
 	// Metrics writes the counters in Prometheus text format.
 	Metrics func(w io.Writer) error
 	Logger  *slog.Logger
@@ -120,20 +123,7 @@ func NewHandler(o Options) http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		if o.Health == nil {
-			json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
-			return
-		}
-		if err := o.Health(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "reason": err.Error()})
-			return
-		}
-		json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		if o.Metrics == nil {

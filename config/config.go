@@ -75,6 +75,13 @@ type Config struct {
 	StreamHoldback int `yaml:"stream_holdback" usage:"largest text the stream masker holds back, bytes"`
 	// WSMaxMessage bounds one WebSocket message, in bytes.
 	WSMaxMessage int64 `yaml:"ws_max_message" usage:"largest WebSocket message, bytes"`
+	// Refusals of unauthenticated clients: each source address gets
+	// RefusalBurst records, refilled at RefusalRecordsPerMinute; beyond,
+	// its refusals are merged into summary records every
+	// RefusalSummaryInterval.
+	RefusalRecordsPerMinute int      `yaml:"refusal_records_per_minute" usage:"refusals of unauthenticated clients recorded one by one per source address and minute"`
+	RefusalBurst            int      `yaml:"refusal_burst" usage:"refusals recorded one by one per source address before the rate applies"`
+	RefusalSummaryInterval  Duration `yaml:"refusal_summary_interval" usage:"how often merged refusals are written as summary records"`
 
 	CheckpointEvery    int      `yaml:"checkpoint_every" usage:"sign a checkpoint after this many records"`
 	CheckpointInterval Duration `yaml:"checkpoint_interval" usage:"sign a checkpoint at least this often"`
@@ -133,25 +140,28 @@ func ParseDuration(s string) (time.Duration, error) { return duration.Parse(s) }
 // lifetimes) Default takes that package's exported constant.
 func Default() *Config {
 	return &Config{
-		Listen:              "127.0.0.1:3128",
-		AdminListen:         "127.0.0.1:9090",
-		DataDir:             "./data",
-		Intercept:           []string{ca.DefaultHost},
-		ConnectPorts:        []string{"443"},
-		MaxBody:             32 << 20,
-		RecordBodyLimit:     8 << 20,
-		StreamHoldback:      rules.DefaultHoldback,
-		MaxInflight:         64,
-		WSMaxMessage:        32 << 20,
-		CheckpointEvery:     store.DefaultCheckpointEvery,
-		CheckpointInterval:  Duration(store.DefaultCheckpointInterval),
-		ApprovalTimeout:     Duration(approval.DefaultTimeout),
-		ApprovalMode:        "hold",
-		TransparentDstCheck: "resolve",
-		SessionTokenTTL:     Duration(identity.DefaultSessionTokenTTL),
-		LeafValidity:        Duration(ca.DefaultLeafValidity),
-		LogLevel:            "info",
-		LogFormat:           "text",
+		Listen:                  "127.0.0.1:3128",
+		AdminListen:             "127.0.0.1:9090",
+		DataDir:                 "./data",
+		Intercept:               []string{ca.DefaultHost},
+		ConnectPorts:            []string{"443"},
+		MaxBody:                 32 << 20,
+		RecordBodyLimit:         8 << 20,
+		StreamHoldback:          rules.DefaultHoldback,
+		MaxInflight:             64,
+		WSMaxMessage:            32 << 20,
+		RefusalRecordsPerMinute: 60,
+		RefusalBurst:            20,
+		RefusalSummaryInterval:  Duration(time.Minute),
+		CheckpointEvery:         store.DefaultCheckpointEvery,
+		CheckpointInterval:      Duration(store.DefaultCheckpointInterval),
+		ApprovalTimeout:         Duration(approval.DefaultTimeout),
+		ApprovalMode:            "hold",
+		TransparentDstCheck:     "resolve",
+		SessionTokenTTL:         Duration(identity.DefaultSessionTokenTTL),
+		LeafValidity:            Duration(ca.DefaultLeafValidity),
+		LogLevel:                "info",
+		LogFormat:               "text",
 	}
 }
 
@@ -349,6 +359,9 @@ func (c *Config) Resolve() error {
 	}
 	if c.MaxBody <= 0 || c.RecordBodyLimit < 0 || c.WSMaxMessage <= 0 {
 		return errors.New("config: max_body and ws_max_message must be positive, record_body_limit not negative")
+	}
+	if c.RefusalRecordsPerMinute <= 0 || c.RefusalBurst <= 0 || c.RefusalSummaryInterval < Duration(time.Second) {
+		return errors.New("config: refusal_records_per_minute and refusal_burst must be positive, refusal_summary_interval at least 1s")
 	}
 	if c.StreamHoldback < 16 || c.StreamHoldback > 1<<20 {
 		return fmt.Errorf("config: stream_holdback: %d out of range 16..1048576", c.StreamHoldback)

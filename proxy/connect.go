@@ -64,7 +64,7 @@ func (s *Server) refusePlain(r *http.Request) *http.Response {
 	if s.decide(host) == intercept {
 		ref = refPlainHTTPS.with(host)
 	}
-	s.recordRefusal(r.Context(), &store.Record{
+	s.recordRefusal(r.Context(), ref.code, &store.Record{
 		Conn: store.Conn{Mode: "explicit", Client: r.RemoteAddr}, Host: host,
 		Method: r.Method, Path: r.URL.Path, Status: ref.status, Reason: ref.msg,
 	})
@@ -110,7 +110,7 @@ func (s *Server) refuseConnect(client net.Conn, t *tunnel, req *http.Request, re
 	client.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintf(client, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nX-Should-Retry: false\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		status, http.StatusText(status), len(body), body)
-	s.recordRefusal(context.Background(), &store.Record{
+	s.recordRefusal(context.Background(), ref.code, &store.Record{
 		Conn: t.conn(), Host: t.host, Method: req.Method,
 		Status: status, Reason: msg, Extra: map[string]string{"target": truncate(req.URL.Host, 255)},
 	})

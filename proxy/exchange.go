@@ -50,10 +50,9 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		Conn:      t.conn(),
 		Host:      t.host,
 		Method:    r.Method,
-		Path:      r.URL.Path,
+		Path:      truncate(r.URL.Path, maxRecordedPath),
 		Recording: store.RecordingFull,
 	}}
-	ex.rec.Meta = clientMeta(r.Header, s.opt.Rules())
 	s.opt.Metrics.add("requests_total", 1)
 
 	// Pin the host: every request in a tunnel is for the tunnel's host, so
@@ -74,6 +73,8 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	if !ex.authenticate(w, r) {
 		return
 	}
+	// Client-declared metadata is read only from an authenticated client.
+	ex.rec.Meta = clientMeta(r.Header, ex.rules)
 	who := ex.who.String()
 	if !s.inflight.acquire(who) {
 		w.Header().Set("Retry-After", "1")
@@ -148,7 +149,7 @@ func (ex *exchange) begin(w http.ResponseWriter, r *http.Request) bool {
 
 // storeUnavailable refuses a request that cannot be recorded (fail closed).
 func (s *Server) storeUnavailable(w http.ResponseWriter, err error) {
-	s.log.Error("refusing traffic: store cannot record", "err", err)
+	s.unavailErrs.log(s.log, "refusing traffic: store cannot record", err)
 	s.opt.Metrics.add("store_unavailable_total", 1)
 	writeError(w, refStoreUnavailable)
 }
@@ -225,9 +226,20 @@ func (ex *exchange) refuse(w http.ResponseWriter, r refusal) {
 	ex.fail(w, r)
 }
 
-// fail answers with an OpenAI-shaped error and records the exchange.
+// fail answers with an OpenAI-shaped error and records the exchange. A
+// refusal before authentication copies only bounded fields, and past its
+// source's rate is merged into a summary (see RefusalLimits).
 func (ex *exchange) fail(w http.ResponseWriter, r refusal) {
 	writeError(w, r)
+	if ex.who == nil && ex.rec.Kind == store.KindRefused {
+		boundRefusal(ex.rec)
+		ex.rec.Status, ex.rec.Outcome = r.status, store.Outcome(r.outcome)
+		if !ex.s.refusals.admit(ex.rec.Conn.Client, ex.rec.Host, r.code, ex.rec) {
+			ex.s.opt.Metrics.add("outcome_"+r.outcome, 1)
+			ex.s.opt.Metrics.add("refusals_merged_total", 1)
+			return
+		}
+	}
 	ex.finish(context.Background(), r.status, r.outcome, r.msg)
 }
 
@@ -248,7 +260,7 @@ func (ex *exchange) finish(ctx context.Context, status int, outcome, reason stri
 	}
 	ex.s.opt.Metrics.add("outcome_"+outcome, 1)
 	if _, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), r); err != nil {
-		ex.s.log.Error("cannot record exchange", "session", r.SessionID, "err", err)
+		ex.s.recordErrs.log(ex.s.log, "cannot record exchange", err, "session", r.SessionID)
 		ex.s.opt.Metrics.add("record_errors_total", 1)
 		return false
 	}
@@ -365,25 +377,31 @@ func modelOf(body []byte) string {
 	return v.Model
 }
 
+// Bounds of what an exchange copies from the request into its record.
+const (
+	maxRecordedPath = 2048
+	maxMetaHeaders  = 32
+	maxMetaName     = 64
+	maxMetaValue    = 256
+)
+
 // clientMeta collects Sessctl-Meta-* headers: client-declared, unverified
-// metadata, bounded in count and size, with secrets masked.
+// metadata, bounded in count, name and value size, with secrets masked.
+// Names longer than maxMetaName are skipped.
 func clientMeta(h http.Header, rs *rules.Set) map[string]string {
 	var m map[string]string
 	for k, v := range h {
 		name, ok := strings.CutPrefix(k, "Sessctl-Meta-")
-		if !ok || len(v) == 0 {
+		if !ok || len(v) == 0 || name == "" || len(name) > maxMetaName {
 			continue
 		}
 		if m == nil {
 			m = make(map[string]string)
 		}
-		if len(m) >= 32 {
+		if len(m) >= maxMetaHeaders {
 			break
 		}
-		val := v[0]
-		if len(val) > 256 {
-			val = val[:256]
-		}
+		val := truncate(v[0], maxMetaValue)
 		m[strings.ToLower(name)] = string(rs.Request([]byte(val)).Body)
 	}
 	return m

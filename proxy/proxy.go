@@ -98,8 +98,14 @@ type Options struct {
 	IdleTimeout time.Duration
 	// WSMaxMessage bounds one WebSocket message.
 	WSMaxMessage int64
-	Logger       *slog.Logger
-	Metrics      *Metrics
+	// Refusals bound the records refusals of unauthenticated clients
+	// add to the log (default: config's refusal_* keys).
+	Refusals RefusalLimits
+	// LowDisk, if set, reports that the log's volume is below its free
+	// space reserve: refusals are then only counted in summaries.
+	LowDisk func() bool
+	Logger  *slog.Logger
+	Metrics *Metrics
 }
 
 // Server is the proxy. Its explicit listener speaks the HTTP proxy
@@ -117,6 +123,9 @@ type Server struct {
 	inflight  *inflight
 	ports     map[string]bool
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	refusals  *refusalLog
+	// recordErrs logs repeated identical record failures once.
+	recordErrs, unavailErrs errLog
 	// ctx ends when the server closes: tunnels and WebSockets watch it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -158,6 +167,15 @@ func New(opts Options) (*Server, error) {
 	if len(opts.Ports) == 0 {
 		opts.Ports = def.ConnectPorts
 	}
+	if opts.Refusals.PerMinute <= 0 {
+		opts.Refusals.PerMinute = def.RefusalRecordsPerMinute
+	}
+	if opts.Refusals.Burst <= 0 {
+		opts.Refusals.Burst = def.RefusalBurst
+	}
+	if opts.Refusals.Interval <= 0 {
+		opts.Refusals.Interval = time.Duration(def.RefusalSummaryInterval)
+	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 10 * time.Minute
 	}
@@ -177,8 +195,10 @@ func New(opts Options) (*Server, error) {
 		ports:     hostSet(opts.Ports),
 		inflight:  newInflight(opts.MaxInflight),
 		dial:      opts.PassthroughDial,
+		refusals:  newRefusalLog(opts.Refusals, opts.LowDisk),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	go s.runSummaries(s.ctx)
 	if opts.Exchanger != nil {
 		s.intercept[TokenHost] = true
 	}
@@ -236,6 +256,7 @@ func (s *Server) Close() error {
 		err = s.inner.Close()
 	}
 	s.wg.Wait()
+	s.flushSummaries()
 	return err
 }
 

@@ -10,14 +10,20 @@ import (
 )
 
 // recordRefusal appends a record of traffic refused before any exchange
-// (egress policy, plain HTTP). Failing to record it is logged: the traffic
+// (egress policy, plain HTTP), or counts it in a summary when its source
+// is over its rate (see RefusalLimits). kind names the refusal (its
+// code) for the summaries. Failing to record it is logged: the traffic
 // was refused either way.
-func (s *Server) recordRefusal(ctx context.Context, r *store.Record) {
+func (s *Server) recordRefusal(ctx context.Context, kind string, r *store.Record) {
 	now := time.Now().UTC()
 	r.Kind = store.KindRefused
 	r.Outcome = store.OutcomeRefused
-	r.Host = truncate(r.Host, 255)
-	r.Path = truncate(r.Path, 1024)
+	boundRefusal(r)
+	s.opt.Metrics.add("refused_total", 1)
+	if !s.refusals.admit(r.Conn.Client, r.Host, kind, r) {
+		s.opt.Metrics.add("refusals_merged_total", 1)
+		return
+	}
 	if r.SessionID == "" {
 		r.SessionID = uuid.Must(uuid.NewV7()).String()
 	}
@@ -25,9 +31,8 @@ func (s *Server) recordRefusal(ctx context.Context, r *store.Record) {
 		r.Start = now
 	}
 	r.End = now
-	s.opt.Metrics.add("refused_total", 1)
 	if _, err := s.opt.Store.Append(context.WithoutCancel(ctx), r); err != nil {
-		s.log.Error("cannot record refusal", "host", r.Host, "err", err)
+		s.recordErrs.log(s.log, "cannot record refusal", err, "host", r.Host)
 		s.opt.Metrics.add("record_errors_total", 1)
 	}
 }

@@ -282,7 +282,7 @@ func (r *redirected) refusePlain() {
 	rec := r.record(msg)
 	rec.Host, rec.Method, rec.Path, rec.Status = host, req.Method, req.URL.Path, http.StatusForbidden
 	rec.Conn.Transport = "http"
-	r.s.recordRefusal(context.Background(), rec)
+	r.s.recordRefusal(context.Background(), ref.code, rec)
 }
 
 // refuse closes the connection, after a fatal TLS alert if alert is not
@@ -294,7 +294,21 @@ func (r *redirected) refuse(alert byte, msg string) {
 	}
 	r.c.Close()
 	r.s.log.Debug("transparent connection refused", "conn", r.t.id, "client", r.t.client, "host", r.t.host, "dst", r.dst.String(), "reason", msg)
-	r.s.recordRefusal(context.Background(), r.record(msg))
+	r.s.recordRefusal(context.Background(), alertKind(alert), r.record(msg))
+}
+
+// alertKind names a transparent refusal by the alert it got, for the
+// refusal summaries.
+func alertKind(alert byte) string {
+	switch alert {
+	case alertAccessDenied:
+		return "transparent_access_denied"
+	case alertDecodeError:
+		return "transparent_decode_error"
+	case alertUnrecognizedName:
+		return "transparent_unrecognized_name"
+	}
+	return "transparent_closed"
 }
 
 // record is the refusal record of the connection.

@@ -145,7 +145,8 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
 		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage, MaxInflight: int(cfg.MaxInflight),
-		Logger: log, Metrics: metrics,
+		Refusals: proxy.RefusalLimits{PerMinute: cfg.RefusalRecordsPerMinute, Burst: cfg.RefusalBurst, Interval: time.Duration(cfg.RefusalSummaryInterval)},
+		Logger:   log, Metrics: metrics,
 	})
 	if err != nil {
 		return nil, err

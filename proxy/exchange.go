@@ -233,9 +233,9 @@ func (ex *exchange) fail(w http.ResponseWriter, r refusal) {
 	writeError(w, r)
 	if ex.who == nil && ex.rec.Kind == store.KindRefused {
 		boundRefusal(ex.rec)
-		ex.rec.Status, ex.rec.Outcome = r.status, store.Outcome(r.outcome)
+		ex.rec.Status, ex.rec.Outcome = r.status, r.outcome
 		if !ex.s.refusals.admit(ex.rec.Conn.Client, ex.rec.Host, r.code, ex.rec) {
-			ex.s.opt.Metrics.add("outcome_"+r.outcome, 1)
+			ex.s.opt.Metrics.add("outcome_"+string(r.outcome), 1)
 			ex.s.opt.Metrics.add("refusals_merged_total", 1)
 			return
 		}

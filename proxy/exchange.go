@@ -140,6 +140,12 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 // begin notes the exchange as in flight before anything is forwarded; if
 // that cannot be written, nothing is (fail closed).
 func (ex *exchange) begin(w http.ResponseWriter, r *http.Request) bool {
+	// Checked again: the store may have failed while this request was
+	// read or held for approval.
+	if err := ex.s.opt.Store.Healthy(); err != nil {
+		ex.s.storeUnavailable(w, err)
+		return false
+	}
 	if err := ex.s.opt.Store.Begin(r.Context(), ex.rec); err != nil {
 		ex.s.storeUnavailable(w, err)
 		return false

@@ -235,7 +235,15 @@ func (s *Store) appender() {
 }
 
 func (s *Store) runBatch(batch []*job) {
-	err := s.commitBatch(batch, false)
+	// Records that failed before go first: a forwarded exchange is in
+	// the log as soon as the store can write.
+	err := s.writeOrphans()
+	if err == nil {
+		err = s.commitBatch(batch, false)
+	}
+	if err != nil {
+		s.keepOrphans(batch, err)
+	}
 	s.setHealth(err)
 	for _, j := range batch {
 		if err != nil {
@@ -415,6 +423,8 @@ func (s *Store) probe() {
 	})
 	if err != nil {
 		err = fmt.Errorf("store: write to %s: %w", s.path, err)
+	} else {
+		err = s.writeOrphans()
 	}
 	s.setHealth(err)
 }
@@ -478,6 +488,9 @@ func appendFile(name string, data []byte) error {
 func (s *Store) shutdown() {
 	now := time.Now().UTC()
 	j, err := newJob(&Record{Kind: KindShutdown, Start: now, End: now})
+	if err == nil {
+		err = s.writeOrphans()
+	}
 	if err == nil {
 		// Leave the log fully indexed for readers.
 		err = s.commitBatch([]*job{j}, true)

@@ -34,6 +34,17 @@ func diskFullChild(path string) error {
 			return err
 		}
 	}
+	// Exchanges announced with Begin (forwarded, as far as the store
+	// knows) before the disk fills.
+	var begun []*Record
+	for i := range 20 {
+		r := exchange(300 + i)
+		r.ResponseBody = make([]byte, 256<<10)
+		if err := s.Begin(ctx, r); err != nil {
+			return err
+		}
+		begun = append(begun, r)
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
@@ -47,15 +58,15 @@ func diskFullChild(path string) error {
 	}
 	big := exchange(100)
 	big.ResponseBody = make([]byte, 256<<10)
-	failed := false
-	for range 200 {
-		if _, err := s.Append(ctx, big); err != nil {
-			failed = true
+	failed := ""
+	for _, r := range begun {
+		if _, err := s.Append(ctx, r); err != nil {
+			failed = r.SessionID
 			fmt.Println("append failed:", err)
 			break
 		}
 	}
-	if !failed {
+	if failed == "" {
 		return errors.New("appends kept succeeding past the file size limit")
 	}
 	if s.Healthy() == nil {
@@ -79,10 +90,45 @@ func diskFullChild(path string) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	fmt.Println("recovered")
+	// The forwarded exchange whose record failed is in the log now, as
+	// aborted with the true reason, not only at the next start.
+	if err := checkAborted(s, failed, "could not be written"); err != nil {
+		return err
+	}
 	if _, err := s.Append(ctx, big); err != nil {
 		return fmt.Errorf("append after recovery: %w", err)
 	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	// Reopening adds no second aborted record for it.
+	s, err = Open(path, childOptions(path))
+	if err != nil {
+		return err
+	}
+	if err := checkAborted(s, failed, "could not be written"); err != nil {
+		return err
+	}
+	fmt.Println("aborted record written on recovery")
 	return s.Close()
+}
+
+// checkAborted requires exactly one aborted record for session, with a
+// reason containing want.
+func checkAborted(s *Store, session, want string) error {
+	var got []*Record
+	if err := s.List(Filter{Kind: KindAborted}, func(r *Record) error {
+		if r.SessionID == session {
+			got = append(got, r)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if len(got) != 1 || !strings.Contains(got[0].Reason, want) || got[0].Extra["outcome_was"] != string(OutcomeForwarded) {
+		return fmt.Errorf("aborted records for %s: %d %+v", session, len(got), got)
+	}
+	return nil
 }
 
 func TestFailClosedDiskFullAndRecover(t *testing.T) {
@@ -96,7 +142,7 @@ func TestFailClosedDiskFullAndRecover(t *testing.T) {
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "append failed:") || !strings.Contains(string(out), "recovered") {
+	if !strings.Contains(string(out), "append failed:") || !strings.Contains(string(out), "recovered") || !strings.Contains(string(out), "aborted record written on recovery") {
 		t.Fatalf("child output:\n%s", out)
 	}
 	t.Logf("child:\n%s", out)

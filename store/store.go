@@ -96,6 +96,11 @@ type Store struct {
 	// index keys of the others wait in ixKeys (see flushIndex).
 	indexedTo uint64
 	ixKeys    [][]byte
+	// orphans are records of forwarded exchanges whose append failed,
+	// as aborted records waiting for the store to write again (see
+	// keepOrphans).
+	orphans        []*Record
+	orphansDropped int
 }
 
 type healthState struct{ err error }

@@ -75,6 +75,12 @@ type Config struct {
 	StreamHoldback int `yaml:"stream_holdback" usage:"largest text the stream masker holds back, bytes"`
 	// WSMaxMessage bounds one WebSocket message, in bytes.
 	WSMaxMessage int64 `yaml:"ws_max_message" usage:"largest WebSocket message, bytes"`
+	// MaxBufferedBytes bounds the bytes held across all exchanges.
+	MaxBufferedBytes int64 `yaml:"max_buffered_bytes" usage:"bytes held across all exchanges at once (prompts being read, answers held for records); more get 503"`
+	// MaxConns and MaxConnsPerSource bound the connections of the proxy
+	// listeners (explicit and transparent together).
+	MaxConns          int `yaml:"max_conns" usage:"connections the proxy listeners hold open at once; more get 503 (lowered to fit the descriptor limit)"`
+	MaxConnsPerSource int `yaml:"max_conns_per_source" usage:"connections one source address may hold open to the proxy listeners; more get 429"`
 	// Refusals of unauthenticated clients: each source address gets
 	// RefusalBurst records, refilled at RefusalRecordsPerMinute; beyond,
 	// its refusals are merged into summary records every
@@ -150,6 +156,9 @@ func Default() *Config {
 		StreamHoldback:          rules.DefaultHoldback,
 		MaxInflight:             64,
 		WSMaxMessage:            32 << 20,
+		MaxBufferedBytes:        1 << 30,
+		MaxConns:                16384,
+		MaxConnsPerSource:       2048,
 		RefusalRecordsPerMinute: 60,
 		RefusalBurst:            20,
 		RefusalSummaryInterval:  Duration(time.Minute),
@@ -359,6 +368,9 @@ func (c *Config) Resolve() error {
 	}
 	if c.MaxBody <= 0 || c.RecordBodyLimit < 0 || c.WSMaxMessage <= 0 {
 		return errors.New("config: max_body and ws_max_message must be positive, record_body_limit not negative")
+	}
+	if c.MaxBufferedBytes <= 0 || c.MaxConns <= 0 || c.MaxConnsPerSource <= 0 {
+		return errors.New("config: max_buffered_bytes, max_conns and max_conns_per_source must be positive")
 	}
 	if c.RefusalRecordsPerMinute <= 0 || c.RefusalBurst <= 0 || c.RefusalSummaryInterval < Duration(time.Second) {
 		return errors.New("config: refusal_records_per_minute and refusal_burst must be positive, refusal_summary_interval at least 1s")

@@ -64,6 +64,9 @@ var (
 	refNoUpstreamKey    = refusal{http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked, "sessctl has no upstream API key configured for this request"}
 	refStoreUnavailable = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, "sessctl cannot record this exchange right now; try again later"}
 	refNotRecorded      = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", "", "sessctl could not record this exchange"}
+	refBufferBudget     = refusal{http.StatusServiceUnavailable, errUnavailable, "over_memory_budget", store.OutcomeBlocked, "sessctl holds max_buffered_bytes (%d bytes) for other exchanges; try again shortly"}
+	refTooManyConns     = refusal{http.StatusServiceUnavailable, errUnavailable, "too_many_connections", "", "sessctl has max_conns (%d) connections open; try again shortly"}
+	refTooManyConnsFrom = refusal{http.StatusTooManyRequests, errRateLimited, "too_many_connections", "", "this address has max_conns_per_source (%d) connections open to sessctl"}
 	refShuttingDown     = refusal{http.StatusServiceUnavailable, errUnavailable, "shutting_down", store.OutcomeBlocked, "sessctl is shutting down"}
 	refWebSocketPath    = refusal{http.StatusNotFound, errForbidden, "websocket_path", store.OutcomeBlocked, "sessctl carries WebSockets only on %s"}
 	refInvalidEvent     = refusal{http.StatusBadRequest, errBadRequest, "invalid_event", store.OutcomeBlocked, "sessctl refuses this event: %v"}
@@ -78,6 +81,7 @@ var (
 	refUpstreamWSUnreachable = refusal{http.StatusBadGateway, errUpstream, "upstream_unreachable", store.OutcomeUpstreamError, "sessctl could not open the WebSocket to %s"}
 	refUpstreamEncoding      = refusal{http.StatusBadGateway, errUpstream, "upstream_encoding", store.OutcomeUpstreamError, "%v"}
 	refUpstreamRead          = refusal{http.StatusBadGateway, errUpstream, "upstream_read", store.OutcomeUpstreamError, "reading the upstream answer failed"}
+	refAnswerBudget          = refusal{http.StatusServiceUnavailable, errUnavailable, "over_memory_budget", store.OutcomeUpstreamError, "sessctl holds max_buffered_bytes (%d bytes) for other exchanges and cannot hold this answer; try again shortly"}
 	refAnswerTooLarge        = refusal{http.StatusBadGateway, errTooLarge, "answer_too_large", store.OutcomeUpstreamError, "answer larger than max_body (%d bytes)"}
 )
 
@@ -89,7 +93,7 @@ var allRefusals = []refusal{
 	refRuleBlocked, refNoUpstreamKey, refStoreUnavailable, refNotRecorded, refShuttingDown, refWebSocketPath,
 	refInvalidEvent, refApprovalNoQueue, refApprovalUnavailable, refApprovalPending, refApprovalTimeout,
 	refApprovalDenied, refUpstreamUnreachable, refUpstreamWSUnreachable, refUpstreamEncoding, refUpstreamRead,
-	refAnswerTooLarge,
+	refAnswerTooLarge, refBufferBudget, refTooManyConns, refTooManyConnsFrom, refAnswerBudget,
 }
 
 // with fills the message template with args. The arguments are never

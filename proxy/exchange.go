@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -30,6 +29,8 @@ type exchange struct {
 	policy       *identity.Policy
 	rules        *rules.Set
 	secrets      [][]byte
+	// hold is what the exchange holds of max_buffered_bytes.
+	hold holding
 }
 
 // serveExchange handles one request inside an intercepted tunnel: pin the
@@ -53,6 +54,8 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		Path:      truncate(r.URL.Path, maxRecordedPath),
 		Recording: store.RecordingFull,
 	}}
+	ex.hold.b = s.budget
+	defer ex.hold.release()
 	s.opt.Metrics.add("requests_total", 1)
 
 	// Pin the host: every request in a tunnel is for the tunnel's host, so
@@ -103,7 +106,12 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	// ended: a stalled upload does not hold a connection for ever.
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(bodyTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxBody))
+	body, err := ex.hold.readAll(http.MaxBytesReader(w, r.Body, s.opt.MaxBody), r.ContentLength, s.opt.MaxBody)
+	if errors.Is(err, errOverBudget) {
+		w.Header().Set("Connection", "close")
+		ex.refuse(w, refBufferBudget.with(s.budget.max))
+		return
+	}
 	if err != nil {
 		// The read deadline stays expired and the connection closes:
 		// the rest of a stalled body is not drained.

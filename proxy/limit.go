@@ -1,6 +1,14 @@
 package proxy
 
-import "sync"
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sessctl/sessctl/internal/connlimit"
+)
 
 // inflight bounds the exchanges one identity has in progress at once, so
 // that one runner cannot hold all of sessctl's memory (each request body
@@ -34,3 +42,33 @@ func (l *inflight) release(key string) {
 		delete(l.n, key)
 	}
 }
+
+// refuseConn answers a connection over max_conns or max_conns_per_source
+// on the explicit listener with an OpenAI-shaped 503 or 429, without
+// reading it, and closes it.
+func (s *Server) refuseConn(c net.Conn, why connlimit.Over) {
+	s.countConnRefusal(why)
+	ref := refTooManyConns.with(s.connLimit.Max())
+	if why == connlimit.Source {
+		ref = refTooManyConnsFrom.with(s.connLimit.PerSource())
+	}
+	body := ref.body()
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nX-Should-Retry: %t\r\nRetry-After: 1\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		ref.status, http.StatusText(ref.status), ref.status == http.StatusTooManyRequests, len(body), body)
+}
+
+// countConnRefusal counts a connection refused over a bound.
+func (s *Server) countConnRefusal(why connlimit.Over) {
+	if why == connlimit.Source {
+		s.opt.Metrics.add("conns_refused_per_source_total", 1)
+		return
+	}
+	s.opt.Metrics.add("conns_refused_total", 1)
+}
+
+// OpenConns returns the connections the proxy's listeners hold open.
+func (s *Server) OpenConns() int { return s.connLimit.Open() }
+
+// BufferedBytes returns the bytes held of max_buffered_bytes.
+func (s *Server) BufferedBytes() int64 { return s.budget.used.Load() }

@@ -15,6 +15,7 @@ import (
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/internal/connlimit"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -101,6 +102,17 @@ type Options struct {
 	// Refusals bound the records refusals of unauthenticated clients
 	// add to the log (default: config's refusal_* keys).
 	Refusals RefusalLimits
+	// MaxBufferedBytes bounds the bytes held across all exchanges
+	// (prompts being read, answers held whole or copied for their
+	// record); over it a request gets 503 (default: config's
+	// max_buffered_bytes).
+	MaxBufferedBytes int64
+	// MaxConns and MaxConnsPerSource bound the connections the explicit
+	// and transparent listeners hold open together, in total and per
+	// source address (default: config's max_conns,
+	// max_conns_per_source). Over them a connection gets 503 / 429 (the
+	// transparent listener closes it) without being read.
+	MaxConns, MaxConnsPerSource int
 	// LowDisk, if set, reports that the log's volume is below its free
 	// space reserve: refusals are then only counted in summaries.
 	LowDisk func() bool
@@ -124,6 +136,8 @@ type Server struct {
 	ports     map[string]bool
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 	refusals  *refusalLog
+	budget    *budget
+	connLimit *connlimit.Limiter
 	// recordErrs logs repeated identical record failures once.
 	recordErrs, unavailErrs errLog
 	// ctx ends when the server closes: tunnels and WebSockets watch it.
@@ -176,6 +190,15 @@ func New(opts Options) (*Server, error) {
 	if opts.Refusals.Interval <= 0 {
 		opts.Refusals.Interval = time.Duration(def.RefusalSummaryInterval)
 	}
+	if opts.MaxBufferedBytes <= 0 {
+		opts.MaxBufferedBytes = def.MaxBufferedBytes
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = def.MaxConns
+	}
+	if opts.MaxConnsPerSource <= 0 {
+		opts.MaxConnsPerSource = def.MaxConnsPerSource
+	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 10 * time.Minute
 	}
@@ -196,6 +219,8 @@ func New(opts Options) (*Server, error) {
 		inflight:  newInflight(opts.MaxInflight),
 		dial:      opts.PassthroughDial,
 		refusals:  newRefusalLog(opts.Refusals, opts.LowDisk),
+		budget:    &budget{max: opts.MaxBufferedBytes},
+		connLimit: connlimit.New(opts.MaxConns, opts.MaxConnsPerSource),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.runSummaries(s.ctx)
@@ -237,6 +262,7 @@ func (s *Server) ServeExplicit(ctx context.Context, l net.Listener) error {
 		<-ctx.Done()
 		srv.Close()
 	}()
+	l = s.connLimit.Listener(l, s.refuseConn)
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("proxy: explicit listener: %w", err)
 	}

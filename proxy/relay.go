@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -54,7 +53,12 @@ func (ex *exchange) relay(w http.ResponseWriter, r *http.Request, resp *http.Res
 // relayWhole masks a JSON or text answer whole. The record is made durable
 // before the runner receives the answer.
 func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, status int, body io.Reader) {
-	data, err := io.ReadAll(io.LimitReader(body, ex.s.opt.MaxBody+1))
+	data, err := ex.hold.readAll(body, -1, ex.s.opt.MaxBody)
+	if errors.Is(err, errOverBudget) {
+		clear(w.Header())
+		ex.fail(w, refAnswerBudget.with(ex.s.budget.max))
+		return
+	}
 	if err != nil {
 		clear(w.Header())
 		ex.fail(w, refUpstreamRead)
@@ -83,7 +87,7 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 // appended before the final chunk: the runner's answer is complete only
 // once it is durable.
 func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status int, body io.Reader, sse bool) {
-	cw := &clientWriter{w: w, rc: http.NewResponseController(w), start: ex.rec.Start, limit: ex.s.opt.RecordBodyLimit}
+	cw := &clientWriter{w: w, rc: http.NewResponseController(w), start: ex.rec.Start, limit: ex.s.opt.RecordBodyLimit, hold: &ex.hold}
 	// The last write's deadline must not cut the final chunk, written
 	// after the record.
 	defer cw.rc.SetWriteDeadline(time.Time{})
@@ -139,13 +143,16 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 			outcome, reason = store.OutcomeBlocked, "answer blocked by rule "+b.Name
 		}
 	}
-	ex.rec.ResponseBody = cw.rec.Bytes()
+	ex.rec.ResponseBody = cw.rec
 	ex.rec.Deltas = cw.deltas
 	if cw.truncated {
 		if ex.rec.Extra == nil {
 			ex.rec.Extra = map[string]string{}
 		}
-		ex.rec.Extra["response_truncated_at"] = strconv.FormatInt(cw.limit, 10)
+		ex.rec.Extra["response_truncated_at"] = strconv.Itoa(len(cw.rec))
+		if cw.overBudget {
+			ex.rec.Extra["response_truncated_why"] = "max_buffered_bytes"
+		}
 	}
 	ok := ex.finish(r.Context(), status, outcome, reason)
 	if !ok || outcome == store.OutcomeUpstreamError {
@@ -162,10 +169,13 @@ type clientWriter struct {
 	rc        *http.ResponseController
 	start     time.Time
 	limit     int64
-	rec       bytes.Buffer
+	rec       []byte // the recorded copy, its capacity reserved from hold
+	hold      *holding
 	deltas    []store.Delta
 	truncated bool
-	err       error // the first write error: the runner went away
+	// overBudget: the copy stopped because max_buffered_bytes was taken.
+	overBudget bool
+	err        error // the first write error: the runner went away
 }
 
 func (c *clientWriter) Write(p []byte) (int, error) {
@@ -187,12 +197,30 @@ func (c *clientWriter) note(p []byte) {
 	if len(c.deltas) < maxDeltas {
 		c.deltas = append(c.deltas, store.Delta{OffsetMS: time.Since(c.start).Milliseconds(), Size: len(p)})
 	}
-	room := c.limit - int64(c.rec.Len())
-	if int64(len(p)) > room {
-		c.truncated = true
+	if c.truncated {
+		return
 	}
-	if room > 0 {
-		c.rec.Write(p[:min(int64(len(p)), room)])
+	room := c.limit - int64(len(c.rec))
+	keep := p[:min(int64(len(p)), max(room, 0))]
+	if need := len(c.rec) + len(keep); need > cap(c.rec) {
+		// Grow by doubling (bounded by the limit), reserving the new
+		// capacity before allocating it.
+		newCap := int64(min(max(need, 2*cap(c.rec), 4<<10), int(c.limit)))
+		if c.hold != nil && !c.hold.take(newCap) {
+			c.truncated, c.overBudget = true, true
+			return
+		}
+		nb := make([]byte, len(c.rec), newCap)
+		copy(nb, c.rec)
+		if c.hold != nil {
+			c.hold.b.give(int64(cap(c.rec)))
+			c.hold.n -= int64(cap(c.rec))
+		}
+		c.rec = nb
+	}
+	c.rec = append(c.rec, keep...)
+	if len(keep) < len(p) {
+		c.truncated = true
 	}
 }
 

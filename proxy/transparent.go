@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sessctl/sessctl/internal/connlimit"
 	"github.com/sessctl/sessctl/proxy/internal/clienthello"
 	"github.com/sessctl/sessctl/store"
 )
@@ -88,6 +89,9 @@ func (s *Server) ServeTransparent(ctx context.Context, l net.Listener, o Transpa
 		return fmt.Errorf("proxy: transparent listener: %w", err)
 	}
 	cfg := &transparentConfig{TransparentOptions: o, self: self, loop: loopCheck}
+	// Over max_conns the connection is closed unread: no HTTP to answer
+	// with, and a TLS alert would need the ClientHello read first.
+	l = s.connLimit.Listener(l, func(c net.Conn, why connlimit.Over) { s.countConnRefusal(why) })
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	var backoff time.Duration

@@ -452,7 +452,7 @@ func (c *wsConn) complete(ctx context.Context, wx *wsExchange, status int, outco
 		return true
 	}
 	wx.ex.addHits(wx.masker.Result())
-	wx.ex.rec.ResponseBody = wx.cw.rec.Bytes()
+	wx.ex.rec.ResponseBody = wx.cw.rec
 	wx.ex.rec.Deltas = wx.cw.deltas
 	return wx.ex.finish(ctx, status, outcome, reason)
 }

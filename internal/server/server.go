@@ -145,6 +145,8 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
 		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage, MaxInflight: int(cfg.MaxInflight),
+		MaxBufferedBytes: cfg.MaxBufferedBytes,
+		MaxConns:         fitConns(cfg.MaxConns, log), MaxConnsPerSource: cfg.MaxConnsPerSource,
 		Refusals: proxy.RefusalLimits{PerMinute: cfg.RefusalRecordsPerMinute, Burst: cfg.RefusalBurst, Interval: time.Duration(cfg.RefusalSummaryInterval)},
 		Logger:   log, Metrics: metrics,
 	})
@@ -158,6 +160,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 		return nil, fmt.Errorf("admin_listen: %w", err)
 	}
+	s.adminLn = limitAdmin(s.adminLn)
 	if !isLoopback(s.adminLn.Addr()) {
 		log.Warn("admin listener is not on loopback: keep it behind a firewall", "addr", s.adminLn.Addr().String())
 	}

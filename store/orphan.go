@@ -20,6 +20,18 @@ const maxOrphanReason = 512
 // writeOrphans appends them as aborted records, with the error, as soon as
 // the store can write again. It runs on the appender goroutine.
 func (s *Store) keepOrphans(batch []*job, cause error) {
+	// Notes of this batch failed with it: their exchanges go on being
+	// forwarded (BeginQueued), so their records must be kept if they
+	// fail too.
+	inBatch := map[string]bool{}
+	for _, j := range batch {
+		if j.pending != nil {
+			inBatch[j.rec.SessionID] = true
+			if len(s.failedNotes) < maxOrphans {
+				s.failedNotes[j.rec.SessionID] = true
+			}
+		}
+	}
 	var cands []*job
 	for _, j := range batch {
 		if j.rec != nil && j.pending == nil && j.fn == nil && j.rec.SessionID != "" && j.rec.Kind != KindApproval {
@@ -33,7 +45,8 @@ func (s *Store) keepOrphans(batch []*job, cause error) {
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketPending)
 		for i, j := range cands {
-			pending[i] = b.Get([]byte(j.rec.SessionID)) != nil
+			id := j.rec.SessionID
+			pending[i] = inBatch[id] || s.failedNotes[id] || b.Get([]byte(id)) != nil
 		}
 		return nil
 	})
@@ -48,6 +61,7 @@ func (s *Store) keepOrphans(batch []*job, cause error) {
 			s.orphansDropped++
 			continue
 		}
+		delete(s.failedNotes, j.rec.SessionID)
 		a := *j.rec
 		a.Kind = KindAborted
 		a.Outcome = OutcomeAborted
@@ -62,6 +76,18 @@ func (s *Store) keepOrphans(batch []*job, cause error) {
 		}
 		a.Extra = extra
 		s.orphans = append(s.orphans, &a)
+	}
+}
+
+// recordedOK forgets the failed notes of the records a commit wrote.
+func (s *Store) recordedOK(batch []*job) {
+	if len(s.failedNotes) == 0 {
+		return
+	}
+	for _, j := range batch {
+		if j.rec != nil && j.pending == nil {
+			delete(s.failedNotes, j.rec.SessionID)
+		}
 	}
 }
 

@@ -79,8 +79,11 @@ type Store struct {
 	origin string
 	secret []byte
 
-	jobs      chan *job
-	quit      chan struct{}
+	jobs chan *job
+	quit chan struct{}
+	// urgent asks the appender to commit held in-flight notes now: someone
+	// waits for one (see BeginQueued).
+	urgent    chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -101,6 +104,9 @@ type Store struct {
 	// keepOrphans).
 	orphans        []*Record
 	orphansDropped int
+	// failedNotes are the sessions whose in-flight note failed to commit
+	// and whose record has not been written yet.
+	failedNotes map[string]bool
 }
 
 type healthState struct{ err error }
@@ -136,13 +142,15 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, openError(path, err)
 	}
 	s := &Store{
-		db:   db,
-		path: path,
-		opts: opts,
-		log:  opts.Logger.With("db", path),
-		jobs: make(chan *job),
-		quit: make(chan struct{}),
-		done: make(chan struct{}),
+		db:          db,
+		path:        path,
+		opts:        opts,
+		log:         opts.Logger.With("db", path),
+		jobs:        make(chan *job),
+		quit:        make(chan struct{}),
+		urgent:      make(chan struct{}, 1),
+		done:        make(chan struct{}),
+		failedNotes: make(map[string]bool),
 	}
 	s.health.Store(&healthState{})
 	if err := s.init(); err != nil {

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// A forwarded exchange whose in-flight note and record both fail (the
+// note queued with BeginQueued, committed with the record or just before
+// it) is kept as an aborted record to write once the store can; an
+// exchange never noted (a refusal) is not.
+func TestOrphansKeptWhenNoteAndRecordFail(t *testing.T) {
+	var mu sync.Mutex
+	var file *os.File
+	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{
+		Logger: quietLogger(),
+		openFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			mu.Lock()
+			file = f
+			mu.Unlock()
+			return f, err
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.Append(ctx, exchange(1)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	file.Close() // every later write fails
+	mu.Unlock()
+
+	together, waited, refused := exchange(2), exchange(3), exchange(4)
+	refused.Kind, refused.Outcome = KindRefused, OutcomeUnauthenticated
+	// Note and record queued back to back: one batch, or two.
+	if _, err := s.BeginQueued(ctx, together); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, together); err == nil {
+		t.Fatal("append succeeded on a closed file")
+	}
+	// The note fails on its own first, then the record.
+	wait, err := s.BeginQueued(ctx, waited)
+	if err == nil {
+		if err := wait(ctx); err == nil {
+			t.Fatal("note committed on a closed file")
+		}
+	}
+	if _, err := s.Append(ctx, waited); err == nil {
+		t.Fatal("append succeeded on a closed file")
+	}
+	if _, err := s.Append(ctx, refused); err == nil {
+		t.Fatal("append succeeded on a closed file")
+	}
+	s.Close() // fails too; the appender has stopped, its state is ours
+	kept := map[string]*Record{}
+	for _, r := range s.orphans {
+		kept[r.SessionID] = r
+	}
+	for _, want := range []*Record{together, waited} {
+		r := kept[want.SessionID]
+		if r == nil {
+			t.Fatalf("forwarded exchange %s not kept", want.SessionID)
+		}
+		if r.Kind != KindAborted || r.Outcome != OutcomeAborted || !strings.Contains(r.Reason, "could not be written") || r.Extra["outcome_was"] != string(OutcomeForwarded) || r.Request != nil {
+			t.Errorf("kept record %+v", r)
+		}
+	}
+	if kept[refused.SessionID] != nil {
+		t.Error("a refusal never noted was kept as a forwarded exchange")
+	}
+}

@@ -81,6 +81,9 @@ type Config struct {
 	// listeners (explicit and transparent together).
 	MaxConns          int `yaml:"max_conns" usage:"connections the proxy listeners hold open at once; more get 503 (lowered to fit the descriptor limit)"`
 	MaxConnsPerSource int `yaml:"max_conns_per_source" usage:"connections one source address may hold open to the proxy listeners; more get 429"`
+	// DiskReserve is the free space kept on the log's volume: below it
+	// refusals are only counted; below twice it /healthz warns.
+	DiskReserve int64 `yaml:"disk_reserve" usage:"free bytes kept on the session log's volume: below, refusals are only counted; below twice this, /healthz warns"`
 	// Refusals of unauthenticated clients: each source address gets
 	// RefusalBurst records, refilled at RefusalRecordsPerMinute; beyond,
 	// its refusals are merged into summary records every
@@ -157,6 +160,7 @@ func Default() *Config {
 		MaxInflight:             64,
 		WSMaxMessage:            32 << 20,
 		MaxBufferedBytes:        1 << 30,
+		DiskReserve:             256 << 20,
 		MaxConns:                16384,
 		MaxConnsPerSource:       2048,
 		RefusalRecordsPerMinute: 60,
@@ -368,6 +372,9 @@ func (c *Config) Resolve() error {
 	}
 	if c.MaxBody <= 0 || c.RecordBodyLimit < 0 || c.WSMaxMessage <= 0 {
 		return errors.New("config: max_body and ws_max_message must be positive, record_body_limit not negative")
+	}
+	if c.DiskReserve < 0 {
+		return errors.New("config: disk_reserve must not be negative")
 	}
 	if c.MaxBufferedBytes <= 0 || c.MaxConns <= 0 || c.MaxConnsPerSource <= 0 {
 		return errors.New("config: max_buffered_bytes, max_conns and max_conns_per_source must be positive")

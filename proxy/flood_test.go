@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessctl/sessctl/internal/diskspace"
 	"github.com/sessctl/sessctl/internal/testutil"
 	"github.com/sessctl/sessctl/store"
 )
@@ -220,5 +222,43 @@ func TestMetaOnlyAfterAuthentication(t *testing.T) {
 		if len(k) > maxMetaName {
 			t.Fatalf("meta name of %d bytes recorded", len(k))
 		}
+	}
+}
+
+// TestLowDiskOnlyCountsRefusals: below the disk reserve (a real statfs
+// of the log's directory against a reserve larger than its free space),
+// refusals of unauthenticated clients are only counted in summaries,
+// while an authenticated exchange is recorded in full.
+func TestLowDiskOnlyCountsRefusals(t *testing.T) {
+	var watch *diskspace.Watch
+	e := newEnv(t, okJSON, func(o *Options) {
+		o.Refusals = floodLimits
+		o.LowDisk = func() bool { return watch.Low() }
+	})
+	watch = diskspace.New(filepath.Dir(e.dbPath), 1<<62)
+	if !watch.Low() {
+		t.Skip("free space not measurable here")
+	}
+	start := uint64(len(e.records()))
+	const n = 30
+	for range n {
+		if got := rawProxy(t, e, "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 403") {
+			t.Fatalf("CONNECT answer %.40q", got)
+		}
+	}
+	var st refusalStats
+	testutil.WaitFor(t, 5*time.Second, "the refusals counted in a summary", func() bool {
+		st = readRefusals(t, e, start)
+		return st.counted >= n
+	})
+	if st.individual != 0 || st.summaries != 1 || st.counted != n {
+		t.Fatalf("below the reserve: %d individual records, %d summaries counting %d, want 0, 1, %d", st.individual, st.summaries, st.counted, n)
+	}
+	if resp, body := post(t, e.client, "https://api.openai.com/v1/chat/completions", testRunnerToken, chatBody); resp.StatusCode != 200 {
+		t.Fatalf("runner below the reserve: %d %s", resp.StatusCode, body)
+	}
+	recs := e.records()
+	if last := recs[len(recs)-1]; last.Kind != store.KindExchange || last.Outcome != store.OutcomeForwarded || last.Request == nil {
+		t.Fatalf("runner's record %+v", last)
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/sessctl/sessctl/internal/admin"
 	"github.com/sessctl/sessctl/internal/connlimit"
+	"github.com/sessctl/sessctl/proxy"
 )
 
 // Bounds of the admin listener's connections: few clients (operators, a
@@ -61,4 +63,28 @@ func limitAdmin(l net.Listener) net.Listener {
 		fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nRetry-After: 1\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 			status, http.StatusText(status), len(body), body)
 	})
+}
+
+// diskEvery is how often the log volume's free space is measured.
+const diskEvery = 2 * time.Second
+
+// writeMetrics writes the proxy's counters and the gauges of the budgets
+// and the log volume.
+func (s *server) writeMetrics(m *proxy.Metrics) func(w io.Writer) error {
+	return func(w io.Writer) error {
+		if err := m.WritePrometheus(w); err != nil {
+			return err
+		}
+		low := 0
+		if s.disk.Low() {
+			low = 1
+		}
+		_, err := fmt.Fprintf(w, "# TYPE sessctl_disk_free_bytes gauge\nsessctl_disk_free_bytes %d\n"+
+			"# TYPE sessctl_disk_reserve_bytes gauge\nsessctl_disk_reserve_bytes %d\n"+
+			"# TYPE sessctl_disk_below_reserve gauge\nsessctl_disk_below_reserve %d\n"+
+			"# TYPE sessctl_buffered_bytes gauge\nsessctl_buffered_bytes %d\n"+
+			"# TYPE sessctl_open_connections gauge\nsessctl_open_connections %d\n",
+			s.disk.Free(), s.disk.Reserve(), low, s.proxy.BufferedBytes(), s.proxy.OpenConns())
+		return err
+	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
+	"github.com/sessctl/sessctl/internal/diskspace"
 	"github.com/sessctl/sessctl/internal/keyfile"
 	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/proxy"
@@ -66,6 +67,9 @@ type server struct {
 	proxyLn net.Listener
 	adminLn net.Listener
 	transLn net.Listener // nil without transparent_listen
+
+	// disk watches the free space of the log's volume.
+	disk *diskspace.Watch
 
 	// hup carries SIGHUP (Run subscribes it): reload the rules and the CA.
 	hup chan os.Signal
@@ -130,6 +134,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		return nil, err
 	}
 	metrics := proxy.NewMetrics()
+	s.disk = diskspace.New(filepath.Dir(cfg.DB), uint64(cfg.DiskReserve))
 	s.queue = approval.NewQueue(time.Duration(cfg.ApprovalTimeout))
 	var exchanger proxy.Exchanger
 	if len(cfg.OIDC) > 0 && s.certs.tokenHost {
@@ -145,8 +150,8 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
 		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage, MaxInflight: int(cfg.MaxInflight),
-		MaxBufferedBytes: cfg.MaxBufferedBytes,
-		MaxConns:         fitConns(cfg.MaxConns, log), MaxConnsPerSource: cfg.MaxConnsPerSource,
+		MaxBufferedBytes: cfg.MaxBufferedBytes, LowDisk: s.disk.Low,
+		MaxConns: fitConns(cfg.MaxConns, log), MaxConnsPerSource: cfg.MaxConnsPerSource,
 		Refusals: proxy.RefusalLimits{PerMinute: cfg.RefusalRecordsPerMinute, Burst: cfg.RefusalBurst, Interval: time.Duration(cfg.RefusalSummaryInterval)},
 		Logger:   log, Metrics: metrics,
 	})
@@ -166,7 +171,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	}
 	s.admin = &http.Server{
 		Handler: web.NewHandler(web.Options{
-			Health: s.store.Healthy, Metrics: metrics.WritePrometheus, Logger: log,
+			Health: s.store.Healthy, Warnings: s.disk.Warnings, Metrics: s.writeMetrics(metrics), Logger: log,
 			Sessions: s.store, Approvals: s.queue, AdminTokens: admins,
 			Verify:   query.ProofVerifier(s.store, s.store.PublicKey()),
 			Snapshot: s.store.WriteSnapshot,
@@ -192,6 +197,7 @@ func (s *server) serve(ctx context.Context) error {
 	defer cancel()
 	wg.Go(func() { s.pruneBodies(ctx) })
 	wg.Go(func() { s.watchReload(ctx) })
+	wg.Go(func() { s.disk.Run(ctx, diskEvery, log) })
 	if cfg.ApprovalWebhook != "" {
 		hook := &approval.Webhook{URL: cfg.ApprovalWebhook, LinkBase: "http://" + cfg.AdminListen + "/approvals/", Logger: log}
 		go hook.Run(ctx, s.queue)

@@ -5,7 +5,9 @@ BIN     ?= bin/sessctl
 PKGS    ?= ./...
 FUZZTIME ?= 30s
 
-.PHONY: build run test lint bench bench-go bench-proxy fuzz clean
+SOAK_DURATION ?= 30m
+
+.PHONY: build run test lint bench bench-go bench-proxy fuzz soak clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) .
@@ -29,6 +31,12 @@ bench-go:
 
 bench-proxy: build
 	@if [ -x scripts/bench-proxy.sh ]; then scripts/bench-proxy.sh; else echo "bench-proxy: scripts/bench-proxy.sh not built yet"; fi
+
+# Soak: bin/sessctl under mixed traffic (JSON, streamed, slow readers,
+# WebSocket, refusals, SIGHUP reloads) for SOAK_DURATION, printing RSS,
+# descriptors and goroutines over time; fails if they grow. Not part of test.
+soak: build
+	$(GO) run ./scripts/soak -sessctl $(BIN) -duration $(SOAK_DURATION)
 
 # Long fuzz campaigns, one target at a time (go test -fuzz takes one).
 fuzz:

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -260,5 +261,58 @@ func TestLowDiskOnlyCountsRefusals(t *testing.T) {
 	recs := e.records()
 	if last := recs[len(recs)-1]; last.Kind != store.KindExchange || last.Outcome != store.OutcomeForwarded || last.Request == nil {
 		t.Fatalf("runner's record %+v", last)
+	}
+}
+
+// TestTransparentClientHelloFloodIsBounded: ClientHellos with random SNI
+// names (refused by egress policy after the ClientHello is read) from one
+// source are bounded in the log as other refusals are, and each client
+// gets its unrecognized_name alert.
+func TestTransparentClientHelloFloodIsBounded(t *testing.T) {
+	e := newEnv(t, okJSON, func(o *Options) { o.Refusals = floodLimits })
+	addr := serveAsTPROXY(t, e, "127.0.0.1:0", TransparentOptions{DstCheck: DstCheckNone})
+	start := uint64(len(e.records()))
+	var sent atomic.Int64
+	begin := time.Now()
+	deadline := begin.Add(time.Second)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				raw, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				raw.SetDeadline(time.Now().Add(5 * time.Second))
+				err = tls.Client(raw, &tls.Config{ServerName: randomHost(60), InsecureSkipVerify: true}).Handshake()
+				raw.Close()
+				if got := remoteAlert(err); got != "tls: unrecognized name" {
+					t.Errorf("handshake: %v", err)
+					return
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	total := sent.Load()
+	if total < 50 {
+		t.Fatalf("only %d ClientHellos sent", total)
+	}
+	var st refusalStats
+	testutil.WaitFor(t, 5*time.Second, "every refusal counted in the log", func() bool {
+		st = readRefusals(t, e, start)
+		return st.counted >= total
+	})
+	settled := time.Since(begin)
+	maxIndividual := floodLimits.Burst + int(settled.Minutes()*float64(floodLimits.PerMinute)) + 1
+	maxSummaries := (maxSummaryTargets + 1) * (int(settled/floodLimits.Interval) + 2)
+	t.Logf("%d ClientHellos: %d individual records (bound %d), %d summaries (bound %d), largest leaf %d B", total, st.individual, maxIndividual, st.summaries, maxSummaries, st.maxLeaf)
+	if st.counted != total || st.individual > maxIndividual || st.summaries > maxSummaries || st.maxLeaf > maxRefusalLeaf {
+		t.Fatalf("counted %d of %d; %d individual (bound %d), %d summaries (bound %d), largest leaf %d (bound %d)",
+			st.counted, total, st.individual, maxIndividual, st.summaries, maxSummaries, st.maxLeaf, maxRefusalLeaf)
 	}
 }

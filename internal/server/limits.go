@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/sessctl/sessctl/internal/admin"
@@ -83,8 +84,9 @@ func (s *server) writeMetrics(m *proxy.Metrics) func(w io.Writer) error {
 			"# TYPE sessctl_disk_reserve_bytes gauge\nsessctl_disk_reserve_bytes %d\n"+
 			"# TYPE sessctl_disk_below_reserve gauge\nsessctl_disk_below_reserve %d\n"+
 			"# TYPE sessctl_buffered_bytes gauge\nsessctl_buffered_bytes %d\n"+
-			"# TYPE sessctl_open_connections gauge\nsessctl_open_connections %d\n",
-			s.disk.Free(), s.disk.Reserve(), low, s.proxy.BufferedBytes(), s.proxy.OpenConns())
+			"# TYPE sessctl_open_connections gauge\nsessctl_open_connections %d\n"+
+			"# TYPE sessctl_goroutines gauge\nsessctl_goroutines %d\n",
+			s.disk.Free(), s.disk.Reserve(), low, s.proxy.BufferedBytes(), s.proxy.OpenConns(), runtime.NumGoroutine())
 		return err
 	}
 }

@@ -118,12 +118,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if keys[""] == "" {
 		log.Warn("no upstream API key: set upstream_key_file or OPENAI_API_KEY; intercepted requests get 503 until then")
 	}
+	cos, err := newCosigner(cfg, log)
+	if err != nil {
+		return err
+	}
 	st, err := store.Open(cfg.DB, store.Options{
 		SigningKeyFile:     filepath.Join(cfg.DataDir, "log.key"),
 		CheckpointEvery:    cfg.CheckpointEvery,
 		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
 		CheckpointFile:     cfg.CheckpointFile,
-		OnCheckpoint:       postCheckpoint(ctx, cfg.CheckpointURL, log),
+		OnCheckpoint:       checkpointHooks(postCheckpoint(ctx, cfg.CheckpointURL, log), cos),
 		Logger:             log,
 	})
 	if err != nil {
@@ -134,6 +138,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Error("closing the store", "err", err)
 		}
 	}()
+	runCosigner(ctx, cos, st)
 	go pruneBodies(ctx, st, time.Duration(cfg.Retention.Bodies), log)
 	auth, err := newAuthenticator(ctx, cfg, log)
 	if err != nil {
@@ -194,7 +199,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	admin := &http.Server{
 		Handler: web.NewHandler(web.Options{
-			Health: st.Healthy, Metrics: metrics.WritePrometheus, Logger: log,
+			Health: healthWith(st.Healthy, cos), Metrics: metricsWith(metrics.WritePrometheus, cos), Logger: log,
 			Sessions: st, Approvals: queue, AdminTokens: admins,
 			Verify:   web.ProofVerifier(st, st.PublicKey()),
 			Snapshot: st.WriteSnapshot,

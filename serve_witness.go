@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+
+	"github.com/sessctl/sessctl/config"
+	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/witness"
+)
+
+// newCosigner returns the cosigner of cfg's witnesses, nil without any.
+func newCosigner(cfg *config.Config, log *slog.Logger) (*witness.Cosigner, error) {
+	if len(cfg.Witnesses) == 0 {
+		return nil, nil
+	}
+	return witness.New(witness.Options{Witnesses: cfg.Witnesses, Quorum: cfg.WitnessQuorum, Logger: log})
+}
+
+// checkpointHooks chains the store's checkpoint hooks (either may be nil).
+func checkpointHooks(post func([]byte), cos *witness.Cosigner) func([]byte) {
+	if cos == nil {
+		return post
+	}
+	return func(signed []byte) {
+		if post != nil {
+			post(signed)
+		}
+		cos.Submit(signed)
+	}
+}
+
+// runCosigner sends the newest checkpoint, then each new one, to the
+// witnesses until ctx is done.
+func runCosigner(ctx context.Context, cos *witness.Cosigner, st *store.Store) {
+	if cos == nil {
+		return
+	}
+	if cp, _, err := st.LatestCosigned(); err == nil {
+		cos.Submit(cp)
+	}
+	go cos.Run(ctx, st)
+}
+
+// healthWith adds the witnesses' verdict (a fork is unhealthy) to the
+// store's health.
+func healthWith(h func() error, cos *witness.Cosigner) func() error {
+	if cos == nil {
+		return h
+	}
+	return func() error {
+		if err := h(); err != nil {
+			return err
+		}
+		return cos.Health()
+	}
+}
+
+// metricsWith adds the witness metrics.
+func metricsWith(m func(io.Writer) error, cos *witness.Cosigner) func(io.Writer) error {
+	if cos == nil {
+		return m
+	}
+	return func(w io.Writer) error {
+		if err := m(w); err != nil {
+			return err
+		}
+		return cos.WritePrometheus(w)
+	}
+}

@@ -84,7 +84,7 @@ type Config struct {
 	// LogPublic serves the log's tiles (/log/, C2SP tlog-tiles) on the
 	// admin listener without the admin token.
 	LogPublic bool `yaml:"log_public"`
-	Retention     struct {
+	Retention struct {
 		Bodies Duration `yaml:"bodies"`
 	} `yaml:"retention"`
 

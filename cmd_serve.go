@@ -26,6 +26,7 @@ import (
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/tiles"
 	"github.com/sessctl/sessctl/web"
 )
 
@@ -203,6 +204,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			Sessions: st, Approvals: queue, AdminTokens: admins,
 			Verify:   web.ProofVerifier(st, st.PublicKey()),
 			Snapshot: st.WriteSnapshot,
+			Log:      tiles.Handler(st, log), LogPublic: cfg.LogPublic,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -34,13 +34,10 @@ func checkpointHooks(post func([]byte), cos *witness.Cosigner) func([]byte) {
 // runCosigner sends the newest checkpoint, then each new one, to the
 // witnesses until ctx is done.
 func runCosigner(ctx context.Context, cos *witness.Cosigner, st *store.Store) {
-	if cos == nil {
-		return
-	}
 	if cp, _, err := st.LatestCosigned(); err == nil {
 		cos.Submit(cp)
 	}
-	go cos.Run(ctx, st)
+	cos.Run(ctx, st)
 }
 
 // healthWith adds the witnesses' verdict (a fork is unhealthy) to the

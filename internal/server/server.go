@@ -113,7 +113,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		CheckpointEvery:    cfg.CheckpointEvery,
 		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
 		CheckpointFile:     cfg.CheckpointFile,
-		OnCheckpoint:       checkpointHooks(postCheckpoint(ctx, cfg.CheckpointURL, log), s.cos),
+		OnCheckpoint:       s.checkpointHook(ctx, postCheckpoint(ctx, cfg.CheckpointURL, log)),
 		Logger:             log,
 	})
 	if err != nil {

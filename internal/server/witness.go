@@ -18,16 +18,28 @@ func newCosigner(cfg *config.Config, log *slog.Logger) (*witness.Cosigner, error
 	return witness.New(witness.Options{Witnesses: cfg.Witnesses, Quorum: cfg.WitnessQuorum, Logger: log})
 }
 
-// checkpointHooks chains the store's checkpoint hooks (either may be nil).
-func checkpointHooks(post func([]byte), cos *witness.Cosigner) func([]byte) {
-	if cos == nil {
+// checkpointHook returns the store's checkpoint hook: post (may be nil),
+// then the cosigner. While ctx runs, a checkpoint is queued for the
+// cosigner's loop; once ctx is done (shutting down, the loop has stopped)
+// the final checkpoint, written by Close, is sent to the witnesses at once
+// (bounded by their timeout), so that a stopped log ends cosigned.
+func (s *server) checkpointHook(ctx context.Context, post func([]byte)) func([]byte) {
+	if s.cos == nil {
 		return post
 	}
 	return func(signed []byte) {
 		if post != nil {
 			post(signed)
 		}
-		cos.Submit(signed)
+		if ctx.Err() == nil || s.store == nil {
+			s.cos.Submit(signed)
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), witness.DefaultTimeout)
+		defer cancel()
+		if n, err := s.cos.Cosign(cctx, s.store, signed); err != nil {
+			s.log.Warn("the final checkpoint was not cosigned by every witness", "cosignatures", n, "err", err)
+		}
 	}
 }
 

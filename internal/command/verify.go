@@ -135,6 +135,9 @@ func verifyProofFile(c *cli.Context, file, pubkey string) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("sessctl verify: %v", err), 2)
 	}
+	if store.IsTLogProof(data) {
+		return verifyTLogProofFile(c, file, data, pubkey)
+	}
 	res, err := store.VerifyProof(data, pubkey)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("sessctl verify: %s: %v", file, err), 1)

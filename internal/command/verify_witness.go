@@ -95,6 +95,37 @@ func quorumLine(what string, msg []byte, logKey string, vkeys []string, quorum i
 	return fmt.Sprintf("witnessed: %s carries %d of %d required cosignatures (%v)", what, len(res.Valid), quorum, res.Valid), true
 }
 
+// verifyTLogProofFile checks a C2SP tlog-proof (sessctl proof --format
+// c2sp) with the pinned log key, and its cosignatures when witness keys
+// are given.
+func verifyTLogProofFile(c *cli.Context, file string, data []byte, pubkey string) error {
+	vkeys, quorum, err := witnessPolicy(c)
+	if err != nil {
+		return exitWitness(err)
+	}
+	if pubkey == "" {
+		return cli.Exit("sessctl verify: a c2sp.org/tlog-proof does not name the log's key: give --pubkey", 2)
+	}
+	res, cp, err := store.VerifyTLogProof(data, pubkey)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("sessctl verify: %s: %v", file, err), 1)
+	}
+	line := ""
+	if len(vkeys) > 0 {
+		l, ok := quorumLine(fmt.Sprintf("checkpoint %d", res.Checkpoint.Size), cp, pubkey, vkeys, quorum)
+		if !ok {
+			return cli.Exit(fmt.Sprintf("sessctl verify: %s: %s", file, l), 1)
+		}
+		line = l
+	}
+	fmt.Fprintf(c.App.Writer, "ok: record %d is in the log %s of %d records, root %s\n",
+		res.Seq, res.Checkpoint.Origin, res.Checkpoint.Size, res.Checkpoint.Root)
+	if line != "" {
+		fmt.Fprintln(c.App.Writer, line)
+	}
+	return nil
+}
+
 // exitWitness reports a failure to load the witness policy.
 func exitWitness(err error) error {
 	return cli.Exit(fmt.Sprintf("sessctl verify: %v", err), 2)

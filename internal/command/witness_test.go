@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -248,6 +249,27 @@ func TestWitnessedServe(t *testing.T) {
 		t.Fatalf("verify --config: exit %d\n%s", code, out)
 	}
 	held := w.Size(t, origin)
+
+	// A record with its proof in C2SP tlog-proof form, checked by anyone
+	// holding the log key and the witness key.
+	proofFile := filepath.Join(t.TempDir(), "1.tlog-proof")
+	if out, code := run(t, sessctlBin, "proof", "--db", db, "--format", "c2sp", "--out", proofFile, "1"); code != 0 {
+		t.Fatalf("proof --format c2sp: exit %d\n%s", code, out)
+	}
+	pf, _ := os.ReadFile(proofFile)
+	if !strings.HasPrefix(string(pf), "c2sp.org/tlog-proof@v1\nextra ") || !strings.Contains(string(pf), "\n— witness.test/w1 ") {
+		t.Fatalf("proof:\n%s", pf)
+	}
+	out, code = run(t, sessctlBin, "verify", "--proof", proofFile, "--pubkey", logKey, "--witness-vkey", w.VKey, "--quorum", "1")
+	if code != 0 || !strings.HasPrefix(out, "ok: record 1 is in the log ") || !strings.Contains(out, "1 of 1 required cosignatures") {
+		t.Fatalf("verify --proof (c2sp): exit %d\n%s", code, out)
+	}
+	// The same proof with the cosignature cut off fails the quorum.
+	cut := regexp.MustCompile(`(?m)^— witness\.test/w1 .*\n`).ReplaceAll(pf, nil)
+	os.WriteFile(proofFile, cut, 0o644)
+	if out, code := run(t, sessctlBin, "verify", "--proof", proofFile, "--pubkey", logKey, "--witness-vkey", w.VKey, "--quorum", "1"); code != 1 || !strings.Contains(out, "missing from witness.test/w1") {
+		t.Fatalf("verify --proof without the cosignature: exit %d\n%s", code, out)
+	}
 
 	// A checkpoint the witness never saw fails the quorum.
 	appendOffline(t, data, 3, "offline")

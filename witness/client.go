@@ -17,7 +17,7 @@ import (
 // Errors of [Client.AddCheckpoint], matched with errors.Is.
 var (
 	// ErrUnknownLog: the witness does not know the log's origin (404).
-	ErrUnknownLog = errors.New("witness does not know this log (404): add the log's origin and key to the witness")
+	ErrUnknownLog = errors.New("witness does not know this log, or the URL is wrong (404): check the url and add the log's origin and key to the witness")
 	// ErrForbidden: the witness trusts none of the checkpoint's
 	// signatures (403), e.g. it has another key for this origin.
 	ErrForbidden = errors.New("witness refuses the checkpoint's signature (403): give the witness the log's key")

@@ -3,14 +3,18 @@ package witness_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sessctl/sessctl/internal/witnesstest"
 	"github.com/sessctl/sessctl/store"
@@ -238,5 +242,81 @@ func TestLitewitness(t *testing.T) {
 	forked, _ := l.CosignedCheckpoint(cpSize(t, cpFork))
 	if _, err := witness.CheckQuorum(forked, []string{w.VKey}, 1); err == nil {
 		t.Fatal("the forked checkpoint carries a cosignature")
+	}
+}
+
+// TestLitewitnessRefusals: a witness that does not know the log, one with
+// another key for it, a wrong URL and a witness that never answers are
+// failures to retry, not forks.
+func TestLitewitnessRefusals(t *testing.T) {
+	w := witnesstest.Start(t, "witness.test/w2")
+	dir := t.TempDir()
+	l := openLog(t, filepath.Join(dir, "sessions.db"), 2)
+	defer l.Close()
+	cp := l.appendN(t, 3, "a")
+	ctx := context.Background()
+
+	// A listener that accepts and never answers.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	_, otherKey, err := note.GenerateKey(rand.Reader, l.Origin())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		setup func()
+		url   string
+		want  []error // any of
+		text  string
+	}{
+		{"unknown log", func() {}, w.URL, []error{witness.ErrForbidden, witness.ErrUnknownLog}, ""},
+		{"another key", func() { w.AddLog(t, l.Origin(), otherKey) }, w.URL, []error{witness.ErrForbidden}, ""},
+		{"wrong url", func() {}, w.URL + "/not-here", []error{witness.ErrUnknownLog}, ""},
+		{"timeout", func() {}, "http://" + silent.Addr().String(), nil, "deadline exceeded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.setup()
+			c, err := witness.New(witness.Options{
+				Witnesses: []witness.Witness{{Name: "w2", URL: tc.url, VKey: w.VKey}},
+				Quorum:    1, Timeout: 500 * time.Millisecond,
+				Logger: slog.New(slog.DiscardHandler),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := c.Cosign(ctx, l, cp)
+			if n != 0 || err == nil {
+				t.Fatalf("cosigned by %d, err %v", n, err)
+			}
+			matched := tc.text != "" && strings.Contains(err.Error(), tc.text)
+			for _, e := range tc.want {
+				matched = matched || errors.Is(err, e)
+			}
+			if !matched {
+				t.Fatalf("err %v", err)
+			}
+			if errors.Is(err, witness.ErrInconsistent) || c.Health() != nil {
+				t.Fatalf("reported as a fork: %v, health %v", err, c.Health())
+			}
+			var m bytes.Buffer
+			c.WritePrometheus(&m)
+			if !strings.Contains(m.String(), `sessctl_witness_failures_total{witness="w2"} 1`) {
+				t.Fatalf("metrics:\n%s", m.String())
+			}
+		})
 	}
 }

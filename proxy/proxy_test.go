@@ -108,7 +108,7 @@ func TestRefusals(t *testing.T) {
 		name, token string
 		wantStatus  int
 		wantType    string
-		wantOutcome string
+		wantOutcome store.Outcome
 	}{
 		{"no credential", "", 401, errUnauthenticated, store.OutcomeUnauthenticated},
 		{"unknown token", "sct_not-a-runner", 401, errUnauthenticated, store.OutcomeUnauthenticated},

@@ -119,8 +119,8 @@ func BenchmarkAppendClaims(b *testing.B) {
 // BenchmarkVerify verifies a closed log of 20,000 exchanges, with their
 // bodies and with metadata recording only.
 func BenchmarkVerify(b *testing.B) {
-	for _, mode := range []string{RecordingFull, RecordingMetadata} {
-		b.Run("recording="+mode, func(b *testing.B) {
+	for _, mode := range []Recording{RecordingFull, RecordingMetadata} {
+		b.Run("recording="+string(mode), func(b *testing.B) {
 			const n = 20000
 			dir := b.TempDir()
 			path := filepath.Join(dir, "bench.db")
@@ -139,7 +139,7 @@ func BenchmarkVerify(b *testing.B) {
 					defer wg.Done()
 					for i := g; i < n; i += 8 {
 						r := exchange(i)
-						r.Recording = mode
+						r.Recording = Recording(mode)
 						r.RequestBody, r.ResponseBody = body[:1024], body
 						if _, err := s.Append(context.Background(), r); err != nil {
 							b.Error(err)

@@ -30,6 +30,7 @@ import (
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/internal/keyfile"
+	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
@@ -170,7 +171,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Handler: web.NewHandler(web.Options{
 			Health: healthWith(s.store.Healthy, s.cos), Metrics: metricsWith(metrics.WritePrometheus, s.cos), Logger: log,
 			Sessions: s.store, Approvals: s.queue, AdminTokens: admins,
-			Verify:   web.ProofVerifier(s.store, s.store.PublicKey()),
+			Verify:   query.ProofVerifier(s.store, s.store.PublicKey()),
 			Snapshot: s.store.WriteSnapshot,
 			Log:      tiles.Handler(s.store, log), LogPublic: cfg.LogPublic,
 		}),

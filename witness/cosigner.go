@@ -223,7 +223,7 @@ func (c *Cosigner) cosign(ctx context.Context, log Log, signed []byte, ws []*Cli
 	c.mu.Unlock()
 	switch {
 	case count >= int64(c.o.Quorum) && got > 0:
-		c.log.Info("checkpoint cosigned", "size", size, "cosignatures", count, "quorum", c.o.Quorum)
+		c.log.Debug("checkpoint cosigned", "size", size, "cosignatures", count, "quorum", c.o.Quorum)
 	case count < int64(c.o.Quorum):
 		c.log.Warn("checkpoint below the witness quorum", "size", size, "cosignatures", count, "quorum", c.o.Quorum)
 	}

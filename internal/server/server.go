@@ -70,6 +70,9 @@ type server struct {
 	adminLn net.Listener
 	transLn net.Listener      // nil without transparent_listen
 	cos     *witness.Cosigner // nil without witnesses
+	// closing is set when close starts: the cosigner's loop has stopped,
+	// so the final checkpoint is cosigned by the store's hook itself.
+	closing atomic.Bool
 
 	// hup carries SIGHUP (Run subscribes it): reload the rules and the CA.
 	hup chan os.Signal
@@ -114,7 +117,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		CheckpointEvery:    cfg.CheckpointEvery,
 		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
 		CheckpointFile:     cfg.CheckpointFile,
-		OnCheckpoint:       s.checkpointHook(ctx, postCheckpoint(ctx, cfg.CheckpointURL, log)),
+		OnCheckpoint:       s.checkpointHook(postCheckpoint(ctx, cfg.CheckpointURL, log)),
 		Logger:             log,
 	})
 	if err != nil {
@@ -220,6 +223,7 @@ func (s *server) serve(ctx context.Context) error {
 // close releases what open made, in reverse order. It is safe on a server
 // that open left half built.
 func (s *server) close() {
+	s.closing.Store(true)
 	if s.admin != nil {
 		s.admin.Close()
 	}

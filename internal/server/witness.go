@@ -19,11 +19,11 @@ func newCosigner(cfg *config.Config, log *slog.Logger) (*witness.Cosigner, error
 }
 
 // checkpointHook returns the store's checkpoint hook: post (may be nil),
-// then the cosigner. While ctx runs, a checkpoint is queued for the
-// cosigner's loop; once ctx is done (shutting down, the loop has stopped)
-// the final checkpoint, written by Close, is sent to the witnesses at once
-// (bounded by their timeout), so that a stopped log ends cosigned.
-func (s *server) checkpointHook(ctx context.Context, post func([]byte)) func([]byte) {
+// then the cosigner. A checkpoint is queued for the cosigner's loop; once
+// the server is closing (the loop has stopped) the final checkpoint,
+// written by Close, is sent to the witnesses at once (bounded by their
+// timeout), so that a stopped log ends cosigned.
+func (s *server) checkpointHook(post func([]byte)) func([]byte) {
 	if s.cos == nil {
 		return post
 	}
@@ -31,7 +31,7 @@ func (s *server) checkpointHook(ctx context.Context, post func([]byte)) func([]b
 		if post != nil {
 			post(signed)
 		}
-		if ctx.Err() == nil || s.store == nil {
+		if !s.closing.Load() {
 			s.cos.Submit(signed)
 			return
 		}

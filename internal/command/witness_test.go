@@ -249,6 +249,18 @@ func TestWitnessedServe(t *testing.T) {
 		t.Fatalf("verify --config: exit %d\n%s", code, out)
 	}
 	held := w.Size(t, origin)
+	// `sessctl checkpoint` gives the auditor the cosigned checkpoint to
+	// keep; verify checks it with --checkpoint.
+	kept, code := run(t, sessctlBin, "checkpoint", "--db", db)
+	if code != 0 || !strings.Contains(kept, "\n— witness.test/w1 ") {
+		t.Fatalf("checkpoint: exit %d\n%s", code, kept)
+	}
+	keptFile := filepath.Join(t.TempDir(), "kept.txt")
+	os.WriteFile(keptFile, []byte(kept), 0o644)
+	out, code = run(t, sessctlBin, "verify", "--db", db, "--checkpoint", keptFile, "--pubkey", logKey, "--witness-vkey", w.VKey, "--quorum", "1")
+	if code != 0 || strings.Count(out, "witnessed: ") != 2 || !strings.Contains(out, "witnessed: --checkpoint ") {
+		t.Fatalf("verify --checkpoint kept --quorum 1: exit %d\n%s", code, out)
+	}
 
 	// A record with its proof in C2SP tlog-proof form, checked by anyone
 	// holding the log key and the witness key.

@@ -227,3 +227,42 @@ func FuzzParsePath(f *testing.F) {
 		}
 	})
 }
+
+// TestOversizedLeaf: a leaf longer than an entry can be (65,535 bytes)
+// makes its entry bundle unavailable, with the reason; the hash tiles,
+// and so proofs, stay served.
+func TestOversizedLeaf(t *testing.T) {
+	st := newLog(t, 2)
+	if _, err := st.Append(context.Background(), &store.Record{Kind: store.KindExchange, Meta: map[string]string{"big": strings.Repeat("x", 70_000)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append(context.Background(), &store.Record{Kind: store.KindExchange}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, n, _ := st.LatestCosigned(); n == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint of 5 records")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h := http.StripPrefix("/log", tiles.Handler(st, slog.New(slog.DiscardHandler)))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/log/tile/entries/000.p/5", nil))
+	if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "too large for an entry bundle") {
+		t.Fatalf("bundle with a 70 kB leaf: %d %q", rec.Code, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/log/tile/entries/000.p/3", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("bundle before the big leaf: %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/log/tile/0/000.p/5", nil))
+	if rec.Code != http.StatusOK || rec.Body.Len() != 5*32 {
+		t.Fatalf("hash tile: %d", rec.Code)
+	}
+}

@@ -165,7 +165,9 @@ func TestLitewitness(t *testing.T) {
 	size3 := cpSize(t, cp3)
 	c2.Submit(cp3)
 	deadline := time.Now().Add(20 * time.Second)
-	for w.Size(t, l.Origin()) != size3 {
+	// The witness holds it a moment before the cosigner has stored its
+	// answer: wait for both.
+	for n, _ := l.WitnessSize("w1"); w.Size(t, l.Origin()) != size3 || n != size3; n, _ = l.WitnessSize("w1") {
 		if time.Now().After(deadline) {
 			t.Fatalf("witness never got checkpoint %d; log:\n%s", size3, logs.String())
 		}

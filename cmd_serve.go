@@ -23,6 +23,7 @@ import (
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/internal/keyfile"
+	"github.com/sessctl/sessctl/internal/tracing"
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
@@ -118,6 +119,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if keys[""] == "" {
 		log.Warn("no upstream API key: set upstream_key_file or OPENAI_API_KEY; intercepted requests get 503 until then")
 	}
+	metrics := proxy.NewMetrics()
 	st, err := store.Open(cfg.DB, store.Options{
 		SigningKeyFile:     filepath.Join(cfg.DataDir, "log.key"),
 		CheckpointEvery:    cfg.CheckpointEvery,
@@ -125,6 +127,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		CheckpointFile:     cfg.CheckpointFile,
 		OnCheckpoint:       postCheckpoint(ctx, cfg.CheckpointURL, log),
 		Logger:             log,
+		OnCommit:           metrics.StoreCommitted,
 	})
 	if err != nil {
 		return err
@@ -132,6 +135,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer func() {
 		if err := st.Close(); err != nil {
 			log.Error("closing the store", "err", err)
+		}
+	}()
+	metrics.ObserveLog(st)
+	traces, stopTraces, err := tracing.Open(cfg.OtelEndpoint)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTraces(ctx); err != nil {
+			log.Warn("flushing traces", "err", err)
 		}
 	}()
 	go pruneBodies(ctx, st, time.Duration(cfg.Retention.Bodies), log)
@@ -153,7 +168,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	metrics := proxy.NewMetrics()
 	queue := approval.NewQueue(time.Duration(cfg.ApprovalTimeout))
 	if cfg.ApprovalWebhook != "" {
 		hook := &approval.Webhook{URL: cfg.ApprovalWebhook, LinkBase: "http://" + cfg.AdminListen + "/approvals/", Logger: log}
@@ -173,7 +187,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
 		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage, MaxInflight: int(cfg.MaxInflight),
-		Logger: log, Metrics: metrics,
+		Logger: log, Metrics: metrics, Tracing: traces,
 	})
 	if err != nil {
 		return err

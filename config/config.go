@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -89,6 +90,10 @@ type Config struct {
 	LeafValidity Duration `yaml:"leaf_validity"`
 	LogLevel     string   `yaml:"log_level"`
 	LogFormat    string   `yaml:"log_format"`
+	// OtelEndpoint, when set, receives one OpenTelemetry span per exchange
+	// over OTLP/HTTP: a collector's base URL (http://host:4318; the path
+	// /v1/traces is added when none is given).
+	OtelEndpoint string `yaml:"otel_endpoint"`
 }
 
 // Runner is a static credential: a runner token or an admin token, given
@@ -251,6 +256,7 @@ var setters = map[string]setter{
 	"approval_webhook":      {"URL notified of each held request", false, str(func(c *Config) *string { return &c.ApprovalWebhook })},
 	"log_level":             {"debug, info, warn or error", false, str(func(c *Config) *string { return &c.LogLevel })},
 	"log_format":            {"text or json", false, str(func(c *Config) *string { return &c.LogFormat })},
+	"otel_endpoint":         {"OTLP/HTTP collector URL for per-exchange traces (off when empty)", false, str(func(c *Config) *string { return &c.OtelEndpoint })},
 	"intercept":             {"hosts to intercept (MITM)", true, list(func(c *Config) *[]string { return &c.Intercept })},
 	"passthrough":           {"hosts tunnelled without decryption", true, list(func(c *Config) *[]string { return &c.Passthrough })},
 	"runners": {"runners as NAME:TOKEN_SHA256", true, func(c *Config, v []string) error {
@@ -355,6 +361,11 @@ func (c *Config) Resolve() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("config: log_format: %q is neither text nor json", c.LogFormat)
+	}
+	if c.OtelEndpoint != "" {
+		if u, err := url.Parse(c.OtelEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("config: otel_endpoint: %q is not an http:// or https:// URL", c.OtelEndpoint)
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -31,6 +31,7 @@ type exchange struct {
 	policy       *identity.Policy
 	rules        *rules.Set
 	secrets      [][]byte
+	tm           timing // for metrics and the span (observe.go)
 }
 
 // serveExchange handles one request inside an intercepted tunnel: pin the
@@ -55,7 +56,8 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		Recording: "full",
 	}}
 	ex.rec.Meta = clientMeta(r.Header, s.opt.Rules())
-	s.opt.Metrics.add("requests_total", 1)
+	ex.tm.parent = s.traceParent(r.Header)
+	defer s.opt.Metrics.track()()
 
 	// Pin the host: every request in a tunnel is for the tunnel's host, so
 	// that the real key can never be steered elsewhere.
@@ -107,7 +109,9 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	// ended: a stalled upload does not hold a connection for ever.
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(bodyTimeout))
+	t0 := time.Now()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxBody))
+	ex.tm.wait(t0)
 	if err != nil {
 		// The read deadline stays expired and the connection closes:
 		// the rest of a stalled body is not drained.
@@ -160,7 +164,7 @@ const msgStoreUnavailable = "sessctl cannot record this exchange right now; try 
 // storeUnavailable refuses a request that cannot be recorded (fail closed).
 func (s *Server) storeUnavailable(w http.ResponseWriter, err error) {
 	s.log.Error("refusing traffic: store cannot record", "err", err)
-	s.opt.Metrics.add("store_unavailable_total", 1)
+	s.opt.Metrics.storeUnavailable.Inc()
 	writeError(w, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", msgStoreUnavailable)
 }
 
@@ -242,6 +246,7 @@ func (ex *exchange) refuse(w http.ResponseWriter, status int, typ, code, outcome
 // fail answers with an OpenAI-shaped error and records the exchange.
 func (ex *exchange) fail(w http.ResponseWriter, status int, typ, code, outcome, msg string) {
 	writeError(w, status, typ, code, msg)
+	ex.tm.errType = typ
 	ex.finish(context.Background(), status, outcome, msg)
 }
 
@@ -253,6 +258,7 @@ func (ex *exchange) finish(ctx context.Context, status int, outcome, reason stri
 	r.Status = status
 	r.Outcome = outcome
 	r.Reason = reason
+	answer := r.ResponseBody
 	if r.Recording == "metadata" {
 		r.RequestBody, r.ResponseBody = nil, nil
 	}
@@ -260,10 +266,11 @@ func (ex *exchange) finish(ctx context.Context, status int, outcome, reason stri
 	for _, sec := range ex.secrets {
 		r.SecretHMACs = append(r.SecretHMACs, rules.SecretHMAC(key, sec))
 	}
-	ex.s.opt.Metrics.add("outcome_"+outcome, 1)
-	if _, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), r); err != nil {
+	_, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), r)
+	ex.observe(status, outcome, answer)
+	if err != nil {
 		ex.s.log.Error("cannot record exchange", "session", r.SessionID, "err", err)
-		ex.s.opt.Metrics.add("record_errors_total", 1)
+		ex.s.opt.Metrics.recordErrors.Inc()
 		return false
 	}
 	return true

@@ -50,6 +50,10 @@ type Options struct {
 	OnCheckpoint func(signed []byte)
 	// Logger receives operational messages; default slog.Default().
 	Logger *slog.Logger
+	// OnCommit, if set, is called (from the appender goroutine) after
+	// each transaction that appends records, with the number of writes
+	// it carried, how long it took, and its error. It must be quick.
+	OnCommit func(writes int, took time.Duration, err error)
 	// NoSync disables fsync (bbolt NoSync). For tests and benchmarks only:
 	// a record is then not durable when Append returns.
 	NoSync bool
@@ -86,6 +90,7 @@ type Store struct {
 	closeErr  error
 
 	health atomic.Pointer[healthState]
+	stats  stats // see Stats
 
 	// Owned by the appender goroutine after Open returns.
 	size       uint64
@@ -144,6 +149,8 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	s.lastCPTime = time.Now()
+	s.publish()
 	go s.appender()
 	return s, nil
 }

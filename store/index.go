@@ -272,6 +272,9 @@ func (s *Store) buildIndex() error {
 			return fmt.Errorf("store: index %s: %w", s.path, err)
 		}
 		s.log.Debug("indexed records", "to", to, "of", size)
+		if s.opts.Progress != nil {
+			s.opts.Progress("indexing", to, size)
+		}
 		from = to
 	}
 	s.indexedTo = size

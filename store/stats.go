@@ -1,9 +1,12 @@
 package store
 
 import (
+	"encoding/binary"
 	"os"
 	"sync/atomic"
 	"time"
+
+	"go.etcd.io/bbolt"
 )
 
 // Stats describe a session log for monitoring.
@@ -45,4 +48,24 @@ func (s *Store) Stats() Stats {
 		st.Bytes = fi.Size()
 	}
 	return st
+}
+
+// progressEvery is how many records pass between two progress reports.
+const progressEvery = 4096
+
+// progressFunc returns a func that reports done of the records in leaves
+// to f every progressEvery records (or does nothing when f is nil).
+func progressFunc(f func(done, total uint64), leaves *bbolt.Cursor) func(done uint64) {
+	if f == nil {
+		return func(uint64) {}
+	}
+	var total uint64
+	if k, _ := leaves.Last(); len(k) == 8 {
+		total = binary.BigEndian.Uint64(k) + 1
+	}
+	return func(done uint64) {
+		if done%progressEvery == 0 {
+			f(done, total)
+		}
+	}
 }

@@ -54,6 +54,11 @@ type Options struct {
 	// each transaction that appends records, with the number of writes
 	// it carried, how long it took, and its error. It must be quick.
 	OnCommit func(writes int, took time.Duration, err error)
+	// Progress, if set, is called now and then during long work on the
+	// log (task "indexing" while Open builds the query indexes,
+	// "pruning" during Prune) with the records done and the records to
+	// do, for a progress line.
+	Progress func(task string, done, total uint64)
 	// NoSync disables fsync (bbolt NoSync). For tests and benchmarks only:
 	// a record is then not durable when Append returns.
 	NoSync bool

@@ -23,6 +23,7 @@ import (
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/internal/keyfile"
+	"github.com/sessctl/sessctl/internal/progress"
 	"github.com/sessctl/sessctl/internal/tracing"
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
@@ -31,7 +32,7 @@ import (
 )
 
 func serveCommand() *cli.Command {
-	flags := []cli.Flag{&cli.StringFlag{Name: "config", Usage: "YAML config file (keys as in sessctl.example.yaml)", EnvVars: []string{"SESSCTL_CONFIG"}}}
+	flags := []cli.Flag{&cli.StringFlag{Name: "config", Usage: "YAML config file (keys as in sessctl.example.yaml)", EnvVars: []string{"SESSCTL_CONFIG"}}, quietFlag}
 	for _, k := range config.Keys() {
 		env := []string{"SESSCTL_" + strings.ToUpper(k.Name)}
 		if k.List {
@@ -51,6 +52,7 @@ func serveCommand() *cli.Command {
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			cfg.Quiet = c.Bool("quiet")
 			if err := serve(ctx, cfg, newLogger(cfg)); err != nil {
 				return cli.Exit("sessctl: "+err.Error(), 1)
 			}
@@ -128,6 +130,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		OnCheckpoint:       postCheckpoint(ctx, cfg.CheckpointURL, log),
 		Logger:             log,
 		OnCommit:           metrics.StoreCommitted,
+		Progress:           progress.Tasks(os.Stderr, progress.Options{Quiet: cfg.Quiet, Unit: "records"}),
 	})
 	if err != nil {
 		return err

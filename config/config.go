@@ -94,6 +94,9 @@ type Config struct {
 	// over OTLP/HTTP: a collector's base URL (http://host:4318; the path
 	// /v1/traces is added when none is given).
 	OtelEndpoint string `yaml:"otel_endpoint"`
+	// Quiet turns off the progress lines long work draws on a terminal
+	// (serve --quiet); not a key of the file.
+	Quiet bool `yaml:"-"`
 }
 
 // Runner is a static credential: a runner token or an admin token, given

@@ -65,6 +65,9 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (PruneResult, error
 			}
 			to, any = seq, true
 		}
+		if s.opts.Progress != nil {
+			s.opts.Progress("pruning", st.size, st.size)
+		}
 		if !any {
 			return nil
 		}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 	"sync/atomic"
 	"time"
@@ -68,4 +70,23 @@ func progressFunc(f func(done, total uint64), leaves *bbolt.Cursor) func(done ui
 			f(done, total)
 		}
 	}
+}
+
+// Records returns the number of records in the log.
+func (r *Reader) Records() (uint64, error) {
+	var n uint64
+	err := r.db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketLeaves)
+		if b == nil {
+			return errors.New("not a sessctl log (no leaves bucket)")
+		}
+		if k, _ := b.Cursor().Last(); len(k) == 8 {
+			n = binary.BigEndian.Uint64(k) + 1
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: records: %w", err)
+	}
+	return n, nil
 }

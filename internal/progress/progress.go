@@ -43,7 +43,8 @@ type Bar struct {
 	done   int64
 	start  time.Time
 	last   time.Time
-	drawn  bool // a line is on screen (Done ends it)
+	drawn  bool  // a line is on screen (Done ends it)
+	shown  int64 // done as last drawn
 	closed bool
 }
 
@@ -105,7 +106,9 @@ func (b *Bar) Done() {
 		return
 	}
 	if b.drawn {
-		b.redraw(true)
+		if b.shown != b.done {
+			b.redraw(true)
+		}
 		io.WriteString(b.w, "\n")
 	}
 	b.closed = true
@@ -124,7 +127,7 @@ func (b *Bar) redraw(force bool) {
 	if !force && !b.drawn && now.Sub(b.start) < b.o.Every {
 		return
 	}
-	b.last, b.drawn = now, true
+	b.last, b.drawn, b.shown = now, true, b.done
 	// \r returns to the line's start, \x1b[K clears what a longer line
 	// left behind.
 	io.WriteString(b.w, "\r"+b.line(now)+"\x1b[K")
@@ -199,4 +202,27 @@ func (pw Writer) Write(p []byte) (int, error) {
 		pw.Bar.Add(int64(lines))
 	}
 	return n, err
+}
+
+// Tasks returns a progress callback for work that reports itself by task
+// name (the store's index builds and prunes): one bar per task, labelled
+// with its name, ended when done reaches total.
+func Tasks(w io.Writer, opts Options) func(task string, done, total uint64) {
+	var mu sync.Mutex
+	bars := map[string]*Bar{}
+	return func(task string, done, total uint64) {
+		mu.Lock()
+		defer mu.Unlock()
+		b := bars[task]
+		if b == nil {
+			b = New(w, task, int64(total), opts)
+			bars[task] = b
+		}
+		b.SetTotal(int64(total))
+		b.Set(int64(done))
+		if done >= total {
+			b.Done()
+			delete(bars, task)
+		}
+	}
 }

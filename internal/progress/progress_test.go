@@ -129,3 +129,25 @@ func TestWriterCountsLines(t *testing.T) {
 		t.Errorf("final line %q", got)
 	}
 }
+
+func TestTasksOneBarEach(t *testing.T) {
+	var buf bytes.Buffer
+	clk := newClock()
+	report := Tasks(&buf, Options{Unit: "records", Force: true, Now: clk.now})
+	report("indexing", 0, 100)
+	clk.advance(time.Second)
+	report("indexing", 50, 100)
+	clk.advance(time.Second)
+	report("indexing", 100, 100)
+	if got := buf.String(); !strings.Contains(got, "indexing: 50/100 records (50%) 50/s, 1s left") ||
+		!strings.HasSuffix(got, "indexing: 100/100 records (100%) 50/s, 2s in all\x1b[K\n") {
+		t.Errorf("indexing lines %q", got)
+	}
+	buf.Reset()
+	report("pruning", 0, 10) // a new bar, started now
+	clk.advance(time.Second)
+	report("pruning", 10, 10)
+	if got := buf.String(); got != "\rpruning: 10/10 records (100%) 10/s, 1s in all\x1b[K\n" {
+		t.Errorf("pruning lines %q", got)
+	}
+}

@@ -1,4 +1,4 @@
-package main
+package command
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 
 	"github.com/sessctl/sessctl/internal/progress"
 	"github.com/sessctl/sessctl/store"
-	"github.com/sessctl/sessctl/web"
 	"github.com/urfave/cli/v2"
 )
 
@@ -165,7 +164,7 @@ func verifyExportFile(c *cli.Context, file, pubkey string) error {
 		defer f.Close()
 		in = f
 	}
-	rep, err := web.VerifyExport(in, store.SplitNotes(data), pubkey)
+	rep, err := store.VerifyExport(in, store.SplitNotes(data), pubkey)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("sessctl verify: %s: could not verify: %v", file, err), 2)
 	}

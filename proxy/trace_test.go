@@ -14,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sessctl/sessctl/internal/testutil"
 	"github.com/sessctl/sessctl/internal/tracing"
 )
 
@@ -200,6 +202,61 @@ func TestTracesFollowGenAIConventions(t *testing.T) {
 			if bytes.Contains(b, []byte(secret)) {
 				t.Errorf("an export carries %q", secret)
 			}
+		}
+	}
+}
+
+// TestWebSocketTraces checks the span of each response.create carried on
+// a WebSocket: it joins the runner's trace and reads the usage from the
+// events.
+func TestWebSocketTraces(t *testing.T) {
+	rc := newOTLPReceiver(t)
+	tp, err := tracing.New(rc.srv.URL, tracing.Options{BatchTimeout: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Shutdown(context.Background())
+	e := newEnv(t, wsUpstream(t, make(chan string, 1)), func(o *Options) { o.Tracing = tp })
+	const parentTrace = "0af7651916cd43dd8448eb211c80319c"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "wss://api.openai.com/v1/responses", &websocket.DialOptions{
+		HTTPClient: e.client,
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + testRunnerToken},
+			"Traceparent": {"00-" + parentTrace + "-b7ad6b7169203331-01"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	create := `{"type":"response.create","model":"gpt-5-codex","input":[{"role":"user","content":"` + promptMarker + `"}]}`
+	if err := c.Write(ctx, websocket.MessageText, []byte(create)); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, c, "response.completed")
+	c.Close(websocket.StatusNormalClosure, "")
+	testutil.WaitFor(t, 0, "the WebSocket exchange's span", func() bool {
+		tp.ForceFlush(context.Background())
+		spans, _, _, _ := rc.snapshot()
+		return len(spans) >= 1
+	})
+	spans, raw, _, _ := rc.snapshot()
+	sp := spans[0]
+	got := attrs(sp.Attributes)
+	for k, v := range map[string]string{
+		"gen_ai.operation.name": "generate_content", "gen_ai.request.model": "gpt-5-codex",
+		"gen_ai.response.id": "resp_0", "gen_ai.provider.name": "openai", "sessctl.outcome": "forwarded",
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q (span %q %v)", k, got[k], v, sp.Name, got)
+		}
+	}
+	if tid := hex.EncodeToString(sp.TraceId); tid != parentTrace {
+		t.Errorf("WebSocket span in trace %s, want the runner's %s", tid, parentTrace)
+	}
+	for _, b := range raw {
+		if bytes.Contains(b, []byte(promptMarker)) || bytes.Contains(b, []byte("AKIAIOSFO")) {
+			t.Error("an export carries prompt or answer text")
 		}
 	}
 }

@@ -35,8 +35,9 @@ type usageEvent struct {
 	Message  *usageFields `json:"message"`
 }
 
-// usageOf reads usage from an answer: one JSON object, or a server-sent
-// event stream whose later events refine what earlier ones said.
+// usageOf reads usage from an answer: one JSON object, JSON objects one
+// after another (a WebSocket's events), or a server-sent event stream;
+// later events refine what earlier ones said.
 func usageOf(answer []byte) usage {
 	var u usage
 	answer = bytes.TrimSpace(answer)
@@ -44,8 +45,15 @@ func usageOf(answer []byte) usage {
 		return u
 	}
 	if answer[0] == '{' {
-		u.add(answer)
-		return u
+		// One JSON answer, or a WebSocket's events one after another.
+		dec := json.NewDecoder(bytes.NewReader(answer))
+		for {
+			var raw json.RawMessage
+			if dec.Decode(&raw) != nil {
+				return u
+			}
+			u.add(raw)
+		}
 	}
 	for line := range bytes.Lines(answer) {
 		data, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("data:"))

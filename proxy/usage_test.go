@@ -19,6 +19,10 @@ func TestUsageOf(t *testing.T) {
 		{"anthropic stream", "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude\",\"usage\":{\"input_tokens\":15,\"output_tokens\":1}}}\n\n" +
 			"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":30}}\n\n",
 			usage{Model: "claude", ID: "msg_1", In: 15, Out: 30}},
+		{"websocket events", `{"type":"response.created","response":{"id":"resp_9","model":"gpt-5"}}` +
+			`{"type":"response.output_text.delta","delta":"hi"}` +
+			`{"type":"response.completed","response":{"id":"resp_9","model":"gpt-5","usage":{"input_tokens":8,"output_tokens":2}}}`,
+			usage{Model: "gpt-5", ID: "resp_9", In: 8, Out: 2}},
 		{"no usage", `{"choices":[]}`, usage{}},
 		{"not JSON", "garbage\x00", usage{}},
 		{"broken event", "data: {\"usage\":\n\n", usage{}},

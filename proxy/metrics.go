@@ -3,14 +3,12 @@ package proxy
 import (
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/sessctl/sessctl/store"
@@ -71,9 +69,7 @@ const (
 // NewMetrics returns sessctl's metrics in a new registry, with the Go
 // runtime and process collectors.
 func NewMetrics() *Metrics {
-	reg := prometheus.NewRegistry()
-	f := func(c prometheus.Collector) { reg.MustRegister(c) }
-	m := &Metrics{reg: reg, bound: map[string]bool{}}
+	m := &Metrics{reg: prometheus.NewRegistry(), bound: map[string]bool{}}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessctl_requests_total",
 		Help: "Exchanges recorded, by provider, outcome (forwarded, blocked, denied, ...) and status class (2xx..5xx, none).",
@@ -119,15 +115,13 @@ func NewMetrics() *Metrics {
 		Name: "sessctl_inflight_exchanges",
 		Help: "Requests (and WebSockets) inside intercepted tunnels being handled now.",
 	})
-	for _, c := range []prometheus.Collector{
+	m.reg.MustRegister(
 		m.requests, m.refusals, m.recordErrors, m.storeUnavailable, m.tlsErrors, m.passthrough,
 		m.transparentConns, m.transparentInt, m.witnessForks, m.addedLatency, m.upstreamLatency,
 		m.firstDelta, m.storeCommit, m.storeBatch, m.storeErrors, m.inflight,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
-		f(c)
-	}
+	)
 	// Series that exist before the first observation, so that dashboards
 	// and alerts see zero rather than nothing.
 	for _, p := range []string{phaseRequest, phaseResponse} {
@@ -155,15 +149,6 @@ const refusalEgress = "egress"
 // witness client) register metrics of their own, so that /metrics serves
 // them too.
 func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
-
-// Gatherer returns the registry, for tests and other exporters.
-func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
-
-// Handler serves the metrics over HTTP with content negotiation
-// (Prometheus text, OpenMetrics).
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{EnableOpenMetrics: true})
-}
 
 // WritePrometheus writes every metric in the Prometheus text format.
 func (m *Metrics) WritePrometheus(w io.Writer) error {

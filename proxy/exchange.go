@@ -238,11 +238,11 @@ func (ex *exchange) fail(w http.ResponseWriter, r refusal) {
 
 // finish completes and appends the record. It reports whether the record
 // is durable.
-func (ex *exchange) finish(ctx context.Context, status int, outcome, reason string) bool {
+func (ex *exchange) finish(ctx context.Context, status int, outcome store.Outcome, reason string) bool {
 	r := ex.rec
 	r.End = time.Now().UTC()
 	r.Status = status
-	r.Outcome = store.Outcome(outcome)
+	r.Outcome = outcome
 	r.Reason = reason
 	answer := r.ResponseBody
 	if r.Recording == store.RecordingMetadata {

@@ -131,7 +131,7 @@ func NewMetrics() *Metrics {
 		m.upstreamLatency.WithLabelValues(p)
 		m.firstDelta.WithLabelValues(p)
 		m.refusals.WithLabelValues(p, errPolicyViolation)
-		m.requests.WithLabelValues(p, store.OutcomeForwarded, "2xx")
+		m.requests.WithLabelValues(p, string(store.OutcomeForwarded), "2xx")
 	}
 	m.refusals.WithLabelValues(providerOther, refusalEgress)
 	return m

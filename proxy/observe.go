@@ -92,10 +92,10 @@ func (ex *exchange) upstreamAnswered(err error) {
 // observe counts a finished exchange, observes its answer's latencies and
 // ends its span. answer is the answer as the runner got it, read for the
 // token usage only (never exported).
-func (ex *exchange) observe(status int, outcome string, answer []byte) {
+func (ex *exchange) observe(status int, outcome store.Outcome, answer []byte) {
 	now, m := time.Now(), ex.s.opt.Metrics
 	provider := providerOf(ex.t.host)
-	m.requests.WithLabelValues(provider, outcome, statusClass(status)).Inc()
+	m.requests.WithLabelValues(provider, string(outcome), statusClass(status)).Inc()
 	if ex.rec.Kind == store.KindRefused && ex.tm.errType != "" {
 		m.refusals.WithLabelValues(provider, ex.tm.errType).Inc()
 	}
@@ -119,7 +119,7 @@ func (ex *exchange) observe(status int, outcome string, answer []byte) {
 // semantic conventions. It carries the operation, provider, model, token
 // usage, status and error type; never prompt or answer text, a credential
 // or the runner's identity.
-func (ex *exchange) span(end time.Time, status int, outcome, provider string, answer []byte) {
+func (ex *exchange) span(end time.Time, status int, outcome store.Outcome, provider string, answer []byte) {
 	tr := ex.s.tracer
 	if tr == nil || ex.t.host == TokenHost {
 		return
@@ -139,7 +139,7 @@ func (ex *exchange) span(end time.Time, status int, outcome, provider string, an
 		attribute.String("server.address", ex.t.host),
 		attribute.String("http.request.method", ex.rec.Method),
 		attribute.String("url.path", ex.rec.Path),
-		attribute.String("sessctl.outcome", outcome),
+		attribute.String("sessctl.outcome", string(outcome)),
 		attribute.String("sessctl.session.id", ex.rec.SessionID),
 	}
 	if ex.rec.Model != "" {
@@ -167,7 +167,7 @@ func (ex *exchange) span(end time.Time, status int, outcome, provider string, an
 	case ex.tm.errType != "":
 		errType = ex.tm.errType
 	case outcome != store.OutcomeForwarded:
-		errType = outcome
+		errType = string(outcome)
 	case status >= 400:
 		errType = http.StatusText(status)
 		if errType == "" {

@@ -349,3 +349,21 @@ func TestDeployReferencesLiveMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsWhenTheStoreFails: what the "store failing" alerts read.
+func TestMetricsWhenTheStoreFails(t *testing.T) {
+	me := newMetricsEnv(t)
+	if err := me.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := post(t, me.client, "https://api.openai.com/v1/chat/completions", testRunnerToken, chatBody); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d body %s", resp.StatusCode, body)
+	}
+	mfs := me.scrape(t)
+	if got := gauge(t, mfs, "sessctl_store_healthy"); got != 0 {
+		t.Errorf("sessctl_store_healthy = %v with the store closed, want 0", got)
+	}
+	if m := series(mfs, "sessctl_store_unavailable_total", nil); m == nil || m.Counter.GetValue() != 1 {
+		t.Errorf("sessctl_store_unavailable_total = %v, want 1", m)
+	}
+}

@@ -241,6 +241,9 @@ func (s *Store) buildIndex() error {
 			return fmt.Errorf("store: index %s: %w", s.path, err)
 		}
 	}
+	if s.opts.Progress != nil {
+		s.opts.Progress("indexing", from, size)
+	}
 	for from < size {
 		to := min(from+indexChunk, size)
 		err := s.db.Update(func(tx *bbolt.Tx) error {

@@ -41,6 +41,7 @@ type Bar struct {
 	mu     sync.Mutex
 	total  int64
 	done   int64
+	base   int64 // done when the bar started (work resumed part way)
 	start  time.Time
 	last   time.Time
 	drawn  bool  // a line is on screen (Done ends it)
@@ -147,10 +148,10 @@ func (b *Bar) line(now time.Time) string {
 		fmt.Fprintf(&s, " (%d%%)", min(100, b.done*100/b.total))
 	}
 	elapsed := now.Sub(b.start)
-	if elapsed <= 0 || b.done <= 0 {
+	if elapsed <= 0 || b.done <= b.base {
 		return s.String()
 	}
-	rate := float64(b.done) / elapsed.Seconds()
+	rate := float64(b.done-b.base) / elapsed.Seconds()
 	s.WriteString(" " + group(int64(rate+0.5)) + "/s")
 	if b.total > b.done && rate > 0 {
 		left := time.Duration(float64(b.total-b.done) / rate * float64(time.Second))
@@ -216,6 +217,7 @@ func Tasks(w io.Writer, opts Options) func(task string, done, total uint64) {
 		b := bars[task]
 		if b == nil {
 			b = New(w, task, int64(total), opts)
+			b.done, b.base = int64(done), int64(done)
 			bars[task] = b
 		}
 		b.SetTotal(int64(total))

@@ -151,3 +151,15 @@ func TestTasksOneBarEach(t *testing.T) {
 		t.Errorf("pruning lines %q", got)
 	}
 }
+
+func TestTasksResumedWorkRate(t *testing.T) {
+	var buf bytes.Buffer
+	clk := newClock()
+	report := Tasks(&buf, Options{Unit: "records", Force: true, Now: clk.now})
+	report("indexing", 9000, 10000) // resumed: 9,000 were done before
+	clk.advance(time.Second)
+	report("indexing", 9500, 10000)
+	if got := lastLine(buf.String()); got != "indexing: 9,500/10,000 records (95%) 500/s, 1s left\x1b[K" {
+		t.Errorf("line %q: the rate must count only the work done since the start", got)
+	}
+}

@@ -53,6 +53,10 @@ type Options struct {
 	// HTTPClient sends the requests; nil means one that uses no proxy.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// OnFork, if set, is called with the witness's name each time a
+	// witness refuses a checkpoint as inconsistent with what it saw
+	// before (e.g. to count it in sessctl_witness_fork_total).
+	OnFork func(witness string)
 }
 
 // Cosigner gets each new checkpoint cosigned by the witnesses. Its
@@ -306,6 +310,9 @@ func (c *Cosigner) fork(name string, size int64, err error) {
 	c.forks[name] = fmt.Sprintf("checkpoint of %d records: %v", size, err)
 	c.lastErrs()[name] = err
 	c.mu.Unlock()
+	if c.o.OnFork != nil {
+		c.o.OnFork(name)
+	}
 	c.log.Error("LOG FORK OR ROLLBACK: a witness refuses the log's checkpoint as inconsistent with the history it cosigned; the log on this host was rewritten, or this is another log with the same key and origin",
 		"witness", name, "size", size, "err", err)
 }
@@ -316,6 +323,18 @@ func (c *Cosigner) lastErrs() map[string]error {
 		c.errs = map[string]error{}
 	}
 	return c.errs
+}
+
+// Forks returns how many checkpoints each witness refused as
+// inconsistent.
+func (c *Cosigner) Forks() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int64{}
+	for n, s := range c.stats {
+		out[n] = s.inconsistents
+	}
+	return out
 }
 
 // Health returns an error naming each witness that found the log
@@ -339,7 +358,9 @@ func (c *Cosigner) Health() error {
 	return errors.New(strings.TrimSuffix(b.String(), ";"))
 }
 
-// WritePrometheus writes the witness metrics in Prometheus text format.
+// WritePrometheus writes the per-witness metrics in Prometheus text
+// format. Forks are counted through Options.OnFork, and in
+// [Cosigner.Forks].
 func (c *Cosigner) WritePrometheus(w io.Writer) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -357,7 +378,6 @@ func (c *Cosigner) WritePrometheus(w io.Writer) error {
 	}
 	series("sessctl_witness_cosignatures_total", "Checkpoints the witness cosigned.", "counter", func(s *witnessStats) int64 { return s.cosigned })
 	series("sessctl_witness_failures_total", "add-checkpoint requests that failed (timeout, refusal, error).", "counter", func(s *witnessStats) int64 { return s.failures })
-	series("sessctl_witness_inconsistent_total", "Checkpoints the witness refused as inconsistent with its view: a fork or rollback of the log.", "counter", func(s *witnessStats) int64 { return s.inconsistents })
 	series("sessctl_witness_tree_size", "Size of the checkpoint the witness holds, as far as sessctl knows.", "gauge", func(s *witnessStats) int64 { return s.size })
 	fmt.Fprintf(&b, "# HELP sessctl_checkpoint_cosignatures Cosignatures on the newest checkpoint sent to the witnesses.\n# TYPE sessctl_checkpoint_cosignatures gauge\nsessctl_checkpoint_cosignatures %d\n", c.lastCount)
 	fmt.Fprintf(&b, "# HELP sessctl_witness_quorum Cosignatures a checkpoint needs.\n# TYPE sessctl_witness_quorum gauge\nsessctl_witness_quorum %d\n", c.o.Quorum)

@@ -223,7 +223,7 @@ func TestWitnessedServe(t *testing.T) {
 	if code, body := s.get(t, "/healthz", ""); code != 200 {
 		t.Fatalf("/healthz: %d %s", code, body)
 	}
-	if _, body := s.get(t, "/metrics", ""); !strings.Contains(body, `sessctl_witness_inconsistent_total{witness="w1"} 0`) ||
+	if _, body := s.get(t, "/metrics", ""); !strings.Contains(body, "\nsessctl_witness_fork_total 0\n") ||
 		strings.Contains(body, `sessctl_witness_cosignatures_total{witness="w1"} 0`) {
 		t.Fatalf("/metrics:\n%s", body)
 	}
@@ -320,7 +320,7 @@ func TestWitnessedServe(t *testing.T) {
 	if !strings.Contains(health, "fork") || !strings.Contains(health, "w1") {
 		t.Fatalf("/healthz: %s", health)
 	}
-	if _, body := s.get(t, "/metrics", ""); !strings.Contains(body, `sessctl_witness_inconsistent_total{witness="w1"} 1`) {
+	if _, body := s.get(t, "/metrics", ""); !strings.Contains(body, "\nsessctl_witness_fork_total 1\n") {
 		t.Fatalf("/metrics after the fork:\n%s", body)
 	}
 	if !strings.Contains(s.stderr.String(), "LOG FORK OR ROLLBACK") {

@@ -30,7 +30,9 @@ import (
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/internal/keyfile"
+	"github.com/sessctl/sessctl/internal/progress"
 	"github.com/sessctl/sessctl/internal/query"
+	"github.com/sessctl/sessctl/internal/tracing"
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
@@ -73,6 +75,8 @@ type server struct {
 	// closing is set when close starts: the cosigner's loop has stopped,
 	// so the final checkpoint is cosigned by the store's hook itself.
 	closing atomic.Bool
+	// stopTraces flushes and stops the trace exporter (otel_endpoint).
+	stopTraces func(context.Context) error
 
 	// hup carries SIGHUP (Run subscribes it): reload the rules and the CA.
 	hup chan os.Signal
@@ -109,7 +113,8 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if keys[""] == "" {
 		log.Warn("no upstream API key: set upstream_key_file or OPENAI_API_KEY; intercepted requests get 503 until then")
 	}
-	if s.cos, err = newCosigner(cfg, log); err != nil {
+	metrics := proxy.NewMetrics()
+	if s.cos, err = newCosigner(cfg, log, metrics.WitnessFork); err != nil {
 		return nil, err
 	}
 	s.store, err = store.Open(cfg.DB, store.Options{
@@ -119,10 +124,18 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		CheckpointFile:     cfg.CheckpointFile,
 		OnCheckpoint:       s.checkpointHook(postCheckpoint(ctx, cfg.CheckpointURL, log)),
 		Logger:             log,
+		OnCommit:           metrics.StoreCommitted,
+		Progress:           progress.Tasks(os.Stderr, progress.Options{Quiet: cfg.Quiet, Unit: "records"}),
 	})
 	if err != nil {
 		return nil, err
 	}
+	metrics.ObserveLog(s.store)
+	traces, stopTraces, err := tracing.Open(cfg.OtelEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	s.stopTraces = stopTraces
 	auth, err := newAuthenticator(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -139,7 +152,6 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if err != nil {
 		return nil, err
 	}
-	metrics := proxy.NewMetrics()
 	s.queue = approval.NewQueue(time.Duration(cfg.ApprovalTimeout))
 	var exchanger proxy.Exchanger
 	if len(cfg.OIDC) > 0 && s.certs.tokenHost {
@@ -155,7 +167,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
 		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage, MaxInflight: int(cfg.MaxInflight),
-		Logger: log, Metrics: metrics,
+		Logger: log, Metrics: metrics, Tracing: traces,
 	})
 	if err != nil {
 		return nil, err
@@ -234,6 +246,13 @@ func (s *server) close() {
 	}
 	if s.proxy != nil {
 		s.proxy.Close()
+	}
+	if s.stopTraces != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.stopTraces(ctx); err != nil {
+			s.log.Warn("flushing traces", "err", err)
+		}
+		cancel()
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {

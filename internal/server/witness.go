@@ -10,12 +10,15 @@ import (
 	"github.com/sessctl/sessctl/witness"
 )
 
-// newCosigner returns the cosigner of cfg's witnesses, nil without any.
-func newCosigner(cfg *config.Config, log *slog.Logger) (*witness.Cosigner, error) {
+// newCosigner returns the cosigner of cfg's witnesses, nil without any;
+// onFork counts a witness's refusal of the log as inconsistent
+// (sessctl_witness_fork_total).
+func newCosigner(cfg *config.Config, log *slog.Logger, onFork func()) (*witness.Cosigner, error) {
 	if len(cfg.Witnesses) == 0 {
 		return nil, nil
 	}
-	return witness.New(witness.Options{Witnesses: cfg.Witnesses, Quorum: cfg.WitnessQuorum, Logger: log})
+	return witness.New(witness.Options{Witnesses: cfg.Witnesses, Quorum: cfg.WitnessQuorum, Logger: log,
+		OnFork: func(string) { onFork() }})
 }
 
 // checkpointHook returns the store's checkpoint hook: post (may be nil),

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"filippo.io/torchwood"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sessctl/sessctl/internal/witnesstest"
@@ -223,7 +225,12 @@ func TestWitnessedServe(t *testing.T) {
 	if code, body := s.get(t, "/healthz", ""); code != 200 {
 		t.Fatalf("/healthz: %d %s", code, body)
 	}
-	if _, body := s.get(t, "/metrics", ""); !strings.Contains(body, "\nsessctl_witness_fork_total 0\n") ||
+	_, body := s.get(t, "/metrics", "")
+	tp := expfmt.NewTextParser(model.UTF8Validation)
+	if _, err := tp.TextToMetricFamilies(strings.NewReader(body)); err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	if !strings.Contains(body, "\nsessctl_witness_fork_total 0\n") ||
 		strings.Contains(body, `sessctl_witness_cosignatures_total{witness="w1"} 0`) {
 		t.Fatalf("/metrics:\n%s", body)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -27,6 +28,7 @@ import (
 	"github.com/sessctl/sessctl/internal/duration"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/witness"
 )
 
 // Config is the whole configuration of `sessctl serve`.
@@ -98,7 +100,15 @@ type Config struct {
 	// CheckpointURL receives each signed checkpoint as an HTTP POST, so a
 	// copy lives where the proxy's host cannot rewrite it.
 	CheckpointURL string `yaml:"checkpoint_url" usage:"POST each signed checkpoint to this URL"`
-	Retention     struct {
+	// Witnesses cosign each checkpoint (C2SP tlog-witness); WitnessQuorum
+	// is how many cosignatures a checkpoint needs (`sessctl verify`
+	// checks it; fewer is logged).
+	Witnesses     []Witness `yaml:"witnesses"`
+	WitnessQuorum int       `yaml:"witness_quorum" usage:"cosignatures each checkpoint needs from the witnesses"`
+	// LogPublic serves the log's tiles (/log/, C2SP tlog-tiles) on the
+	// admin listener without the admin token.
+	LogPublic bool `yaml:"log_public"`
+	Retention struct {
 		Bodies Duration `yaml:"bodies"`
 	} `yaml:"retention"`
 
@@ -112,6 +122,13 @@ type Config struct {
 	LeafValidity Duration `yaml:"leaf_validity" usage:"lifetime of minted leaf certificates"`
 	LogLevel     string   `yaml:"log_level" usage:"debug, info, warn or error"`
 	LogFormat    string   `yaml:"log_format" usage:"text or json"`
+	// OtelEndpoint, when set, receives one OpenTelemetry span per exchange
+	// over OTLP/HTTP: a collector's base URL (http://host:4318; the path
+	// /v1/traces is added when none is given).
+	OtelEndpoint string `yaml:"otel_endpoint" usage:"OTLP/HTTP collector URL for per-exchange traces (off when empty)"`
+	// Quiet turns off the progress lines long work draws on a terminal
+	// (serve --quiet); not a key of the file.
+	Quiet bool `yaml:"-"`
 }
 
 // Runner is a static credential: a runner token or an admin token, given
@@ -120,6 +137,9 @@ type Runner = identity.Runner
 
 // OIDC configures one trusted CI token issuer.
 type OIDC = identity.OIDCIssuer
+
+// Witness is one witness of the `witnesses` list: name, url, vkey.
+type Witness = witness.Witness
 
 // Policy is one entry of the ordered policies list; the first match wins.
 type Policy = identity.Policy
@@ -400,6 +420,11 @@ func (c *Config) Resolve() error {
 	default:
 		return fmt.Errorf("config: log_format: %q is neither text nor json", c.LogFormat)
 	}
+	if c.OtelEndpoint != "" {
+		if u, err := url.Parse(c.OtelEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("config: otel_endpoint: %q is not an http:// or https:// URL", c.OtelEndpoint)
+		}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -412,6 +437,9 @@ func (c *Config) Resolve() error {
 	}
 	if err := identity.ValidatePolicies(c.Policies); err != nil {
 		return fmt.Errorf("config: policies: %w", err)
+	}
+	if err := witness.Validate(c.Witnesses, c.WitnessQuorum); err != nil {
+		return fmt.Errorf("config: witnesses: %w", err)
 	}
 	if c.CheckpointEvery <= 0 || c.CheckpointInterval <= 0 {
 		return errors.New("config: checkpoint_every and checkpoint_interval must be positive")

@@ -129,7 +129,7 @@ func TestConnectionLimits(t *testing.T) {
 	}
 	var m bytes.Buffer
 	e.proxy.Metrics().WritePrometheus(&m)
-	if !strings.Contains(m.String(), "sessctl_conns_refused_total 1") || !strings.Contains(m.String(), "sessctl_conns_refused_per_source_total 1") {
+	if !strings.Contains(m.String(), `sessctl_connections_refused_total{bound="total"} 1`) || !strings.Contains(m.String(), `sessctl_connections_refused_total{bound="source"} 1`) {
 		t.Errorf("metrics:\n%s", m.String())
 	}
 }

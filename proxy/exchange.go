@@ -33,6 +33,7 @@ type exchange struct {
 	hold holding
 	// begun waits for the in-flight note to be durable (see begin).
 	begun func(context.Context) error
+	tm    timing // for metrics and the span (observe.go)
 }
 
 // serveExchange handles one request inside an intercepted tunnel: pin the
@@ -58,7 +59,8 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	}}
 	ex.hold.b = s.budget
 	defer ex.hold.release()
-	s.opt.Metrics.add("requests_total", 1)
+	ex.tm.parent = s.traceParent(r.Header)
+	defer s.opt.Metrics.track()()
 
 	// Pin the host: every request in a tunnel is for the tunnel's host, so
 	// that the real key can never be steered elsewhere.
@@ -108,7 +110,9 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	// ended: a stalled upload does not hold a connection for ever.
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(bodyTimeout))
+	t0 := time.Now()
 	body, err := ex.hold.readAll(http.MaxBytesReader(w, r.Body, s.opt.MaxBody), r.ContentLength, s.opt.MaxBody)
+	ex.tm.wait(t0)
 	if errors.Is(err, errOverBudget) {
 		w.Header().Set("Connection", "close")
 		ex.refuse(w, refBufferBudget.with(s.budget.max))
@@ -181,7 +185,7 @@ func (ex *exchange) awaitBegun(ctx context.Context) error {
 // storeUnavailable refuses a request that cannot be recorded (fail closed).
 func (s *Server) storeUnavailable(w http.ResponseWriter, err error) {
 	s.unavailErrs.log(s.log, "refusing traffic: store cannot record", err)
-	s.opt.Metrics.add("store_unavailable_total", 1)
+	s.opt.Metrics.storeUnavailable.Inc()
 	writeError(w, refStoreUnavailable)
 }
 
@@ -262,12 +266,14 @@ func (ex *exchange) refuse(w http.ResponseWriter, r refusal) {
 // source's rate is merged into a summary (see RefusalLimits).
 func (ex *exchange) fail(w http.ResponseWriter, r refusal) {
 	writeError(w, r)
+	ex.tm.errType = r.typ
 	if ex.who == nil && ex.rec.Kind == store.KindRefused {
 		boundRefusal(ex.rec)
 		ex.rec.Status, ex.rec.Outcome = r.status, r.outcome
 		if !ex.s.refusals.admit(ex.rec.Conn.Client, ex.rec.Host, r.code, ex.rec) {
-			ex.s.opt.Metrics.add("outcome_"+string(r.outcome), 1)
-			ex.s.opt.Metrics.add("refusals_merged_total", 1)
+			// Counted (metrics, summary), not recorded on its own.
+			ex.s.opt.Metrics.refusalsMerged.Inc()
+			ex.observe(r.status, r.outcome, nil)
 			return
 		}
 	}
@@ -282,6 +288,7 @@ func (ex *exchange) finish(ctx context.Context, status int, outcome store.Outcom
 	r.Status = status
 	r.Outcome = outcome
 	r.Reason = reason
+	answer := r.ResponseBody
 	if r.Recording == store.RecordingMetadata {
 		r.RequestBody, r.ResponseBody = nil, nil
 	}
@@ -289,10 +296,11 @@ func (ex *exchange) finish(ctx context.Context, status int, outcome store.Outcom
 	for _, sec := range ex.secrets {
 		r.SecretHMACs = append(r.SecretHMACs, rules.SecretHMAC(key, sec))
 	}
-	ex.s.opt.Metrics.add("outcome_"+string(outcome), 1)
-	if _, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), r); err != nil {
+	_, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), r)
+	ex.observe(status, outcome, answer)
+	if err != nil {
 		ex.s.recordErrs.log(ex.s.log, "cannot record exchange", err, "session", r.SessionID)
-		ex.s.opt.Metrics.add("record_errors_total", 1)
+		ex.s.opt.Metrics.recordErrors.Inc()
 		return false
 	}
 	return true

@@ -60,11 +60,11 @@ func (s *Server) refuseConn(c net.Conn, why connlimit.Over) {
 
 // countConnRefusal counts a connection refused over a bound.
 func (s *Server) countConnRefusal(why connlimit.Over) {
+	bound := "total"
 	if why == connlimit.Source {
-		s.opt.Metrics.add("conns_refused_per_source_total", 1)
-		return
+		bound = "source"
 	}
-	s.opt.Metrics.add("conns_refused_total", 1)
+	s.opt.Metrics.connsRefused.WithLabelValues(bound).Inc()
 }
 
 // OpenConns returns the connections the proxy's listeners hold open.

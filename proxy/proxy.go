@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
@@ -121,6 +123,9 @@ type Options struct {
 	LowDisk func() bool
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Tracing, when set, gets one span per exchange (GenAI semantic
+	// conventions; never prompt or answer text).
+	Tracing trace.TracerProvider
 }
 
 // Server is the proxy. Its explicit listener speaks the HTTP proxy
@@ -143,6 +148,7 @@ type Server struct {
 	connLimit *connlimit.Limiter
 	// recordErrs logs repeated identical record failures once.
 	recordErrs, unavailErrs errLog
+	tracer    trace.Tracer // nil without Options.Tracing
 	// ctx ends when the server closes: tunnels and WebSockets watch it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -227,6 +233,11 @@ func New(opts Options) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.runSummaries(s.ctx)
+	opts.Metrics.bindLimits(s)
+	opts.Metrics.bindServer(opts)
+	if opts.Tracing != nil {
+		s.tracer = opts.Tracing.Tracer("github.com/sessctl/sessctl/proxy")
+	}
 	if opts.Exchanger != nil {
 		s.intercept[TokenHost] = true
 	}
@@ -289,5 +300,5 @@ func (s *Server) Close() error {
 	return err
 }
 
-// Metrics returns the server's counters.
+// Metrics returns the server's metrics.
 func (s *Server) Metrics() *Metrics { return s.opt.Metrics }

@@ -19,9 +19,9 @@ func (s *Server) recordRefusal(ctx context.Context, kind string, r *store.Record
 	r.Kind = store.KindRefused
 	r.Outcome = store.OutcomeRefused
 	boundRefusal(r)
-	s.opt.Metrics.add("refused_total", 1)
+	s.opt.Metrics.refusals.WithLabelValues(providerOf(r.Host), refusalEgress).Inc()
 	if !s.refusals.admit(r.Conn.Client, r.Host, kind, r) {
-		s.opt.Metrics.add("refusals_merged_total", 1)
+		s.opt.Metrics.refusalsMerged.Inc()
 		return
 	}
 	if r.SessionID == "" {
@@ -33,6 +33,6 @@ func (s *Server) recordRefusal(ctx context.Context, kind string, r *store.Record
 	r.End = now
 	if _, err := s.opt.Store.Append(context.WithoutCancel(ctx), r); err != nil {
 		s.recordErrs.log(s.log, "cannot record refusal", err, "host", r.Host)
-		s.opt.Metrics.add("record_errors_total", 1)
+		s.opt.Metrics.recordErrors.Inc()
 	}
 }

@@ -203,10 +203,10 @@ func (s *Server) runSummaries(ctx context.Context) {
 // flushSummaries appends the pending refusal summaries.
 func (s *Server) flushSummaries() {
 	for _, r := range s.refusals.take() {
-		s.opt.Metrics.add("refusal_summaries_total", 1)
+		s.opt.Metrics.refusalSummaries.Inc()
 		if _, err := s.opt.Store.Append(context.Background(), r); err != nil {
 			s.recordErrs.log(s.log, "cannot record refusal summary", err)
-			s.opt.Metrics.add("record_errors_total", 1)
+			s.opt.Metrics.recordErrors.Inc()
 		}
 	}
 }

@@ -54,6 +54,7 @@ func (ex *exchange) relay(w http.ResponseWriter, r *http.Request, resp *http.Res
 // before the runner receives the answer.
 func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, status int, body io.Reader) {
 	data, err := ex.hold.readAll(body, -1, ex.s.opt.MaxBody)
+	ex.tm.upFirst, ex.tm.whole = time.Now(), true
 	if errors.Is(err, errOverBudget) {
 		clear(w.Header())
 		ex.fail(w, refAnswerBudget.with(ex.s.budget.max))
@@ -113,6 +114,9 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
+			if ex.tm.upFirst.IsZero() {
+				ex.tm.upFirst = time.Now()
+			}
 			if _, werr := sink.Write(buf[:n]); werr != nil {
 				switch {
 				case errors.Is(werr, rules.ErrBlocked):
@@ -154,6 +158,7 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	}
 	ex.rec.ResponseBody = cw.rec
 	ex.rec.Deltas = cw.deltas
+	ex.tm.clientFirst = cw.first
 	if cw.truncated {
 		if ex.rec.Extra == nil {
 			ex.rec.Extra = map[string]string{}
@@ -184,7 +189,8 @@ type clientWriter struct {
 	truncated bool
 	// overBudget: the copy stopped because max_buffered_bytes was taken.
 	overBudget bool
-	err        error // the first write error: the runner went away
+	err        error     // the first write error: the runner went away
+	first      time.Time // when the first bytes were written
 }
 
 func (c *clientWriter) Write(p []byte) (int, error) {
@@ -203,6 +209,9 @@ const writeTimeout = time.Minute
 
 // note records that p reached the runner now.
 func (c *clientWriter) note(p []byte) {
+	if len(p) > 0 && c.first.IsZero() {
+		c.first = time.Now()
+	}
 	if len(c.deltas) < maxDeltas {
 		c.deltas = append(c.deltas, store.Delta{OffsetMS: time.Since(c.start).Milliseconds(), Size: len(p)})
 	}

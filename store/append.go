@@ -224,7 +224,6 @@ func (s *Store) appender() {
 	tick = min(max(tick, 10*time.Millisecond), time.Second)
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
-	s.lastCPTime = time.Now()
 	for {
 		select {
 		case j := <-s.jobs:
@@ -330,15 +329,20 @@ func (s *Store) holdNotes(batch []*job) ([]*job, *job) {
 func (s *Store) runBatch(batch []*job) {
 	// Records that failed before go first: a forwarded exchange is in
 	// the log as soon as the store can write.
+	t0 := time.Now()
 	err := s.writeOrphans()
 	if err == nil {
 		err = s.commitBatch(batch, false)
+	}
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(len(batch), time.Since(t0), err)
 	}
 	if err != nil {
 		s.keepOrphans(batch, err)
 	} else {
 		s.recordedOK(batch)
 	}
+	s.publish()
 	s.setHealth(err)
 	for _, j := range batch {
 		if err != nil {
@@ -580,6 +584,7 @@ func (s *Store) checkpoint() error {
 		return fmt.Errorf("store: checkpoint %s: %w", s.path, err)
 	}
 	s.lastCP, s.lastCPTime = s.size, time.Now()
+	s.publish()
 	if s.opts.CheckpointFile != "" {
 		if err := appendFile(s.opts.CheckpointFile, msg); err != nil {
 			s.log.Error("could not copy checkpoint", "file", s.opts.CheckpointFile, "err", err)

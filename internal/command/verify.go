@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sessctl/sessctl/internal/admin"
+	"github.com/sessctl/sessctl/internal/progress"
 	"github.com/sessctl/sessctl/store"
 	"github.com/urfave/cli/v2"
 )
@@ -24,7 +25,7 @@ func verifyCommand() *cli.Command {
 			"\"record <seq>: <kind>\"); 2: could not verify (unreadable, locked or foreign file, wrong key).\n" +
 			"With --export FILE --checkpoint CPFILE it checks a JSONL export (sessctl sessions export) offline: " +
 			"each record against its hash, the prev links, and the tree of the hashes against the signed checkpoints.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "db", Usage: "session log `FILE` (repeat for several replicas)"},
 			&cli.StringFlag{Name: "checkpoint", Usage: "`FILE` of signed checkpoints kept off the host (catches truncation and rollback)"},
 			&cli.StringFlag{Name: "pubkey", Usage: "pin the checkpoint signer: note verifier `KEY`, or a file holding it"},
@@ -32,10 +33,15 @@ func verifyCommand() *cli.Command {
 			&cli.StringFlag{Name: "proof", Usage: "verify the proof bundle in `FILE` instead of a log"},
 			&cli.StringFlag{Name: "export", Usage: "verify the JSONL export in `FILE` (- for standard input) against --checkpoint instead of a log"},
 			&cli.StringFlag{Name: "admin", Usage: "verify a running sessctl: fetch a consistent snapshot from its admin `URL` (GET /api/v1/snapshot; bearer token from $SESSCTL_ADMIN_TOKEN)"},
-		},
+			quietFlag,
+		}, witnessFlags()...),
 		Action: runVerify,
 	}
 }
+
+// quietFlag turns off the progress line that long work draws on a
+// terminal (it is never drawn when stderr is not a terminal).
+var quietFlag = &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress line on the terminal"}
 
 func runVerify(c *cli.Context) error {
 	pubkey, err := readPubkey(c.String("pubkey"))
@@ -60,6 +66,10 @@ func runVerify(c *cli.Context) error {
 	if len(dbs) == 0 {
 		return cli.Exit("sessctl verify: --db FILE, --admin URL or --proof FILE is required", 2)
 	}
+	vkeys, quorum, err := witnessPolicy(c)
+	if err != nil {
+		return exitWitness(err)
+	}
 	opts := store.VerifyOptions{PublicKey: pubkey}
 	if f := c.String("checkpoint"); f != "" {
 		data, err := os.ReadFile(f)
@@ -72,7 +82,13 @@ func runVerify(c *cli.Context) error {
 	var lines []string
 	code := 0
 	for _, db := range dbs {
+		bar := progress.New(c.App.ErrWriter, "verifying "+db, 0, progress.Options{Quiet: c.Bool("quiet"), Unit: "records"})
+		opts.Progress = func(done, total uint64) { bar.SetTotal(int64(total)); bar.Set(int64(done)) }
 		rep, err := store.Verify(db, opts)
+		if rep != nil {
+			bar.Set(rep.Records)
+		}
+		bar.Done()
 		if err != nil {
 			return cli.Exit(fmt.Sprintf("sessctl verify: %s: could not verify: %v", db, err), 2)
 		}
@@ -80,6 +96,19 @@ func runVerify(c *cli.Context) error {
 		prefix := ""
 		if len(dbs) > 1 {
 			prefix = db + ": "
+		}
+		if rep.OK() && len(vkeys) > 0 {
+			line, ok, err := checkWitnessed(rep, db, opts.Checkpoints, vkeys, quorum)
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("sessctl verify: %s: could not check the cosignatures: %v", db, err), 2)
+			}
+			if !ok {
+				code = 1
+				lines = append(lines, prefix+line)
+				continue
+			}
+			lines = append(lines, prefix+rep.Summary(), prefix+line)
+			continue
 		}
 		if rep.OK() {
 			lines = append(lines, prefix+rep.Summary())
@@ -116,6 +145,9 @@ func verifyProofFile(c *cli.Context, file, pubkey string) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("sessctl verify: %v", err), 2)
+	}
+	if store.IsTLogProof(data) {
+		return verifyTLogProofFile(c, file, data, pubkey)
 	}
 	res, err := store.VerifyProof(data, pubkey)
 	if err != nil {

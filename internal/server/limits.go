@@ -3,15 +3,16 @@ package server
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sessctl/sessctl/internal/admin"
+
 	"github.com/sessctl/sessctl/internal/connlimit"
+	"github.com/sessctl/sessctl/internal/diskspace"
 	"github.com/sessctl/sessctl/proxy"
 )
 
@@ -69,24 +70,19 @@ func limitAdmin(l net.Listener) net.Listener {
 // diskEvery is how often the log volume's free space is measured.
 const diskEvery = 2 * time.Second
 
-// writeMetrics writes the proxy's counters and the gauges of the budgets
-// and the log volume.
-func (s *server) writeMetrics(m *proxy.Metrics) func(w io.Writer) error {
-	return func(w io.Writer) error {
-		if err := m.WritePrometheus(w); err != nil {
-			return err
-		}
-		low := 0
-		if s.disk.Low() {
-			low = 1
-		}
-		_, err := fmt.Fprintf(w, "# TYPE sessctl_disk_free_bytes gauge\nsessctl_disk_free_bytes %d\n"+
-			"# TYPE sessctl_disk_reserve_bytes gauge\nsessctl_disk_reserve_bytes %d\n"+
-			"# TYPE sessctl_disk_below_reserve gauge\nsessctl_disk_below_reserve %d\n"+
-			"# TYPE sessctl_buffered_bytes gauge\nsessctl_buffered_bytes %d\n"+
-			"# TYPE sessctl_open_connections gauge\nsessctl_open_connections %d\n"+
-			"# TYPE sessctl_goroutines gauge\nsessctl_goroutines %d\n",
-			s.disk.Free(), s.disk.Reserve(), low, s.proxy.BufferedBytes(), s.proxy.OpenConns(), runtime.NumGoroutine())
-		return err
-	}
+// observeDisk adds the log volume's gauges to the metrics.
+func observeDisk(m *proxy.Metrics, d *diskspace.Watch) {
+	m.Registerer().MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessctl_disk_free_bytes", Help: "Free bytes on the session log's volume (measured every 2s)."},
+			func() float64 { return float64(d.Free()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessctl_disk_reserve_bytes", Help: "disk_reserve: below it refusals are only counted."},
+			func() float64 { return float64(d.Reserve()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sessctl_disk_below_reserve", Help: "1 while the log's volume is below disk_reserve, else 0."},
+			func() float64 {
+				if d.Low() {
+					return 1
+				}
+				return 0
+			}),
+	)
 }

@@ -4,7 +4,8 @@
 // proxy (explicit and transparent listeners) and the admin API; reloads the
 // rules when their file changes and the rules and CA on SIGHUP; prunes
 // bodies past retention.bodies; posts each signed checkpoint to
-// checkpoint_url; and closes it all when its context ends.
+// checkpoint_url and has it cosigned by the witnesses; serves the log as
+// C2SP tlog-tiles under /log/; and closes it all when its context ends.
 package server
 
 import (
@@ -30,11 +31,15 @@ import (
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/internal/diskspace"
 	"github.com/sessctl/sessctl/internal/keyfile"
+	"github.com/sessctl/sessctl/internal/progress"
 	"github.com/sessctl/sessctl/internal/query"
+	"github.com/sessctl/sessctl/internal/tracing"
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/tiles"
 	"github.com/sessctl/sessctl/web"
+	"github.com/sessctl/sessctl/witness"
 )
 
 // Run opens what cfg names (the CA, the session log, the runner and admin
@@ -66,7 +71,13 @@ type server struct {
 	admin   *http.Server
 	proxyLn net.Listener
 	adminLn net.Listener
-	transLn net.Listener // nil without transparent_listen
+	transLn net.Listener      // nil without transparent_listen
+	cos     *witness.Cosigner // nil without witnesses
+	// closing is set when close starts: the cosigner's loop has stopped,
+	// so the final checkpoint is cosigned by the store's hook itself.
+	closing atomic.Bool
+	// stopTraces flushes and stops the trace exporter (otel_endpoint).
+	stopTraces func(context.Context) error
 
 	// disk watches the free space of the log's volume.
 	disk *diskspace.Watch
@@ -106,17 +117,29 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if keys[""] == "" {
 		log.Warn("no upstream API key: set upstream_key_file or OPENAI_API_KEY; intercepted requests get 503 until then")
 	}
+	metrics := proxy.NewMetrics()
+	if s.cos, err = newCosigner(cfg, log, metrics.WitnessFork); err != nil {
+		return nil, err
+	}
 	s.store, err = store.Open(cfg.DB, store.Options{
 		SigningKeyFile:     filepath.Join(cfg.DataDir, "log.key"),
 		CheckpointEvery:    cfg.CheckpointEvery,
 		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
 		CheckpointFile:     cfg.CheckpointFile,
-		OnCheckpoint:       postCheckpoint(ctx, cfg.CheckpointURL, log),
+		OnCheckpoint:       s.checkpointHook(postCheckpoint(ctx, cfg.CheckpointURL, log)),
 		Logger:             log,
+		OnCommit:           metrics.StoreCommitted,
+		Progress:           progress.Tasks(os.Stderr, progress.Options{Quiet: cfg.Quiet, Unit: "records"}),
 	})
 	if err != nil {
 		return nil, err
 	}
+	metrics.ObserveLog(s.store)
+	traces, stopTraces, err := tracing.Open(cfg.OtelEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	s.stopTraces = stopTraces
 	auth, err := newAuthenticator(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -133,8 +156,8 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if err != nil {
 		return nil, err
 	}
-	metrics := proxy.NewMetrics()
 	s.disk = diskspace.New(filepath.Dir(cfg.DB), uint64(cfg.DiskReserve))
+	observeDisk(metrics, s.disk)
 	s.queue = approval.NewQueue(time.Duration(cfg.ApprovalTimeout))
 	var exchanger proxy.Exchanger
 	if len(cfg.OIDC) > 0 && s.certs.tokenHost {
@@ -153,7 +176,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		MaxBufferedBytes: cfg.MaxBufferedBytes, LowDisk: s.disk.Low,
 		MaxConns: fitConns(cfg.MaxConns, log), MaxConnsPerSource: cfg.MaxConnsPerSource,
 		Refusals: proxy.RefusalLimits{PerMinute: cfg.RefusalRecordsPerMinute, Burst: cfg.RefusalBurst, Interval: time.Duration(cfg.RefusalSummaryInterval)},
-		Logger:   log, Metrics: metrics,
+		Logger:   log, Metrics: metrics, Tracing: traces,
 	})
 	if err != nil {
 		return nil, err
@@ -171,10 +194,11 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	}
 	s.admin = &http.Server{
 		Handler: web.NewHandler(web.Options{
-			Health: s.store.Healthy, Warnings: s.disk.Warnings, Metrics: s.writeMetrics(metrics), Logger: log,
+			Health: healthWith(s.store.Healthy, s.cos), Warnings: s.disk.Warnings, Metrics: metricsWith(metrics.WritePrometheus, s.cos), Logger: log,
 			Sessions: s.store, Approvals: s.queue, AdminTokens: admins,
 			Verify:   query.ProofVerifier(s.store, s.store.PublicKey()),
 			Snapshot: s.store.WriteSnapshot,
+			Log:      tiles.Handler(s.store, log), LogPublic: cfg.LogPublic,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -198,6 +222,9 @@ func (s *server) serve(ctx context.Context) error {
 	wg.Go(func() { s.pruneBodies(ctx) })
 	wg.Go(func() { s.watchReload(ctx) })
 	wg.Go(func() { s.disk.Run(ctx, diskEvery, log) })
+	if s.cos != nil {
+		wg.Go(func() { runCosigner(ctx, s.cos, s.store) })
+	}
 	if cfg.ApprovalWebhook != "" {
 		hook := &approval.Webhook{URL: cfg.ApprovalWebhook, LinkBase: "http://" + cfg.AdminListen + "/approvals/", Logger: log}
 		go hook.Run(ctx, s.queue)
@@ -219,6 +246,7 @@ func (s *server) serve(ctx context.Context) error {
 // close releases what open made, in reverse order. It is safe on a server
 // that open left half built.
 func (s *server) close() {
+	s.closing.Store(true)
 	if s.admin != nil {
 		s.admin.Close()
 	}
@@ -229,6 +257,13 @@ func (s *server) close() {
 	}
 	if s.proxy != nil {
 		s.proxy.Close()
+	}
+	if s.stopTraces != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.stopTraces(ctx); err != nil {
+			s.log.Warn("flushing traces", "err", err)
+		}
+		cancel()
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {

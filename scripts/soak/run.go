@@ -290,7 +290,7 @@ func measure(pid int, admin string) (sample, error) {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "sessctl_goroutines "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
 			s.goroutines, _ = strconv.Atoi(v)
 		}
 	}

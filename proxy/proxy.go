@@ -148,7 +148,7 @@ type Server struct {
 	connLimit *connlimit.Limiter
 	// recordErrs logs repeated identical record failures once.
 	recordErrs, unavailErrs errLog
-	tracer    trace.Tracer // nil without Options.Tracing
+	tracer                  trace.Tracer // nil without Options.Tracing
 	// ctx ends when the server closes: tunnels and WebSockets watch it.
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -65,9 +65,23 @@ func healthWith(h func() error, cos *witness.Cosigner) func() error {
 		if err := h(); err != nil {
 			return err
 		}
-		return cos.Health()
+		if err := cos.Health(); err != nil {
+			return publicError{err}
+		}
+		return nil
 	}
 }
+
+// publicError is an error whose text names no file: /healthz shows it in
+// full to anyone (a witness's fork report), where it hides a store
+// error's paths from callers without an admin token.
+type publicError struct{ error }
+
+// Public returns the error's text.
+func (e publicError) Public() string { return e.Error() }
+
+// Unwrap returns the error.
+func (e publicError) Unwrap() error { return e.error }
 
 // metricsWith adds the witness metrics.
 func metricsWith(m func(io.Writer) error, cos *witness.Cosigner) func(io.Writer) error {

@@ -66,6 +66,10 @@ var (
 	ErrNoApprover     = errors.New("approval: approver name missing")
 	ErrQueueFull      = errors.New("approval: too many pending requests")
 	ErrDuplicateID    = errors.New("approval: id already in use")
+	// ErrNoAnswer: a shared inbox forwarded the decision to the replica
+	// holding the request, which did not answer in time; the request is
+	// left as it was.
+	ErrNoAnswer = errors.New("approval: the replica holding the request did not answer")
 )
 
 // Request is a request waiting for a decision, as shown to approvers.
@@ -88,6 +92,9 @@ type Request struct {
 	Created time.Time `json:"created"`
 	// Expires is when the request times out; set by the queue.
 	Expires time.Time `json:"expires"`
+	// Origin names the replica holding the request (its log's origin),
+	// set by a fleet's shared inbox; empty from a single queue.
+	Origin string `json:"origin,omitempty"`
 }
 
 // Decision is the outcome for one request.

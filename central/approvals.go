@@ -25,18 +25,18 @@ const approvalChannel = "sessctl_approvals"
 
 // Defaults of [InboxOptions].
 const (
-	// DefaultPollInterval is how often the inbox looks for asks and
+	// DefaultInboxPoll is how often the inbox looks for asks and
 	// answers without a notification (the fallback when one is lost).
-	DefaultPollInterval = 2 * time.Second
-	// DefaultAnswerTimeout is how long Decide waits for the holding
+	DefaultInboxPoll = 2 * time.Second
+	// DefaultInboxAnswer is how long Decide waits for the holding
 	// replica to take a forwarded decision.
-	DefaultAnswerTimeout = 10 * time.Second
+	DefaultInboxAnswer = 10 * time.Second
 	// decidedKeep is how long decided rows stay in sessctl_approvals
 	// before their holder deletes them.
 	decidedKeep = 24 * time.Hour
-	// queryTimeout bounds the inbox's reads (Pending, Get), which have no
+	// inboxQueryTimeout bounds the inbox's reads (Pending, Get), which have no
 	// context of their own.
-	queryTimeout = 3 * time.Second
+	inboxQueryTimeout = 3 * time.Second
 )
 
 // InboxOptions configure an [Inbox].
@@ -46,11 +46,14 @@ type InboxOptions struct {
 	Queue *approval.Queue
 	// Origin names this replica (its log's origin); required with Queue.
 	Origin string
-	// PollInterval is DefaultPollInterval if zero.
+	// PollInterval is DefaultInboxPoll if zero.
 	PollInterval time.Duration
-	// AnswerTimeout is DefaultAnswerTimeout if zero.
+	// AnswerTimeout is DefaultInboxAnswer if zero.
 	AnswerTimeout time.Duration
-	Logger        *slog.Logger
+	// Ready, if set, is called before each attempt to use PostgreSQL
+	// (DB.Ready: connect and migrate once PostgreSQL is reachable).
+	Ready  func(context.Context) error
+	Logger *slog.Logger
 }
 
 // Inbox is a fleet's shared approval inbox in PostgreSQL. It implements
@@ -91,10 +94,10 @@ func NewInbox(pool *pgxpool.Pool, o InboxOptions) (*Inbox, error) {
 		return nil, errors.New("central: inbox: a queue needs the replica's origin")
 	}
 	if o.PollInterval <= 0 {
-		o.PollInterval = DefaultPollInterval
+		o.PollInterval = DefaultInboxPoll
 	}
 	if o.AnswerTimeout <= 0 {
-		o.AnswerTimeout = DefaultAnswerTimeout
+		o.AnswerTimeout = DefaultInboxAnswer
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -130,7 +133,7 @@ func (in *Inbox) mirror(ctx context.Context) {
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancel(ctx)
 		events := in.q.Subscribe(sctx)
-		ok := in.sync(ctx) == nil
+		ok := in.ready(ctx) == nil && in.sync(ctx) == nil
 		for ok {
 			select {
 			case <-ctx.Done():
@@ -156,12 +159,22 @@ func (in *Inbox) mirror(ctx context.Context) {
 	}
 }
 
+// ready calls the Ready option.
+func (in *Inbox) ready(ctx context.Context) error {
+	if in.o.Ready == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 4*inboxQueryTimeout)
+	defer cancel()
+	return in.o.Ready(ctx)
+}
+
 // retry is how long to wait before trying PostgreSQL again.
 func (in *Inbox) retry() time.Duration { return min(in.o.PollInterval, time.Second) }
 
 // write mirrors one local queue event.
 func (in *Inbox) write(ctx context.Context, ev approval.Event) error {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, inboxQueryTimeout)
 	defer cancel()
 	switch ev.Type {
 	case approval.EventHeld:
@@ -188,7 +201,7 @@ VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`, r.ID, in.o.Origin, b, 
 			return fmt.Errorf("central: approvals: insert %s: %w", r.ID, err)
 		}
 		if tag.RowsAffected() == 1 {
-			return notify(ctx, tx, "held "+r.ID+" "+in.o.Origin)
+			return notifyInbox(ctx, tx, "held "+r.ID+" "+in.o.Origin)
 		}
 		return nil
 	})
@@ -202,7 +215,7 @@ WHERE id = $1 AND holder = $6 AND decision = 'pending'`, d.ID, d.Decision, d.By,
 			return fmt.Errorf("central: approvals: decide %s: %w", d.ID, err)
 		}
 		if tag.RowsAffected() == 1 {
-			return notify(ctx, tx, "decided "+d.ID+" "+in.o.Origin)
+			return notifyInbox(ctx, tx, "decided "+d.ID+" "+in.o.Origin)
 		}
 		return nil
 	})
@@ -213,7 +226,7 @@ WHERE id = $1 AND holder = $6 AND decision = 'pending'`, d.ID, d.Decision, d.By,
 // longer in the queue gets the queue's decision (or canceled, when the
 // queue has forgotten it or this process restarted).
 func (in *Inbox) sync(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 4*queryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, 4*inboxQueryTimeout)
 	defer cancel()
 	pending := in.q.Pending()
 	ids := make([]string, 0, len(pending))
@@ -245,7 +258,7 @@ func (in *Inbox) sync(ctx context.Context) error {
 }
 
 // notify sends payload on the inbox's channel when tx commits.
-func notify(ctx context.Context, tx pgx.Tx, payload string) error {
+func notifyInbox(ctx context.Context, tx pgx.Tx, payload string) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", approvalChannel, payload); err != nil {
 		return fmt.Errorf("central: approvals: notify: %w", err)
 	}
@@ -269,6 +282,9 @@ func (in *Inbox) listen(ctx context.Context) {
 }
 
 func (in *Inbox) listenOnce(ctx context.Context) error {
+	if err := in.ready(ctx); err != nil {
+		return err
+	}
 	conn, err := in.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -332,7 +348,7 @@ func (in *Inbox) poll(ctx context.Context) {
 			continue
 		}
 		in.processAsks(ctx)
-		cctx, cancel := context.WithTimeout(ctx, queryTimeout)
+		cctx, cancel := context.WithTimeout(ctx, inboxQueryTimeout)
 		in.pool.Exec(cctx, `DELETE FROM sessctl_approvals WHERE holder = $1 AND decision <> 'pending' AND decided_at < $2`,
 			in.o.Origin, time.Now().Add(-decidedKeep))
 		cancel()
@@ -350,7 +366,7 @@ type ask struct {
 func (in *Inbox) processAsks(ctx context.Context) {
 	in.askMu.Lock()
 	defer in.askMu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, 4*queryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, 4*inboxQueryTimeout)
 	defer cancel()
 	rows, err := in.pool.Query(ctx, `UPDATE sessctl_approval_asks SET claimed_at = coalesce(claimed_at, now())
 WHERE holder = $1 AND answered_at IS NULL
@@ -377,7 +393,7 @@ RETURNING id, approval_id, decision, decided_by, reason`, in.o.Origin)
 		if err == nil {
 			in.log.Info("approval decided", "id", a.approvalID, "decision", d.Decision, "by", d.By, "via", "shared inbox")
 		}
-		code, msg := errorCode(err), ""
+		code, msg := askErrorCode(err), ""
 		if err != nil {
 			msg = err.Error()
 		}
@@ -387,7 +403,7 @@ RETURNING id, approval_id, decision, decided_by, reason`, in.o.Origin)
 WHERE id = $1`, a.id, b, code, msg); err != nil {
 				return err
 			}
-			return notify(ctx, tx, "answer "+strconv.FormatInt(a.id, 10))
+			return notifyInbox(ctx, tx, "answer "+strconv.FormatInt(a.id, 10))
 		})
 		if err != nil {
 			in.log.Warn("central: approvals: answering an ask failed; will retry", "ask", a.id, "err", err)
@@ -397,7 +413,7 @@ WHERE id = $1`, a.id, b, code, msg); err != nil {
 }
 
 // Error codes of an answer, and the errors they stand for.
-var errorCodes = []struct {
+var askErrorCodes = []struct {
 	code string
 	err  error
 }{
@@ -409,11 +425,11 @@ var errorCodes = []struct {
 	{"no_approver", approval.ErrNoApprover},
 }
 
-func errorCode(err error) string {
+func askErrorCode(err error) string {
 	if err == nil {
 		return ""
 	}
-	for _, c := range errorCodes {
+	for _, c := range askErrorCodes {
 		if errors.Is(err, c.err) {
 			return c.code
 		}
@@ -421,8 +437,8 @@ func errorCode(err error) string {
 	return "other"
 }
 
-func codeError(code, msg string) error {
-	for _, c := range errorCodes {
+func askError(code, msg string) error {
+	for _, c := range askErrorCodes {
 		if c.code == code {
 			if msg == "" || msg == c.err.Error() {
 				return c.err
@@ -448,7 +464,7 @@ func (in *Inbox) Decide(id, decision, by, reason string) (approval.Decision, err
 			return in.q.Decide(id, decision, by, reason)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), in.o.AnswerTimeout+queryTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), in.o.AnswerTimeout+inboxQueryTimeout)
 	defer cancel()
 	askID, wake, d, err := in.sendAsk(ctx, id, decision, by, reason)
 	if err != nil {
@@ -500,13 +516,13 @@ func (in *Inbox) sendAsk(ctx context.Context, id, decision, by, reason string) (
 			return fmt.Errorf("central: approvals: %w", err)
 		}
 		if state != approval.Pending {
-			prior = approval.Decision{ID: id, Decision: state, By: deref(dby), Reason: deref(dreason)}
+			prior = approval.Decision{ID: id, Decision: state, By: stringOr(dby), Reason: stringOr(dreason)}
 			if at != nil {
 				prior.At = *at
 			}
 			return fmt.Errorf("%w: %s", approval.ErrAlreadyDecided, state)
 		}
-		if time.Now().After(expires.Add(in.o.PollInterval + queryTimeout)) {
+		if time.Now().After(expires.Add(in.o.PollInterval + inboxQueryTimeout)) {
 			// Its holder should have timed it out: the holder is gone.
 			return fmt.Errorf("%w: %q", approval.ErrUnknownID, id)
 		}
@@ -515,7 +531,7 @@ VALUES ($1, $2, $3, $4, $5) RETURNING id`, id, holder, decision, by, reason).Sca
 			return fmt.Errorf("central: approvals: ask: %w", err)
 		}
 		wake = in.wait(askID)
-		return notify(ctx, tx, "ask "+strconv.FormatInt(askID, 10)+" "+holder)
+		return notifyInbox(ctx, tx, "ask "+strconv.FormatInt(askID, 10)+" "+holder)
 	})
 	if err != nil {
 		if askID != 0 {
@@ -545,7 +561,7 @@ func (in *Inbox) answer(ctx context.Context, askID int64) (approval.Decision, bo
 		if msg != nil {
 			m = *msg
 		}
-		return d, true, codeError(*code, m)
+		return d, true, askError(*code, m)
 	}
 	return d, true, nil
 }
@@ -609,7 +625,7 @@ func (in *Inbox) Pending() []approval.Request {
 			byID[r.ID] = r
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), inboxQueryTimeout)
 	defer cancel()
 	rows, err := in.pool.Query(ctx, `SELECT request FROM sessctl_approvals WHERE decision = 'pending' AND expires > now() ORDER BY created, id LIMIT $1`, approval.MaxPending*4)
 	if err == nil {
@@ -647,7 +663,7 @@ func (in *Inbox) Get(id string) (approval.Request, bool) {
 			return r, true
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), inboxQueryTimeout)
 	defer cancel()
 	var r approval.Request
 	err := in.pool.QueryRow(ctx, `SELECT request FROM sessctl_approvals WHERE id = $1 AND decision = 'pending' AND expires > now()`, id).Scan(&r)
@@ -662,7 +678,7 @@ func (in *Inbox) Get(id string) (approval.Request, bool) {
 
 // loadEvent reads the event a notification announces.
 func (in *Inbox) loadEvent(ctx context.Context, typ, id string) (approval.Event, bool) {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, inboxQueryTimeout)
 	defer cancel()
 	var r approval.Request
 	var state string
@@ -675,7 +691,7 @@ func (in *Inbox) loadEvent(ctx context.Context, typ, id string) (approval.Event,
 	}
 	ev := approval.Event{Type: approval.EventHeld, Request: r}
 	if typ == "decided" {
-		d := approval.Decision{ID: id, Decision: state, By: deref(by), Reason: deref(reason)}
+		d := approval.Decision{ID: id, Decision: state, By: stringOr(by), Reason: stringOr(reason)}
 		if at != nil {
 			d.At = *at
 		}
@@ -684,16 +700,16 @@ func (in *Inbox) loadEvent(ctx context.Context, typ, id string) (approval.Event,
 	return ev, true
 }
 
-func deref(s *string) string {
+func stringOr(s *string) string {
 	if s == nil {
 		return ""
 	}
 	return *s
 }
 
-// subscriberBuffer is how many events a subscriber may fall behind before
+// inboxSubscriberBuffer is how many events a subscriber may fall behind before
 // it is dropped (as with approval.Queue).
-const subscriberBuffer = 64
+const inboxSubscriberBuffer = 64
 
 // Subscribe returns the events of every replica's requests until ctx is
 // done: this replica's from its queue, the others' as PostgreSQL notifies
@@ -701,8 +717,8 @@ const subscriberBuffer = 64
 // it may subscribe again and re-read Pending.
 func (in *Inbox) Subscribe(ctx context.Context) <-chan approval.Event {
 	ctx, cancel := context.WithCancel(ctx)
-	out := make(chan approval.Event, subscriberBuffer)
-	remote := make(chan approval.Event, subscriberBuffer)
+	out := make(chan approval.Event, inboxSubscriberBuffer)
+	remote := make(chan approval.Event, inboxSubscriberBuffer)
 	in.mu.Lock()
 	in.subs[remote] = struct{}{}
 	in.mu.Unlock()

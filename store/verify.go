@@ -130,7 +130,7 @@ func (r *Reader) Verify(opts VerifyOptions) (*Report, error) {
 }
 
 type verifier struct {
-	tx   *bbolt.Tx
+	src  *logSource
 	opts VerifyOptions
 	rep  *Report
 	// problems keyed by seq and kind, to report each once.
@@ -157,18 +157,85 @@ type bodyRef struct {
 	kind byte
 }
 
+// logSource is what the verifier reads: a log's stored leaves, bodies and
+// checkpoints, and the hints its writer keeps beside them. The bbolt file
+// (verifyTx) and a copy kept elsewhere (VerifyStored) provide one.
+type logSource struct {
+	cursor func() leafCursor // a new cursor over the leaves, in key order
+	// body returns the stored salt ‖ body of seq's request or response
+	// (kind bodyRequest or bodyResponse), nil if none; nil: no bodies.
+	body func(seq uint64, kind byte) []byte
+	// genesis is the leaf stored under key 0, nil if none.
+	genesis []byte
+	// origin and publicKey name the log when the genesis record does not.
+	origin, publicKey string
+	// checkpoints are the stored signed checkpoints, by tree size.
+	checkpoints []storedCP
+	// leafHash returns the leaf hash stored beside leaf seq (a hint an
+	// attacker can rewrite too), nil if none.
+	leafHash func(seq uint64) []byte
+	// head is meta/head (BE64(size) ‖ leaf hash of the last record), nil
+	// if the source keeps none.
+	head []byte
+}
+
+// leafCursor walks stored leaves in key order, as a bbolt cursor does:
+// First starts over, a nil key ends the walk.
+type leafCursor interface {
+	First() (key, leaf []byte)
+	Next() (key, leaf []byte)
+}
+
+// storedCP is a stored checkpoint: its key (the tree size) and note.
+type storedCP struct {
+	key uint64
+	msg []byte
+}
+
 func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 	meta, leaves, bodies, cpb := tx.Bucket(bucketMeta), tx.Bucket(bucketLeaves), tx.Bucket(bucketBodies), tx.Bucket(bucketCheckpoints)
 	if meta == nil || leaves == nil {
 		return nil, errors.New("store: verify: not a sessctl log (no meta or leaves bucket)")
 	}
-	v := &verifier{tx: tx, opts: opts, rep: &Report{Problems: []Problem{}}, seen: map[string]bool{}, roots: map[int64]tlog.Hash{}}
+	src := &logSource{
+		cursor:    func() leafCursor { return leaves.Cursor() },
+		genesis:   leaves.Get(u64key(0)),
+		origin:    string(meta.Get(metaOrigin)),
+		publicKey: string(meta.Get(metaPublicKey)),
+		head:      meta.Get(metaHead),
+		leafHash: func(seq uint64) []byte {
+			tree := tx.Bucket(bucketTree)
+			if tree == nil || seq >= 1<<62 {
+				return nil
+			}
+			return tree.Get(u64key(uint64(tlog.StoredHashIndex(0, int64(seq)))))
+		},
+	}
+	if bodies != nil {
+		src.body = func(seq uint64, kind byte) []byte { return bodies.Get(bodyKey(seq, kind)) }
+	}
+	if cpb != nil {
+		if err := cpb.ForEach(func(k, val []byte) error {
+			if len(k) == 8 {
+				src.checkpoints = append(src.checkpoints, storedCP{binary.BigEndian.Uint64(k), val})
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return verifySource(src, opts)
+}
+
+// verifySource is Verify on any copy of a log's stored bytes.
+func verifySource(src *logSource, opts VerifyOptions) (*Report, error) {
+	v := &verifier{src: src, opts: opts, rep: &Report{Problems: []Problem{}}, seen: map[string]bool{}, roots: map[int64]tlog.Hash{}}
 	rep := v.rep
-	rep.Origin = string(meta.Get(metaOrigin))
-	rep.PublicKey = string(meta.Get(metaPublicKey))
+	rep.Origin = src.origin
+	rep.PublicKey = src.publicKey
 
 	// Genesis names the key that signs checkpoints.
-	if g := leaves.Get(u64key(0)); g != nil {
+	if g := src.genesis; g != nil {
 		if h, err := decodeLeafHeader(g); err == nil && h.Kind == KindGenesis && h.Seq == 0 {
 			if k := h.Extra["public_key"]; k != "" {
 				rep.PublicKey = k
@@ -189,24 +256,10 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 	}
 
 	// Collect checkpoint sizes first so the tree walk can compute their roots.
-	type storedCP struct {
-		key uint64
-		msg []byte
-	}
-	var stored []storedCP
-	if cpb != nil {
-		if err := cpb.ForEach(func(k, val []byte) error {
-			if len(k) != 8 {
-				return nil
-			}
-			kk := binary.BigEndian.Uint64(k)
-			stored = append(stored, storedCP{kk, val})
-			if kk <= 1<<62 {
-				v.cps = append(v.cps, int64(kk))
-			}
-			return nil
-		}); err != nil {
-			return nil, err
+	stored := src.checkpoints
+	for _, c := range stored {
+		if c.key <= 1<<62 {
+			v.cps = append(v.cps, int64(c.key))
 		}
 	}
 	type extCP struct {
@@ -231,7 +284,7 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 	// Pass 1: the chain, streaming.
 	var entries []entry // only when pass 2 is needed
 	v.hashers = newHashPool()
-	err := v.walk(leaves, bodies, func(e entry) {})
+	err := v.walk(src.cursor(), src.body, func(e entry) {})
 	for _, b := range v.hashers.wait() {
 		v.add(b.seq, ProblemBodyModified, fmt.Sprintf("%s body does not match its commitment", bodyName(b.kind)))
 	}
@@ -241,8 +294,8 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 	if v.anomaly {
 		// Pass 2: keep every entry and work out what happened.
 		entries = make([]entry, 0, v.n)
-		v2 := &verifier{tx: tx, opts: opts, rep: &Report{}, seen: map[string]bool{}, roots: map[int64]tlog.Hash{}}
-		if err := v2.walk(leaves, nil, func(e entry) { entries = append(entries, e) }); err != nil {
+		v2 := &verifier{src: src, opts: opts, rep: &Report{}, seen: map[string]bool{}, roots: map[int64]tlog.Hash{}}
+		if err := v2.walk(src.cursor(), nil, func(e entry) { entries = append(entries, e) }); err != nil {
 			return nil, err
 		}
 		v.classify(entries)
@@ -271,7 +324,7 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 		case !bytes.Equal(sh, v.last[:]):
 			v.add(v.lastSeq, ProblemModified, "leaf hash differs from the stored tree")
 		}
-		if h := meta.Get(metaHead); len(h) == 8+tlog.HashSize {
+		if h := src.head; len(h) == 8+tlog.HashSize {
 			switch n := binary.BigEndian.Uint64(h); {
 			case n > uint64(logSize):
 				v.add(uint64(logSize), ProblemMissing, fmt.Sprintf("head says %d records", n))
@@ -396,9 +449,8 @@ func (v *verifier) isPruned(seq uint64) bool {
 // walk hashes every leaf in key order, checks links, sequence numbers and
 // bodies (if bodies is non-nil), feeds the tree, and calls keep for each
 // entry.
-func (v *verifier) walk(leaves, bodies *bbolt.Bucket, keep func(entry)) error {
+func (v *verifier) walk(c leafCursor, bodies func(seq uint64, kind byte) []byte, keep func(entry)) error {
 	var prev tlog.Hash // zero: genesis has 64 zero digits as prev
-	c := leaves.Cursor()
 	for k, leaf := c.First(); k != nil; k, leaf = c.Next() {
 		e := entry{hash: tlog.RecordHash(leaf)}
 		if len(k) == 8 {
@@ -442,11 +494,11 @@ func (v *verifier) walk(leaves, bodies *bbolt.Bucket, keep func(entry)) error {
 	return nil
 }
 
-func (v *verifier) checkBody(bodies *bbolt.Bucket, seq uint64, kind byte, c *Commitment) {
+func (v *verifier) checkBody(bodies func(seq uint64, kind byte) []byte, seq uint64, kind byte, c *Commitment) {
 	if c == nil {
 		return
 	}
-	val := bodies.Get(bodyKey(seq, kind))
+	val := bodies(seq, kind)
 	if val == nil {
 		v.noBody = append(v.noBody, bodyRef{seq, kind})
 		return
@@ -543,11 +595,10 @@ func (v *verifier) push(h tlog.Hash) {
 // storedLeafHash returns the level-0 hash the tree bucket holds for seq,
 // or nil. It is a hint only: an attacker can rewrite the tree bucket.
 func (v *verifier) storedLeafHash(seq uint64) []byte {
-	tree := v.tx.Bucket(bucketTree)
-	if tree == nil || seq >= 1<<62 {
+	if v.src.leafHash == nil {
 		return nil
 	}
-	return tree.Get(u64key(uint64(tlog.StoredHashIndex(0, int64(seq)))))
+	return v.src.leafHash(seq)
 }
 
 // root folds the compact range into the RFC 6962 tree hash.

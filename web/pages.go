@@ -53,6 +53,18 @@ var templateFuncs = template.FuncMap{
 		return s
 	},
 	"claim": claimOf,
+	// path names a record in a URL path: its sequence number, or
+	// SEQ@ORIGIN (escaped) for a record of a fleet.
+	"path": func(r *store.Record) string { return url.PathEscape(RecordRef(r)) },
+}
+
+// RecordRef names r for Get: its sequence number in its own log, or
+// "SEQ@ORIGIN" for a record read from a fleet's central copy.
+func RecordRef(r *store.Record) string {
+	if r.Origin != "" {
+		return strconv.FormatUint(r.Seq, 10) + "@" + r.Origin
+	}
+	return strconv.FormatUint(r.Seq, 10)
 }
 
 // loadPages parses the embedded templates. They are part of the binary and
@@ -355,7 +367,7 @@ func (h *handler) replayPage(w http.ResponseWriter, r *http.Request, p *principa
 	if !ok {
 		return
 	}
-	v := replayView{D: sd, Seq: strconv.FormatUint(sd.Seq, 10)}
+	v := replayView{D: sd, Seq: RecordRef(sd.Record)}
 	if sd.Prompt != nil {
 		v.Prompt = prettyBody([]byte(*sd.Prompt))
 	}

@@ -18,6 +18,7 @@ func main() {
 			tokenCommand(),
 			rulesCommand(),
 			sessionsCommand(),
+			consoleCommand(),
 			approvalsCommand(),
 			verifyCommand(),
 			proofCommand(),

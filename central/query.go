@@ -332,3 +332,43 @@ WHERE o.origin = $1 AND l.seq >= $2 ORDER BY l.seq LIMIT $3`, f.origin, int64(ne
 		}
 	}
 }
+
+// OpenFleet connects to the fleet's database at dsn for reading, as
+// `sessctl sessions --central` does: it checks that the schema exists and
+// is not newer than this sessctl, and never migrates it. Close the pool
+// with Close.
+func OpenFleet(ctx context.Context, dsn string) (*Fleet, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors do not echo the connection string.
+		return nil, fmt.Errorf("central: DSN: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("central: %w", err)
+	}
+	v, err := SchemaVersion(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%w (is this a sessctl fleet database?)", err)
+	}
+	ms, err := Migrations()
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if known := ms[len(ms)-1].Version; v > known {
+		pool.Close()
+		return nil, fmt.Errorf("%w: the database is at version %04d, this sessctl knows up to %04d", ErrSchemaTooNew, v, known)
+	}
+	return NewFleet(pool), nil
+}
+
+// Pool returns the source's connection pool.
+func (f *Fleet) Pool() *pgxpool.Pool { return f.pool }
+
+// Close closes the source's connection pool.
+func (f *Fleet) Close() { f.pool.Close() }

@@ -46,8 +46,8 @@ func (s synthetic) record(i int, rng *rand.Rand) (originIdx int, rec *store.Reco
 				"actor":      "dev" + strconv.Itoa(i%57),
 				"sha":        fmt.Sprintf("%040x", uint64(i/40)*0x9e3779b97f4a7c15),
 			}},
-		Conn:   store.Conn{ID: strconv.Itoa(i), Mode: "explicit", Client: "10.0.0.1:4242"},
-		Host:   "api.openai.com", Method: "POST", Path: "/v1/chat/completions", Model: "gpt-4o-mini",
+		Conn: store.Conn{ID: strconv.Itoa(i), Mode: "explicit", Client: "10.0.0.1:4242"},
+		Host: "api.openai.com", Method: "POST", Path: "/v1/chat/completions", Model: "gpt-4o-mini",
 		Status: 200, Outcome: store.OutcomeForwarded, Recording: "full",
 	}
 	if i%7 == 0 {

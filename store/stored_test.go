@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -212,3 +213,24 @@ func TestVerifyStored(t *testing.T) {
 type errLog struct{ *memLog }
 
 func (errLog) Err() error { return errors.New("connection lost") }
+
+// A copy of a record stored again under a new key is an insertion.
+func TestVerifyStoredDuplicate(t *testing.T) {
+	s, _ := openTest(t, Options{NoSync: true, CheckpointEvery: 4})
+	for i := range 6 {
+		if _, err := s.Append(context.Background(), exchange(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, at := range []uint64{7, 8} { // at the end, and beyond a gap
+		l := copyLog(t, s)
+		l.put(at, l.leaves[3], tlog.RecordHash(l.leaves[3]))
+		rep, err := VerifyStored(l, VerifyOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.OK() || !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.String() == fmt.Sprintf("record %d: inserted", at) }) {
+			t.Fatalf("copy at %d: %v", at, rep.Problems)
+		}
+	}
+}

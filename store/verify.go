@@ -622,7 +622,9 @@ func (v *verifier) root() tlog.Hash {
 func (v *verifier) classify(es []entry) {
 	pos := make(map[tlog.Hash]int, len(es))
 	for i, e := range es {
-		pos[e.hash] = i
+		if _, dup := pos[e.hash]; !dup {
+			pos[e.hash] = i
+		}
 	}
 	succ := make(map[int]int, len(es)) // position -> position of the record naming it
 	present := make(map[uint64]bool, len(es))
@@ -653,6 +655,11 @@ func (v *verifier) classify(es []entry) {
 			v.add(at, ProblemModified, "leaf does not decode")
 			continue
 		}
+		if first := pos[e.hash]; first != i {
+			// The same bytes again: a copy of an earlier record.
+			v.add(at, ProblemInserted, fmt.Sprintf("a copy of record %d", seqOf(first)))
+			continue
+		}
 		genesisPrev := e.prev == (tlog.Hash{})
 		p, predOK := pos[e.prev]
 		dangling := !predOK && !genesisPrev
@@ -668,8 +675,8 @@ func (v *verifier) classify(es []entry) {
 			// missing in between); if the next record names another
 			// record properly, this one was inserted.
 			next := es[i+1]
-			if !next.ok || next.seq > e.seq+1 {
-				break
+			if !next.ok || next.seq > e.seq+1 || pos[next.hash] != i+1 {
+				break // records missing in between, or the next is a copy
 			}
 			_, nextOK := pos[next.prev]
 			switch {

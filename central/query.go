@@ -2,6 +2,7 @@ package central
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sessctl/sessctl/store"
 )
@@ -293,14 +295,33 @@ func isDigits(s string) bool {
 }
 
 // Leaves calls fn with each shipped leaf of the source's one origin (see
-// Only) from sequence number from on, in order, with its stored bodies,
-// as *store.Reader does, for an export. It fails if the source is not
-// limited to one origin, or when a sequence number is missing.
+// Only) from sequence number from on, in order, with its stored bodies
+// (without their salts), as *store.Reader does, for an export. Like the
+// store, it checks the chain as it goes: the sequence numbers are
+// contiguous, each leaf names its own, and each names the hash of the one
+// before as prev; at a break it returns an error before calling fn for
+// the leaf that does not chain. It fails if the source is not limited to
+// one origin.
 func (f *Fleet) Leaves(from uint64, fn func(seq uint64, leaf, req, resp []byte) error) error {
 	if f.origin == "" {
 		return errors.New("central: leaves: name one origin (--origin)")
 	}
 	next := from
+	prev := strings.Repeat("0", 2*tlog.HashSize)
+	if from > 0 {
+		var leaf []byte
+		err := f.pool.QueryRow(context.Background(), `SELECT l.leaf FROM sessctl_leaves l JOIN sessctl_origins o ON o.id = l.origin_id
+WHERE o.origin = $1 AND l.seq = $2`, f.origin, int64(from-1)).Scan(&leaf)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			prev = "" // unknown: the first leaf is not checked against it
+		case err != nil:
+			return fmt.Errorf("central: leaves of %s: %w", f.origin, err)
+		default:
+			h := tlog.RecordHash(leaf)
+			prev = hex.EncodeToString(h[:])
+		}
+	}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 		rows, err := f.pool.Query(ctx, `SELECT l.seq, l.leaf,
@@ -319,6 +340,18 @@ WHERE o.origin = $1 AND l.seq >= $2 ORDER BY l.seq LIMIT $3`, f.origin, int64(ne
 			if uint64(seq) != next {
 				return fmt.Errorf("record %d is missing (the next shipped is %d)", next, seq)
 			}
+			rec, err := store.DecodeLeaf(leaf)
+			if err != nil {
+				return fmt.Errorf("record %d: %w", seq, err)
+			}
+			if rec.Seq != uint64(seq) {
+				return fmt.Errorf("record %d: the leaf names itself record %d", seq, rec.Seq)
+			}
+			if prev != "" && rec.Prev != prev {
+				return fmt.Errorf("record %d: prev %s is not the hash of record %d", seq, rec.Prev, seq-1)
+			}
+			h := tlog.RecordHash(leaf)
+			prev = hex.EncodeToString(h[:])
 			n++
 			next++
 			return fn(uint64(seq), leaf, req, resp)
@@ -338,18 +371,11 @@ WHERE o.origin = $1 AND l.seq >= $2 ORDER BY l.seq LIMIT $3`, f.origin, int64(ne
 // is not newer than this sessctl, and never migrates it. Close the pool
 // with Close.
 func OpenFleet(ctx context.Context, dsn string) (*Fleet, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	db, err := Open(ctx, dsn)
 	if err != nil {
-		// pgx's parse errors do not echo the connection string.
-		return nil, fmt.Errorf("central: DSN: %w", err)
+		return nil, err
 	}
-	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("central: %w", err)
-	}
+	pool := db.Pool
 	v, err := SchemaVersion(ctx, pool)
 	if err != nil {
 		pool.Close()

@@ -33,10 +33,15 @@ func serveCommand() *cli.Command {
 	flags := []cli.Flag{&cli.StringFlag{Name: "config", Usage: "YAML config file (keys as in sessctl.example.yaml)", EnvVars: []string{"SESSCTL_CONFIG"}}}
 	for _, k := range config.Keys() {
 		env := []string{"SESSCTL_" + strings.ToUpper(k.Name)}
+		// --central-dsn as well as --central_dsn.
+		var alias []string
+		if a := strings.ReplaceAll(k.Name, "_", "-"); a != k.Name {
+			alias = []string{a}
+		}
 		if k.List {
-			flags = append(flags, &cli.StringSliceFlag{Name: k.Name, Usage: k.Usage, EnvVars: env})
+			flags = append(flags, &cli.StringSliceFlag{Name: k.Name, Aliases: alias, Usage: k.Usage, EnvVars: env})
 		} else {
-			flags = append(flags, &cli.StringFlag{Name: k.Name, Usage: k.Usage, EnvVars: env})
+			flags = append(flags, &cli.StringFlag{Name: k.Name, Aliases: alias, Usage: k.Usage, EnvVars: env})
 		}
 	}
 	return &cli.Command{
@@ -134,7 +139,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Error("closing the store", "err", err)
 		}
 	}()
-	go pruneBodies(ctx, st, time.Duration(cfg.Retention.Bodies), log)
+	fleet, err := startFleet(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	defer fleet.close()
+	go pruneBodies(ctx, st, time.Duration(cfg.Retention.Bodies), fleet.shipped(), log)
 	auth, err := newAuthenticator(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -194,7 +204,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	admin := &http.Server{
 		Handler: web.NewHandler(web.Options{
-			Health: st.Healthy, Metrics: metrics.WritePrometheus, Logger: log,
+			Health: st.Healthy, HealthDetail: fleet.healthDetail, Metrics: fleet.metrics(metrics.WritePrometheus), Logger: log,
 			Sessions: st, Approvals: queue, AdminTokens: admins,
 			Verify:   web.ProofVerifier(st, st.PublicKey()),
 			Snapshot: st.WriteSnapshot,

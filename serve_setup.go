@@ -43,7 +43,7 @@ On the runner:
 
 `, "runner-1", cfg.RunnersFile, cfg.Listen, tok, ca, ca, ca)
 	}
-	key, err := sessionKey(filepath.Join(cfg.DataDir, "session.key"))
+	key, err := sessionKey(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -93,10 +93,20 @@ func loadTokens(file string, configured []identity.Runner, name string, create b
 	return []identity.Runner{r}, tok, nil
 }
 
-// sessionKey loads the key that signs session tokens, creating it (0600)
-// on first run so that tokens survive a restart.
-func sessionKey(path string) ([]byte, error) {
+// sessionKey loads the key that signs session tokens: session_key_file,
+// which a fleet's replicas share and which must exist, or
+// DATA_DIR/session.key, created (0600) on first run so that tokens survive
+// a restart.
+func sessionKey(cfg *config.Config) ([]byte, error) {
+	path, shared := cfg.SessionKeyFile, cfg.SessionKeyFile != ""
+	if !shared {
+		path = filepath.Join(cfg.DataDir, "session.key")
+	}
 	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && shared {
+		// A key made here would be this replica's alone.
+		return nil, fmt.Errorf("session_key_file %s does not exist: create it once (head -c 32 /dev/urandom > FILE; chmod 600 FILE) and mount it on every replica", path)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		k, err := identity.NewSessionKey()
 		if err != nil {
@@ -205,15 +215,22 @@ func postCheckpoint(ctx context.Context, url string, log *slog.Logger) func([]by
 }
 
 // pruneBodies deletes bodies older than keep, at start and then hourly;
-// the records, chain and proofs stay. keep 0 keeps bodies for ever.
-func pruneBodies(ctx context.Context, st *store.Store, keep time.Duration, log *slog.Logger) {
+// the records, chain and proofs stay. keep 0 keeps bodies for ever. With
+// shipped set, only the bodies of records below shipped() go.
+func pruneBodies(ctx context.Context, st *store.Store, keep time.Duration, shipped func() uint64, log *slog.Logger) {
 	if keep <= 0 {
 		return
 	}
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
 	for {
-		res, err := st.Prune(ctx, time.Now().Add(-keep))
+		var res store.PruneResult
+		var err error
+		if shipped != nil {
+			res, err = st.PruneBelow(ctx, time.Now().Add(-keep), shipped())
+		} else {
+			res, err = st.Prune(ctx, time.Now().Add(-keep))
+		}
 		if err != nil {
 			log.Error("pruning bodies", "err", err)
 		} else {

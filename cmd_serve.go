@@ -190,6 +190,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer px.Close()
 
+	inbox, sessions, err := fleet.admin(ctx, queue, st, log)
+	if err != nil {
+		return err
+	}
+
 	pl, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -205,7 +210,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	admin := &http.Server{
 		Handler: web.NewHandler(web.Options{
 			Health: st.Healthy, HealthDetail: fleet.healthDetail, Metrics: fleet.metrics(metrics.WritePrometheus), Logger: log,
-			Sessions: st, Approvals: queue, AdminTokens: admins,
+			Sessions: sessions, Approvals: inbox, AdminTokens: admins,
 			Verify:   web.ProofVerifier(st, st.PublicKey()),
 			Snapshot: st.WriteSnapshot,
 		}),

@@ -11,11 +11,15 @@ import (
 	"github.com/sessctl/sessctl/web"
 )
 
-// fleetAdmin is what a replica's admin listener serves in a fleet: the
-// shared approval inbox, running until ctx is done, and the fleet's
-// sessions, falling back to this replica's own log while PostgreSQL
-// cannot be read.
-func fleetAdmin(ctx context.Context, db *central.DB, queue *approval.Queue, st *store.Store, log *slog.Logger) (approval.Inbox, web.SessionSource, error) {
+// admin returns what the replica's admin listener serves: without
+// central_dsn, its queue and log; in a fleet, the shared approval inbox
+// (running until ctx is done) and the fleet's sessions, falling back to
+// this replica's own log while PostgreSQL cannot be read.
+func (f *fleet) admin(ctx context.Context, queue *approval.Queue, st *store.Store, log *slog.Logger) (approval.Inbox, web.SessionSource, error) {
+	if f.r == nil {
+		return queue, st, nil
+	}
+	db := f.r.DB
 	inbox, err := central.NewInbox(db.Pool, central.InboxOptions{Queue: queue, Origin: st.Origin(), Ready: db.Ready, Logger: log})
 	if err != nil {
 		return nil, nil, err

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -331,8 +332,9 @@ func TestFleetApprovalsAndQueries(t *testing.T) {
 	res = a.chat(cfg.held)
 	ca := apiClient(t, a.admin, cfg.alice)
 	held = heldOn(t, ca, seen)
-	if _, err := apiClient(t, b.admin, cfg.alice).Decide(context.Background(), held.ID, approval.Approved, ""); err == nil {
-		t.Fatal("B decided a request while PostgreSQL was down")
+	var se *web.StatusError
+	if _, err := apiClient(t, b.admin, cfg.alice).Decide(context.Background(), held.ID, approval.Approved, ""); !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable {
+		t.Fatalf("B deciding while PostgreSQL is down: %v", err)
 	}
 	if d, err := ca.Decide(context.Background(), held.ID, approval.Approved, "db is down"); err != nil || d.By != "alice" {
 		t.Fatalf("A deciding its own request without PostgreSQL: %+v %v", d, err)

@@ -70,6 +70,9 @@ var (
 	// holding the request, which did not answer in time; the request is
 	// left as it was.
 	ErrNoAnswer = errors.New("approval: the replica holding the request did not answer")
+	// ErrUnavailable: a shared inbox could not be reached to look the
+	// request up or forward the decision.
+	ErrUnavailable = errors.New("approval: the shared approval inbox cannot be reached")
 )
 
 // Request is a request waiting for a decision, as shown to approvers.

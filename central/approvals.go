@@ -75,9 +75,6 @@ type Inbox struct {
 
 	// askMu serialises the processing of asks.
 	askMu sync.Mutex
-	// resync is signalled when the mirror must be rebuilt (a write
-	// failed, or the local subscription was dropped).
-	resync chan struct{}
 
 	mu      sync.Mutex
 	waiters map[int64]chan struct{}
@@ -104,7 +101,6 @@ func NewInbox(pool *pgxpool.Pool, o InboxOptions) (*Inbox, error) {
 	}
 	return &Inbox{
 		pool: pool, q: o.Queue, o: o, log: o.Logger,
-		resync:  make(chan struct{}, 1),
 		waiters: make(map[int64]chan struct{}),
 		subs:    make(map[chan approval.Event]struct{}),
 	}, nil
@@ -137,8 +133,6 @@ func (in *Inbox) mirror(ctx context.Context) {
 		for ok {
 			select {
 			case <-ctx.Done():
-				ok = false
-			case <-in.resync:
 				ok = false
 			case ev, open := <-events:
 				if !open {
@@ -468,6 +462,9 @@ func (in *Inbox) Decide(id, decision, by, reason string) (approval.Decision, err
 	defer cancel()
 	askID, wake, d, err := in.sendAsk(ctx, id, decision, by, reason)
 	if err != nil {
+		if !errors.Is(err, approval.ErrUnknownID) && !errors.Is(err, approval.ErrAlreadyDecided) && !errors.Is(err, approval.ErrUnavailable) {
+			err = fmt.Errorf("%w: %w", approval.ErrUnavailable, err)
+		}
 		return d, err
 	}
 	defer in.unwait(askID)
@@ -513,7 +510,7 @@ func (in *Inbox) sendAsk(ctx context.Context, id, decision, by, reason string) (
 			return fmt.Errorf("%w: %q", approval.ErrUnknownID, id)
 		}
 		if err != nil {
-			return fmt.Errorf("central: approvals: %w", err)
+			return fmt.Errorf("%w: %w", approval.ErrUnavailable, err)
 		}
 		if state != approval.Pending {
 			prior = approval.Decision{ID: id, Decision: state, By: stringOr(dby), Reason: stringOr(dreason)}

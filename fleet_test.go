@@ -428,6 +428,19 @@ func TestFleet(t *testing.T) {
 	a.start(t)
 	mustChat(t, ca, fleetRunnerToken, "after the restart")
 	shippedOnce(t, f.pg.DSN, oa, a.caughtUp(t))
+	// Again with records certainly not shipped when A dies: PostgreSQL is
+	// down meanwhile.
+	f.pg.Stop()
+	for i := range 10 {
+		mustChat(t, ca, fleetRunnerToken, fmt.Sprintf("while PostgreSQL is down %d", i))
+	}
+	if _, st := a.health(t); st.Lag < 10 {
+		t.Fatalf("lag %d before the kill, want at least 10", st.Lag)
+	}
+	a.kill(t)
+	f.pg.Start()
+	a.start(t)
+	shippedOnce(t, f.pg.DSN, oa, a.caughtUp(t))
 	if out, code := runVerifyCentral(t, f.pg.DSN, "--pubkey", ka, "--pubkey", kb); code != 0 {
 		t.Fatalf("verify --central after SIGKILL and restart: exit %d\n%s", code, out)
 	}

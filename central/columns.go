@@ -43,7 +43,7 @@ func ColumnsOf(r *store.Record) Columns {
 		SHA:        first("sha"),
 		Actor:      first("actor", "user_login"),
 		Runner:     str(r.Identity.Runner),
-		Outcome:    str(r.Outcome),
+		Outcome:    str(string(r.Outcome)),
 		Host:       str(r.Host),
 		Model:      str(r.Model),
 	}

@@ -88,7 +88,7 @@ func (f *Fleet) whereFilter(flt store.Filter, args *[]any) []string {
 	}
 	for _, c := range []struct{ col, v string }{
 		{"runner", flt.Runner}, {"repository", flt.Repo}, {"run", flt.Run}, {"actor", flt.Actor},
-		{"outcome", flt.Outcome}, {"host", flt.Host}, {"kind", flt.Kind}, {"session_id", flt.Session},
+		{"outcome", string(flt.Outcome)}, {"host", flt.Host}, {"kind", string(flt.Kind)}, {"session_id", flt.Session},
 	} {
 		if c.v != "" {
 			conds = append(conds, "l."+c.col+" = "+arg(c.v))

@@ -88,7 +88,7 @@ func loadSynthetic(b *testing.B, pool *pgxpool.Pool, n int) synthetic {
 		}
 	}
 	cols := []string{"origin_id", "seq", "leaf", "leaf_hash", "start_time", "end_time", "kind", "session_id",
-		"repository", "run", "sha", "actor", "runner", "outcome", "host", "model", "status", "rules"}
+		"repository", "workflow", "run", "sha", "actor", "runner", "outcome", "host", "model", "status", "rules"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	i := 0
 	hash := make([]byte, 32)
@@ -103,8 +103,9 @@ func loadSynthetic(b *testing.B, pool *pgxpool.Pool, n int) synthetic {
 		if err != nil {
 			return nil, err
 		}
-		c := benchColumns(rec)
-		return []any{ids[oi], int64(rec.Seq), leaf, hash, rec.Start, rec.End, rec.Kind, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], int32(rec.Status), c[9]}, nil
+		c := ColumnsOf(rec)
+		return []any{ids[oi], int64(rec.Seq), leaf, hash, rec.Start, rec.End, string(rec.Kind), c.SessionID,
+			c.Repository, c.Workflow, c.Run, c.SHA, c.Actor, c.Runner, c.Outcome, c.Host, c.Model, c.Status, c.Rules}, nil
 	}))
 	if err != nil {
 		b.Fatal(err)
@@ -121,28 +122,6 @@ func loadSynthetic(b *testing.B, pool *pgxpool.Pool, n int) synthetic {
 	}
 	b.Logf("indexes and ANALYZE: %v", time.Since(t0).Round(time.Second))
 	return s
-}
-
-// benchColumns returns the query columns of r in the order of the
-// benchmark's COPY (session_id, repository, run, sha, actor, runner,
-// outcome, host, model, rules), as the shipper extracts them.
-func benchColumns(r *store.Record) [10]any {
-	nz := func(s string) any {
-		if s == "" {
-			return nil
-		}
-		return s
-	}
-	c := r.Identity.Claims
-	var rules any
-	for _, h := range r.Rules {
-		rs, _ := rules.([]string)
-		if !slices.Contains(rs, h.Name) {
-			rules = append(rs, h.Name)
-		}
-	}
-	return [10]any{nz(r.SessionID), nz(c["repository"]), nz(c["run_id"]), nz(c["sha"]), nz(c["actor"]),
-		nz(r.Identity.Runner), nz(r.Outcome), nz(r.Host), nz(r.Model), rules}
 }
 
 // BenchmarkFleetQuery answers filtered listings (a page of 100, newest

@@ -360,7 +360,7 @@ func (s *Shipper) rows(recs []store.StoredRecord) (leaves, bodies [][]any, err e
 		}
 		h := tlog.RecordHash(r.Leaf)
 		c := ColumnsOf(rec)
-		leaves = append(leaves, []any{s.originID, int64(r.Seq), r.Leaf, h[:], rec.Start, nullTime(rec.End), rec.Kind, c.SessionID,
+		leaves = append(leaves, []any{s.originID, int64(r.Seq), r.Leaf, h[:], rec.Start, nullTime(rec.End), string(rec.Kind), c.SessionID,
 			c.Repository, c.Workflow, c.Run, c.SHA, c.Actor, c.Runner, c.Outcome, c.Host, c.Model, c.Status, c.Rules})
 		for _, b := range []struct {
 			part string

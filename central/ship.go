@@ -475,3 +475,25 @@ func (s *Shipper) shipCheckpoints(ctx context.Context, tx pgx.Tx, cps []checkpoi
 }
 
 func joinCols(cols []string) string { return strings.Join(cols, ", ") }
+
+// ShipAll ships what src holds now and returns once the database has all
+// of it, or at the first error, with the number of records the database
+// holds: for a stopped replica's log (sessctl ship), e.g. its shutdown
+// record and final checkpoint before the replica is retired.
+func (s *Shipper) ShipAll(ctx context.Context) (uint64, error) {
+	if err := s.db.Ready(ctx); err != nil {
+		return 0, err
+	}
+	if err := s.resume(ctx); err != nil {
+		return 0, err
+	}
+	for {
+		n, err := s.shipBatch(ctx)
+		if err != nil {
+			return s.shipped.Load(), err
+		}
+		if n == 0 {
+			return s.shipped.Load(), nil
+		}
+	}
+}

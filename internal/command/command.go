@@ -29,6 +29,7 @@ func New() *cli.App {
 			verifyCommand(),
 			proofCommand(),
 			checkpointCommand(),
+			shipCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

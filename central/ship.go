@@ -224,13 +224,19 @@ func (s *Shipper) session(ctx context.Context) error {
 // resume registers the origin and reads how far the database is.
 func (s *Shipper) resume(ctx context.Context) error {
 	origin, key := s.src.Origin(), s.src.PublicKey()
-	if _, err := s.db.Pool.Exec(ctx, `INSERT INTO sessctl_origins (origin, public_key) VALUES ($1, $2) ON CONFLICT (origin) DO NOTHING`, origin, key); err != nil {
-		return fmt.Errorf("central: register origin: %w", err)
-	}
 	var id int32
 	var dbKey string
-	if err := s.db.Pool.QueryRow(ctx, `SELECT id, public_key FROM sessctl_origins WHERE origin = $1`, origin).Scan(&id, &dbKey); err != nil {
-		return fmt.Errorf("central: register origin: %w", err)
+	err := s.db.Pool.QueryRow(ctx, `SELECT id, public_key FROM sessctl_origins WHERE origin = $1`, origin).Scan(&id, &dbKey)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Not shipped yet: the first batch registers the origin in its
+		// transaction, so that no origin is left without records.
+		s.originID, s.cpAfter = 0, 0
+		s.shipped.Store(0)
+		s.known.Store(true)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("central: resume: %w", err)
 	}
 	if dbKey != key {
 		// Flag it where verify and operators see it; never replace it.
@@ -241,7 +247,7 @@ func (s *Shipper) resume(ctx context.Context) error {
 	}
 	var last *int64
 	var lastHash []byte
-	err := s.db.Pool.QueryRow(ctx, `SELECT seq, leaf_hash FROM sessctl_leaves WHERE origin_id = $1 ORDER BY seq DESC LIMIT 1`, id).Scan(&last, &lastHash)
+	err = s.db.Pool.QueryRow(ctx, `SELECT seq, leaf_hash FROM sessctl_leaves WHERE origin_id = $1 ORDER BY seq DESC LIMIT 1`, id).Scan(&last, &lastHash)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("central: resume: %w", err)
 	}
@@ -320,16 +326,35 @@ func (s *Shipper) shipBatch(ctx context.Context) (int, error) {
 	if len(recs) == 0 && len(cps) == 0 {
 		return 0, nil
 	}
-	rows, bodies, err := s.rows(recs)
-	if err != nil {
-		return 0, err
+	id := s.originID
+	batch := func(careful bool) func(tx pgx.Tx) error {
+		return func(tx pgx.Tx) error {
+			var err error
+			if id == 0 {
+				if id, err = s.register(ctx, tx); err != nil {
+					return err
+				}
+			}
+			rows, bodies, err := s.rows(recs, id)
+			if err != nil {
+				return err
+			}
+			if careful {
+				return s.insertCompare(ctx, tx, id, recs, rows, bodies)
+			}
+			return s.copyBatch(ctx, tx, id, rows, bodies)
+		}
 	}
-	err = pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error { return s.copyBatch(ctx, tx, rows, bodies) })
+	err = pgx.BeginFunc(ctx, s.db.Pool, batch(false))
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" {
 		// Some rows are there already (another shipper of this origin, or
 		// a retry after a lost commit): insert the others, compare these.
-		err = pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error { return s.insertCompare(ctx, tx, recs, rows, bodies) })
+		id = s.originID
+		err = pgx.BeginFunc(ctx, s.db.Pool, batch(true))
+	}
+	if err == nil {
+		s.originID = id
 	}
 	if err == nil {
 		err = pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error { return s.shipCheckpoints(ctx, tx, cps) })
@@ -351,7 +376,7 @@ var (
 )
 
 // rows turns records into rows of sessctl_leaves and sessctl_bodies.
-func (s *Shipper) rows(recs []store.StoredRecord) (leaves, bodies [][]any, err error) {
+func (s *Shipper) rows(recs []store.StoredRecord, id int32) (leaves, bodies [][]any, err error) {
 	leaves = make([][]any, 0, len(recs))
 	for _, r := range recs {
 		rec, err := store.DecodeLeaf(r.Leaf)
@@ -360,14 +385,14 @@ func (s *Shipper) rows(recs []store.StoredRecord) (leaves, bodies [][]any, err e
 		}
 		h := tlog.RecordHash(r.Leaf)
 		c := ColumnsOf(rec)
-		leaves = append(leaves, []any{s.originID, int64(r.Seq), r.Leaf, h[:], rec.Start, nullTime(rec.End), string(rec.Kind), c.SessionID,
+		leaves = append(leaves, []any{id, int64(r.Seq), r.Leaf, h[:], rec.Start, nullTime(rec.End), string(rec.Kind), c.SessionID,
 			c.Repository, c.Workflow, c.Run, c.SHA, c.Actor, c.Runner, c.Outcome, c.Host, c.Model, c.Status, c.Rules})
 		for _, b := range []struct {
 			part string
 			b    *store.SealedBody
 		}{{"request", r.Request}, {"response", r.Response}} {
 			if b.b != nil {
-				bodies = append(bodies, []any{s.originID, int64(r.Seq), b.part, b.b.Salt, b.b.Body})
+				bodies = append(bodies, []any{id, int64(r.Seq), b.part, b.b.Salt, b.b.Body})
 			}
 		}
 	}
@@ -381,8 +406,27 @@ func nullTime(t time.Time) any {
 	return t
 }
 
+// register records the origin with its key in the transaction of its
+// first batch, and returns its id. Another key already registered for
+// the origin (a concurrent shipper) is ErrDiverged.
+func (s *Shipper) register(ctx context.Context, tx pgx.Tx) (int32, error) {
+	origin, key := s.src.Origin(), s.src.PublicKey()
+	if _, err := tx.Exec(ctx, `INSERT INTO sessctl_origins (origin, public_key) VALUES ($1, $2) ON CONFLICT (origin) DO NOTHING`, origin, key); err != nil {
+		return 0, fmt.Errorf("central: register origin: %w", err)
+	}
+	var id int32
+	var dbKey string
+	if err := tx.QueryRow(ctx, `SELECT id, public_key FROM sessctl_origins WHERE origin = $1`, origin).Scan(&id, &dbKey); err != nil {
+		return 0, fmt.Errorf("central: register origin: %w", err)
+	}
+	if dbKey != key {
+		return 0, fmt.Errorf("%w: origin %s is registered with key %s, this log is signed by %s", ErrDiverged, origin, dbKey, key)
+	}
+	return id, nil
+}
+
 // copyBatch is the fast path: COPY the rows (a duplicate key fails it).
-func (s *Shipper) copyBatch(ctx context.Context, tx pgx.Tx, leaves, bodies [][]any) error {
+func (s *Shipper) copyBatch(ctx context.Context, tx pgx.Tx, id int32, leaves, bodies [][]any) error {
 	if len(leaves) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sessctl_leaves"}, leafColumns, pgx.CopyFromRows(leaves)); err != nil {
 			return fmt.Errorf("central: ship records: %w", err)
@@ -393,7 +437,7 @@ func (s *Shipper) copyBatch(ctx context.Context, tx pgx.Tx, leaves, bodies [][]a
 			return fmt.Errorf("central: ship bodies: %w", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE sessctl_origins SET last_shipped = now() WHERE id = $1`, s.originID); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE sessctl_origins SET last_shipped = now() WHERE id = $1`, id); err != nil {
 		return fmt.Errorf("central: ship: %w", err)
 	}
 	return nil
@@ -402,7 +446,7 @@ func (s *Shipper) copyBatch(ctx context.Context, tx pgx.Tx, leaves, bodies [][]a
 // insertCompare inserts the rows one by one, skipping those already there,
 // and checks that those hold the same bytes: a row is never overwritten,
 // and a different one is ErrDiverged.
-func (s *Shipper) insertCompare(ctx context.Context, tx pgx.Tx, recs []store.StoredRecord, leaves, bodies [][]any) error {
+func (s *Shipper) insertCompare(ctx context.Context, tx pgx.Tx, id int32, recs []store.StoredRecord, leaves, bodies [][]any) error {
 	b := &pgx.Batch{}
 	for _, row := range leaves {
 		b.Queue(`INSERT INTO sessctl_leaves (`+joinCols(leafColumns)+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) ON CONFLICT DO NOTHING`, row...)
@@ -417,7 +461,7 @@ func (s *Shipper) insertCompare(ctx context.Context, tx pgx.Tx, recs []store.Sto
 	for i, r := range recs {
 		seqs[i] = int64(r.Seq)
 	}
-	rows, err := tx.Query(ctx, `SELECT seq, leaf FROM sessctl_leaves WHERE origin_id = $1 AND seq = ANY($2) ORDER BY seq`, s.originID, seqs)
+	rows, err := tx.Query(ctx, `SELECT seq, leaf FROM sessctl_leaves WHERE origin_id = $1 AND seq = ANY($2) ORDER BY seq`, id, seqs)
 	if err != nil {
 		return fmt.Errorf("central: compare records: %w", err)
 	}
@@ -449,7 +493,7 @@ func (s *Shipper) insertCompare(ctx context.Context, tx pgx.Tx, recs []store.Sto
 			return fmt.Errorf("%w: %s body of record %d of origin %s", ErrDiverged, row[2], row[1], s.src.Origin())
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE sessctl_origins SET last_shipped = now() WHERE id = $1`, s.originID); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE sessctl_origins SET last_shipped = now() WHERE id = $1`, id); err != nil {
 		return fmt.Errorf("central: ship: %w", err)
 	}
 	return nil
@@ -475,3 +519,25 @@ func (s *Shipper) shipCheckpoints(ctx context.Context, tx pgx.Tx, cps []checkpoi
 }
 
 func joinCols(cols []string) string { return strings.Join(cols, ", ") }
+
+// ShipAll ships what src holds now and returns once the database has all
+// of it, or at the first error, with the number of records the database
+// holds: for a stopped replica's log (sessctl ship), e.g. its shutdown
+// record and final checkpoint before the replica is retired.
+func (s *Shipper) ShipAll(ctx context.Context) (uint64, error) {
+	if err := s.db.Ready(ctx); err != nil {
+		return 0, err
+	}
+	if err := s.resume(ctx); err != nil {
+		return 0, err
+	}
+	for {
+		n, err := s.shipBatch(ctx)
+		if err != nil {
+			return s.shipped.Load(), err
+		}
+		if n == 0 {
+			return s.shipped.Load(), nil
+		}
+	}
+}

@@ -29,7 +29,16 @@ type StoredRecord struct {
 // transactions, an error at a break); an error from fn stops the walk and
 // is returned.
 func (s *Store) Records(from uint64, fn func(StoredRecord) error) error {
-	return leaves(s.db, from, true, func(seq uint64, leaf, req, resp []byte) error {
+	return records(s.db, from, fn)
+}
+
+// Records is [Store.Records] on a log opened read-only.
+func (r *Reader) Records(from uint64, fn func(StoredRecord) error) error {
+	return records(r.db, from, fn)
+}
+
+func records(db *bbolt.DB, from uint64, fn func(StoredRecord) error) error {
+	return leaves(db, from, true, func(seq uint64, leaf, req, resp []byte) error {
 		return fn(StoredRecord{Seq: seq, Leaf: leaf, Request: splitSealed(req), Response: splitSealed(resp)})
 	})
 }
@@ -43,9 +52,14 @@ func splitSealed(v []byte) *SealedBody {
 
 // Size returns the number of durable records in the log (the sequence
 // number the next record gets).
-func (s *Store) Size() (uint64, error) {
+func (s *Store) Size() (uint64, error) { return size(s.db) }
+
+// Size is [Store.Size] on a log opened read-only.
+func (r *Reader) Size() (uint64, error) { return size(r.db) }
+
+func size(db *bbolt.DB) (uint64, error) {
 	var n uint64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := db.View(func(tx *bbolt.Tx) error {
 		k, _ := tx.Bucket(bucketLeaves).Cursor().Last()
 		if len(k) == 8 {
 			n = binary.BigEndian.Uint64(k) + 1
@@ -61,12 +75,38 @@ func (s *Store) Size() (uint64, error) {
 // Checkpoints calls fn with each stored signed checkpoint whose tree size
 // is above after, in ascending size, outside any transaction.
 func (s *Store) Checkpoints(after uint64, fn func(size uint64, signed []byte) error) error {
+	return checkpoints(s.db, after, fn)
+}
+
+// Checkpoints is [Store.Checkpoints] on a log opened read-only.
+func (r *Reader) Checkpoints(after uint64, fn func(size uint64, signed []byte) error) error {
+	return checkpoints(r.db, after, fn)
+}
+
+// Origin returns the log's origin as its meta bucket names it ("" if
+// unreadable).
+func (r *Reader) Origin() string { return string(r.meta(metaOrigin)) }
+
+// PublicKey returns the checkpoint signer's key as the meta bucket names
+// it ("" if unreadable).
+func (r *Reader) PublicKey() string { return string(r.meta(metaPublicKey)) }
+
+func (r *Reader) meta(key []byte) []byte {
+	var v []byte
+	r.db.View(func(tx *bbolt.Tx) error {
+		v = bytes.Clone(tx.Bucket(bucketMeta).Get(key))
+		return nil
+	})
+	return v
+}
+
+func checkpoints(db *bbolt.DB, after uint64, fn func(size uint64, signed []byte) error) error {
 	type cp struct {
 		size uint64
 		msg  []byte
 	}
 	var cps []cp
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketCheckpoints).Cursor()
 		for k, v := c.Seek(u64key(after + 1)); k != nil; k, v = c.Next() {
 			if len(k) == 8 {

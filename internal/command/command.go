@@ -30,6 +30,7 @@ func New() *cli.App {
 			verifyCommand(),
 			proofCommand(),
 			checkpointCommand(),
+			shipCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/sessctl/sessctl/identity/oidctest"
 	"github.com/sessctl/sessctl/internal/pgtest"
 	"github.com/sessctl/sessctl/internal/testutil"
+	"github.com/sessctl/sessctl/store"
 )
 
 // The tests in this file run a fleet: two real sessctl replicas (the
@@ -445,9 +446,35 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("verify --central after SIGKILL and restart: exit %d\n%s", code, out)
 	}
 
-	// Tampering in PostgreSQL: each case on a copy of the database.
+	// Stopped replicas: their shutdown records and final checkpoints are
+	// shipped by sessctl ship (retiring a replica), once.
 	stopCmd(t, a.cmd)
 	stopCmd(t, b.cmd)
+	for _, r := range []*replica{a, b} {
+		db := filepath.Join(r.data, "sessions.db")
+		for range 2 {
+			out, code := run(t, sessctlBin, "ship", "--db", db, "--central", f.pg.DSN)
+			if code != 0 || !strings.HasPrefix(out, "ok: origin ") {
+				t.Fatalf("sessctl ship %s: exit %d: %s", r.name, code, out)
+			}
+		}
+		rd, err := store.OpenReader(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := rd.Size()
+		rd.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		origin, _ := r.pubkey(t)
+		shippedOnce(t, f.pg.DSN, origin, n)
+	}
+	if out, code := runVerifyCentral(t, f.pg.DSN, "--pubkey", ka, "--pubkey", kb); code != 0 {
+		t.Fatalf("verify --central after sessctl ship: exit %d\n%s", code, out)
+	}
+
+	// Tampering in PostgreSQL: each case on a copy of the database.
 	admin, err := pgx.Connect(context.Background(), f.pg.DSN)
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -327,6 +328,35 @@ func TestFleetApprovalsAndQueries(t *testing.T) {
 	if d, err := cc.Session(context.Background(), ref); err != nil || d.Origin != originB {
 		t.Fatalf("the console's record %s: %+v %v", ref, d, err)
 	}
+	// The console's pages: log in with the same admin token, list the
+	// fleet, open a record of B by its SEQ@ORIGIN link.
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	page := func(resp *http.Response, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d\n%s", resp.Request.URL, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	list := page(browser.PostForm("http://"+consoleAddr+"/login", url.Values{"token": {cfg.alice}, "next": {"/sessions?runner=ci-2"}}))
+	link := `href="/sessions/` + url.PathEscape(ref) + `"`
+	if !strings.Contains(list, link) || !strings.Contains(list, originA) {
+		t.Fatalf("the console's sessions page lacks %s or origin %s:\n%s", link, originA, list)
+	}
+	rp := page(browser.Get("http://" + consoleAddr + "/sessions/" + url.PathEscape(ref)))
+	if !strings.Contains(rp, `id="origin">`+originB+"<") {
+		t.Fatalf("the console's page of %s does not name its origin:\n%s", ref, rp)
+	}
+	page(browser.Get("http://" + consoleAddr + "/approvals"))
 
 	// PostgreSQL down: A's own admin API still decides its held request.
 	pg.Stop()

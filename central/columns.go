@@ -26,15 +26,8 @@ type Columns struct {
 
 // ColumnsOf extracts the query columns of a record.
 func ColumnsOf(r *store.Record) Columns {
-	claims := r.Identity.Claims
-	first := func(names ...string) *string {
-		for _, n := range names {
-			if v := claims[n]; v != "" {
-				return &v
-			}
-		}
-		return nil
-	}
+	id := &r.Identity
+	first := func(names ...string) *string { return str(id.Claim(names...)) }
 	c := Columns{
 		SessionID:  str(r.SessionID),
 		Repository: first("repository", "project_path"),

@@ -55,4 +55,3 @@ func shipCommand() *cli.Command {
 		},
 	}
 }
-

@@ -8,8 +8,10 @@
 // clients with short timeouts.
 //
 // The package knows nothing of storage or HTTP proxying: the caller records
-// decisions and wires the admin API, CLI and web UI on top of [Queue.Pending],
-// [Queue.Get], [Queue.Decide] and [Queue.Subscribe].
+// decisions and wires the admin API, CLI and web UI on top of an [Inbox]:
+// the Queue itself, or a fleet's shared inbox (package central) that lists
+// every replica's held requests and hands each decision to the Queue of
+// the replica holding the request.
 package approval
 
 import (

@@ -534,3 +534,27 @@ WHERE origin_id = %[1]d AND size = (SELECT max(size) FROM sessctl_checkpoints WH
 		})
 	}
 }
+
+// TestVerifyCentralCannotCheck: what keeps verify --central from checking
+// exits 2 with the reason.
+func TestVerifyCentralCannotCheck(t *testing.T) {
+	dead := "postgres://sessctl@127.0.0.1:1/sessctl?sslmode=disable&connect_timeout=2"
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unreachable", []string{"verify", "--central", dead}, "could not verify"},
+		{"bad pubkey", []string{"verify", "--central", dead, "--pubkey", "not-a-key"}, "--pubkey"},
+		{"origin key named otherwise", []string{"verify", "--central", dead, "--pubkey", "a/b=c/d+00000000+AAAA"}, "--pubkey"},
+		{"with --db", []string{"verify", "--central", dead, "--db", "x.db"}, "leave out --db"},
+		{"ship unreachable", []string{"ship", "--central", dead, "--db", "/nonexistent/sessions.db"}, "sessctl ship"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := run(t, sessctlBin, tc.args...)
+			if code != 2 || !strings.Contains(out, tc.want) {
+				t.Fatalf("exit %d, want 2 with %q:\n%s", code, tc.want, out)
+			}
+		})
+	}
+}

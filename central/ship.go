@@ -177,9 +177,14 @@ var ErrDiverged = errors.New("central: the database differs from the local log")
 func (s *Shipper) Run(ctx context.Context) error {
 	backoff := s.opts.MinBackoff
 	for {
+		before := s.shipped.Load()
 		err := s.session(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if s.shipped.Load() != before {
+			// The session shipped before it failed: start over gently.
+			backoff = s.opts.MinBackoff
 		}
 		s.setErr(err)
 		if errors.Is(err, ErrDiverged) {

@@ -297,6 +297,8 @@ func TestVerifyTampering(t *testing.T) {
 			// the checkpoint of size 31 can.
 			"record 30: checkpoint mismatch"},
 		{"row deleted", `DELETE FROM sessctl_leaves WHERE seq = 9`, "record 9: missing"},
+		{"genesis deleted", `DELETE FROM sessctl_leaves WHERE seq = 0`, "record 0: missing"},
+		{"all rows deleted", `DELETE FROM sessctl_leaves`, "record 0: missing"},
 		{"rows swapped", `UPDATE sessctl_leaves l SET leaf = o.leaf, leaf_hash = o.leaf_hash FROM sessctl_leaves o WHERE o.origin_id = l.origin_id AND ((l.seq = 15 AND o.seq = 16) OR (l.seq = 16 AND o.seq = 15))`, "record 15: reordered"},
 		{"row inserted", `INSERT INTO sessctl_leaves (origin_id, seq, leaf, leaf_hash, start_time, kind) SELECT origin_id, 41, leaf, leaf_hash, start_time, kind FROM sessctl_leaves WHERE seq = 3`, "record 41: inserted"},
 		{"body updated", `UPDATE sessctl_bodies SET body = body || ' '::bytea WHERE seq = 7 AND part = 'response'`, "record 7: body modified"},

@@ -157,7 +157,7 @@ func TestShipAndVerify(t *testing.T) {
 		if got := count(t, db, `SELECT count(*) FROM sessctl_leaves l JOIN sessctl_origins o ON o.id = l.origin_id WHERE o.origin = $1`, st.Origin()); got != int(n) {
 			t.Fatalf("%s: %d rows, want %d", st.Origin(), got, n)
 		}
-		if err := st.Records(0, func(r store.StoredRecord) error {
+		if err := st.StoredRecords(0, func(r store.StoredRecord) error {
 			var leaf []byte
 			if err := db.Pool.QueryRow(context.Background(), `SELECT leaf FROM sessctl_leaves l JOIN sessctl_origins o ON o.id = l.origin_id WHERE o.origin = $1 AND seq = $2`, st.Origin(), int64(r.Seq)).Scan(&leaf); err != nil {
 				return err

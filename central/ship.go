@@ -26,8 +26,8 @@ type Source interface {
 	PublicKey() string
 	// Size is the number of durable records.
 	Size() (uint64, error)
-	// Records hands out the stored records from a sequence number on.
-	Records(from uint64, fn func(store.StoredRecord) error) error
+	// StoredRecords hands out the stored records from a sequence number on.
+	StoredRecords(from uint64, fn func(store.StoredRecord) error) error
 	// Checkpoints hands out the signed checkpoints above a tree size.
 	Checkpoints(after uint64, fn func(size uint64, signed []byte) error) error
 }
@@ -262,7 +262,7 @@ func (s *Shipper) resume(ctx context.Context) error {
 		// The newest shipped record must be the local one: else this
 		// origin's rows came from elsewhere.
 		var local []byte
-		if err := s.src.Records(uint64(*last), func(r store.StoredRecord) error {
+		if err := s.src.StoredRecords(uint64(*last), func(r store.StoredRecord) error {
 			h := tlog.RecordHash(r.Leaf)
 			local = h[:]
 			return errStopWalk
@@ -301,7 +301,7 @@ func (s *Shipper) shipBatch(ctx context.Context) (int, error) {
 	next := s.shipped.Load()
 	var recs []store.StoredRecord
 	bytesIn := 0
-	err := s.src.Records(next, func(r store.StoredRecord) error {
+	err := s.src.StoredRecords(next, func(r store.StoredRecord) error {
 		recs = append(recs, r)
 		bytesIn += len(r.Leaf)
 		for _, b := range []*store.SealedBody{r.Request, r.Response} {

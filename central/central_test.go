@@ -157,7 +157,7 @@ func TestShipAndVerify(t *testing.T) {
 		if got := count(t, db, `SELECT count(*) FROM sessctl_leaves l JOIN sessctl_origins o ON o.id = l.origin_id WHERE o.origin = $1`, st.Origin()); got != int(n) {
 			t.Fatalf("%s: %d rows, want %d", st.Origin(), got, n)
 		}
-		if err := st.Records(0, func(r store.StoredRecord) error {
+		if err := st.StoredRecords(0, func(r store.StoredRecord) error {
 			var leaf []byte
 			if err := db.Pool.QueryRow(context.Background(), `SELECT leaf FROM sessctl_leaves l JOIN sessctl_origins o ON o.id = l.origin_id WHERE o.origin = $1 AND seq = $2`, st.Origin(), int64(r.Seq)).Scan(&leaf); err != nil {
 				return err
@@ -297,6 +297,8 @@ func TestVerifyTampering(t *testing.T) {
 			// the checkpoint of size 31 can.
 			"record 30: checkpoint mismatch"},
 		{"row deleted", `DELETE FROM sessctl_leaves WHERE seq = 9`, "record 9: missing"},
+		{"genesis deleted", `DELETE FROM sessctl_leaves WHERE seq = 0`, "record 0: missing"},
+		{"all rows deleted", `DELETE FROM sessctl_leaves`, "record 0: missing"},
 		{"rows swapped", `UPDATE sessctl_leaves l SET leaf = o.leaf, leaf_hash = o.leaf_hash FROM sessctl_leaves o WHERE o.origin_id = l.origin_id AND ((l.seq = 15 AND o.seq = 16) OR (l.seq = 16 AND o.seq = 15))`, "record 15: reordered"},
 		{"row inserted", `INSERT INTO sessctl_leaves (origin_id, seq, leaf, leaf_hash, start_time, kind) SELECT origin_id, 41, leaf, leaf_hash, start_time, kind FROM sessctl_leaves WHERE seq = 3`, "record 41: inserted"},
 		{"body updated", `UPDATE sessctl_bodies SET body = body || ' '::bytea WHERE seq = 7 AND part = 'response'`, "record 7: body modified"},

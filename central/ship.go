@@ -26,8 +26,8 @@ type Source interface {
 	PublicKey() string
 	// Size is the number of durable records.
 	Size() (uint64, error)
-	// Records hands out the stored records from a sequence number on.
-	Records(from uint64, fn func(store.StoredRecord) error) error
+	// StoredRecords hands out the stored records from a sequence number on.
+	StoredRecords(from uint64, fn func(store.StoredRecord) error) error
 	// Checkpoints hands out the signed checkpoints above a tree size.
 	Checkpoints(after uint64, fn func(size uint64, signed []byte) error) error
 }
@@ -177,9 +177,14 @@ var ErrDiverged = errors.New("central: the database differs from the local log")
 func (s *Shipper) Run(ctx context.Context) error {
 	backoff := s.opts.MinBackoff
 	for {
+		before := s.shipped.Load()
 		err := s.session(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if s.shipped.Load() != before {
+			// The session shipped before it failed: start over gently.
+			backoff = s.opts.MinBackoff
 		}
 		s.setErr(err)
 		if errors.Is(err, ErrDiverged) {
@@ -257,7 +262,7 @@ func (s *Shipper) resume(ctx context.Context) error {
 		// The newest shipped record must be the local one: else this
 		// origin's rows came from elsewhere.
 		var local []byte
-		if err := s.src.Records(uint64(*last), func(r store.StoredRecord) error {
+		if err := s.src.StoredRecords(uint64(*last), func(r store.StoredRecord) error {
 			h := tlog.RecordHash(r.Leaf)
 			local = h[:]
 			return errStopWalk
@@ -296,7 +301,7 @@ func (s *Shipper) shipBatch(ctx context.Context) (int, error) {
 	next := s.shipped.Load()
 	var recs []store.StoredRecord
 	bytesIn := 0
-	err := s.src.Records(next, func(r store.StoredRecord) error {
+	err := s.src.StoredRecords(next, func(r store.StoredRecord) error {
 		recs = append(recs, r)
 		bytesIn += len(r.Leaf)
 		for _, b := range []*store.SealedBody{r.Request, r.Response} {

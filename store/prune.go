@@ -49,6 +49,9 @@ func (s *Store) PruneBelow(ctx context.Context, before time.Time, limit uint64) 
 		leaves, bodies := tx.Bucket(bucketLeaves), tx.Bucket(bucketBodies)
 		to, any := uint64(0), false
 		for seq := from; seq < min(st.size, limit); seq++ {
+			if s.opts.Progress != nil && (seq-from)%progressEvery == 0 {
+				s.opts.Progress("pruning", seq, st.size)
+			}
 			leaf := leaves.Get(u64key(seq))
 			if leaf == nil {
 				return fmt.Errorf("record %d missing", seq)
@@ -70,6 +73,9 @@ func (s *Store) PruneBelow(ctx context.Context, before time.Time, limit uint64) 
 				}
 			}
 			to, any = seq, true
+		}
+		if s.opts.Progress != nil {
+			s.opts.Progress("pruning", st.size, st.size)
 		}
 		if !any {
 			return nil

@@ -23,17 +23,17 @@ type StoredRecord struct {
 	Request, Response *SealedBody
 }
 
-// Records calls fn with each record from sequence number from to the end
+// StoredRecords calls fn with each record from sequence number from to the end
 // of the log, in order, with its leaf and sealed bodies as stored. It
 // reads and checks the chain as [Store.Leaves] does (short read
 // transactions, an error at a break); an error from fn stops the walk and
 // is returned.
-func (s *Store) Records(from uint64, fn func(StoredRecord) error) error {
+func (s *Store) StoredRecords(from uint64, fn func(StoredRecord) error) error {
 	return records(s.db, from, fn)
 }
 
-// Records is [Store.Records] on a log opened read-only.
-func (r *Reader) Records(from uint64, fn func(StoredRecord) error) error {
+// StoredRecords is [Store.StoredRecords] on a log opened read-only.
+func (r *Reader) StoredRecords(from uint64, fn func(StoredRecord) error) error {
 	return records(r.db, from, fn)
 }
 

@@ -62,7 +62,7 @@ func (l *memLog) put(seq uint64, leaf []byte, hint tlog.Hash) {
 func copyLog(t *testing.T, s *Store) *memLog {
 	t.Helper()
 	l := &memLog{origin: s.Origin(), key: s.PublicKey(), leaves: map[uint64][]byte{}, hashes: map[uint64][]byte{}, bodies: map[[2]uint64]*SealedBody{}, cps: map[uint64][]byte{}}
-	if err := s.Records(0, func(r StoredRecord) error {
+	if err := s.StoredRecords(0, func(r StoredRecord) error {
 		l.put(r.Seq, r.Leaf, tlog.RecordHash(r.Leaf))
 		if r.Request != nil {
 			l.bodies[[2]uint64{r.Seq, 0}] = r.Request
@@ -93,7 +93,7 @@ func TestRecordsSizeCheckpoints(t *testing.T) {
 		t.Fatalf("Size = %d, %v; want 13", n, err)
 	}
 	var seqs []uint64
-	if err := s.Records(3, func(r StoredRecord) error {
+	if err := s.StoredRecords(3, func(r StoredRecord) error {
 		seqs = append(seqs, r.Seq)
 		if r.Seq == 3 {
 			// The sealed body is what the commitment covers.

@@ -67,6 +67,9 @@ type VerifyOptions struct {
 	// notes of a checkpoint file, see SplitNotes). Those for other
 	// origins are ignored.
 	Checkpoints [][]byte
+	// Progress, if set, is called now and then with the records hashed so
+	// far and the records in the log (for a progress line).
+	Progress func(done, total uint64)
 }
 
 // ErrWrongKey is returned by Verify when a pinned public key is not the
@@ -518,7 +521,12 @@ func (v *verifier) isPruned(seq uint64) bool {
 // entry.
 func (v *verifier) walk(c leafCursor, bodies func(seq uint64, kind byte) []byte, keep func(entry)) error {
 	var prev tlog.Hash // zero: genesis has 64 zero digits as prev
+	report := func(uint64) {}
+	if bc, ok := c.(*bbolt.Cursor); ok {
+		report = progressFunc(v.opts.Progress, bc)
+	}
 	for k, leaf := c.First(); k != nil; k, leaf = c.Next() {
+		report(uint64(v.n))
 		e := entry{hash: tlog.RecordHash(leaf)}
 		if len(k) == 8 {
 			e.key = binary.BigEndian.Uint64(k)

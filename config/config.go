@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/ca"
@@ -102,6 +103,17 @@ type Config struct {
 	SessionTokenTTL Duration `yaml:"session_token_ttl" usage:"lifetime of session tokens exchanged for OIDC tokens"`
 	OIDC            []OIDC   `yaml:"oidc"`
 	Policies        []Policy `yaml:"policies"`
+
+	// CentralDSN is the fleet's PostgreSQL database (a connection string
+	// or URL). With it, the replica ships its log there (package central).
+	CentralDSN string `yaml:"central_dsn" usage:"PostgreSQL DSN of the fleet: ship the log there (secret: prefer the environment)"`
+	// CentralOrigins pins the checkpoint key of each replica's log (origin
+	// -> note verifier key) for verify --central.
+	CentralOrigins map[string]string `yaml:"central_origins"`
+	// SessionKeyFile is the key that signs session tokens; the same file
+	// on every replica makes a token exchanged on one accepted by all.
+	// Empty: DATA_DIR/session.key, created on first run.
+	SessionKeyFile string `yaml:"session_key_file" usage:"key signing session tokens, shared by a fleet's replicas (default DATA_DIR/session.key, created)"`
 
 	LeafValidity Duration `yaml:"leaf_validity" usage:"lifetime of minted leaf certificates"`
 	LogLevel     string   `yaml:"log_level" usage:"debug, info, warn or error"`
@@ -411,6 +423,23 @@ func (c *Config) Resolve() error {
 	}
 	if c.CheckpointEvery <= 0 || c.CheckpointInterval <= 0 {
 		return errors.New("config: checkpoint_every and checkpoint_interval must be positive")
+	}
+	for origin, key := range c.CentralOrigins {
+		if err := CheckOriginKey(origin, key); err != nil {
+			return fmt.Errorf("config: central_origins: %w", err)
+		}
+	}
+	return nil
+}
+
+// CheckOriginKey checks that key is a note verifier key named origin, as
+// the key of a sessctl log is.
+func CheckOriginKey(origin, key string) error {
+	if _, err := note.NewVerifier(key); err != nil {
+		return fmt.Errorf("%s: not a note verifier key: %w", origin, err)
+	}
+	if name, _, _ := strings.Cut(key, "+"); name != origin {
+		return fmt.Errorf("%s: the key is named %q, not after the origin", origin, name)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 func TestLoadFull(t *testing.T) {
@@ -285,5 +288,29 @@ func TestDefaultValues(t *testing.T) {
 		24*time.Hour, "info", "text")
 	if got != want {
 		t.Fatalf("defaults\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestCentralOrigins(t *testing.T) {
+	const origin = "proxy-a/0190c3a0-0000-7000-8000-000000000001"
+	_, good, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, origin, key, err string
+	}{
+		{"good", origin, good, ""},
+		{"not a key", origin, "hello", "not a note verifier key"},
+		{"named after another origin", "proxy-b/x", good, "not after the origin"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			c.CentralOrigins = map[string]string{tc.origin: tc.key}
+			err := c.Resolve()
+			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Fatalf("Resolve: %v, want %q", err, tc.err)
+			}
+		})
 	}
 }

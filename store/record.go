@@ -109,6 +109,11 @@ type Record struct {
 	// range, connect byte counts...).
 	Extra map[string]string `json:"extra,omitempty"`
 
+	// Origin names the log a record was read from when it comes from a
+	// fleet's central copy (package central), where records of several
+	// logs mix. It is never part of a leaf: EncodeLeaf refuses it.
+	Origin string `json:"origin,omitempty"`
+
 	// RequestBody and ResponseBody are the bodies as the store must keep
 	// them (already masked). They are not part of the leaf.
 	RequestBody  []byte `json:"-"`

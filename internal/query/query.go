@@ -281,7 +281,9 @@ func Detail(src Source, id string, verify func(uint64) (bool, error)) (*SessionD
 		}
 		d.Related = rel
 	}
-	if verify != nil {
+	// verify checks this process's own log; a record read from a fleet's
+	// central copy (Origin set) is checked by `sessctl verify --central`.
+	if verify != nil && rec.Origin == "" {
 		ok, err := verify(rec.Seq)
 		d.Verified = &ok
 		if err != nil {
@@ -321,4 +323,13 @@ func ProofVerifier(p Prover, pubkey string) func(seq uint64) (bool, error) {
 		}
 		return true, nil
 	}
+}
+
+// RecordRef names r for a Source's Get: its sequence number in its own log, or
+// "SEQ@ORIGIN" for a record read from a fleet's central copy.
+func RecordRef(r *store.Record) string {
+	if r.Origin != "" {
+		return strconv.FormatUint(r.Seq, 10) + "@" + r.Origin
+	}
+	return strconv.FormatUint(r.Seq, 10)
 }

@@ -64,6 +64,7 @@ type server struct {
 	log     *slog.Logger
 	certs   *caSource
 	store   *store.Store
+	fleet   *fleet // shipping to central_dsn
 	rules   atomic.Pointer[rules.Set]
 	queue   *approval.Queue
 	proxy   *proxy.Server
@@ -130,6 +131,9 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if err != nil {
 		return nil, err
 	}
+	if s.fleet, err = startFleet(ctx, cfg, s.store, log); err != nil {
+		return nil, err
+	}
 	metrics.ObserveLog(s.store)
 	traces, stopTraces, err := tracing.Open(cfg.OtelEndpoint)
 	if err != nil {
@@ -173,6 +177,10 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		return nil, err
 	}
 
+	inbox, sessions, err := s.fleet.admin(ctx, s.queue, s.store, log)
+	if err != nil {
+		return nil, err
+	}
 	if s.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
@@ -184,8 +192,9 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	}
 	s.admin = &http.Server{
 		Handler: web.NewHandler(web.Options{
-			Health: healthWith(s.store.Healthy, s.cos), Metrics: metricsWith(metrics.WritePrometheus, s.cos), Logger: log,
-			Sessions: s.store, Approvals: s.queue, AdminTokens: admins,
+			Health: healthWith(s.store.Healthy, s.cos), HealthDetail: s.fleet.healthDetail,
+			Metrics: metricsWith(s.fleet.metrics(metrics.WritePrometheus), s.cos), Logger: log,
+			Sessions: sessions, Approvals: inbox, AdminTokens: admins,
 			Verify:   query.ProofVerifier(s.store, s.store.PublicKey()),
 			Snapshot: s.store.WriteSnapshot,
 			Log:      tiles.Handler(s.store, log), LogPublic: cfg.LogPublic,
@@ -246,6 +255,9 @@ func (s *server) close() {
 	}
 	if s.proxy != nil {
 		s.proxy.Close()
+	}
+	if s.fleet != nil {
+		s.fleet.close()
 	}
 	if s.stopTraces != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

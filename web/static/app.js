@@ -64,9 +64,11 @@
       h.appendChild(el("small", null, r.requester));
       a.appendChild(h);
       var dl = el("dl", { "class": "grid" });
-      [["Request", (r.method || "") + " " + (r.host || "") + (r.path || "")],
-       ["Model", r.model || "-"], ["Rule or policy", r.rule || "-"], ["Session", r.session_id || "-"],
-       ["Held since", fmtTime(r.created)], ["Times out", fmtTime(r.expires)]].forEach(function (p) {
+      var rows = [["Request", (r.method || "") + " " + (r.host || "") + (r.path || "")],
+       ["Model", r.model || "-"], ["Rule or policy", r.rule || "-"], ["Session", r.session_id || "-"]];
+      if (r.origin) { rows.push(["Held by", r.origin]); }
+      rows.push(["Held since", fmtTime(r.created)], ["Times out", fmtTime(r.expires)]);
+      rows.forEach(function (p) {
         dl.appendChild(el("dt", null, p[0]));
         dl.appendChild(el("dd", null, p[1]));
       });

@@ -20,6 +20,7 @@ import (
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -115,7 +116,7 @@ func newEnv(t *testing.T, handler http.HandlerFunc, opts ...envOption) *env {
 		Certs: authority, Store: st, Auth: auth,
 		Rules:     func() *rules.Set { return rs },
 		Approvals: approval.NewQueue(0),
-		Keys:      map[string]string{"": testRealKey},
+		Keys:      provider.Keys{provider.OpenAI: {"": testRealKey}},
 		Upstream:  tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		// Passthrough hosts (other.example) are reached at the stand-in.
 		PassthroughDial: dial,

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -61,7 +62,7 @@ var (
 	refCannotForward    = refusal{http.StatusBadRequest, errBadRequest, "bad_request", store.OutcomeBlocked, "cannot forward this request"}
 	refTokenNotFound    = refusal{http.StatusNotFound, errBadRequest, "not_found", store.OutcomeBlocked, "sessctl.internal serves only POST %s"}
 	refRuleBlocked      = refusal{http.StatusForbidden, errPolicyViolation, "", store.OutcomeBlocked, "request blocked by sessctl rule %s"}
-	refNoUpstreamKey    = refusal{http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked, "sessctl has no upstream API key configured for this request"}
+	refNoUpstreamKey    = refusal{http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked, "sessctl has no upstream API key configured for this request (%s)"}
 	refStoreUnavailable = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, "sessctl cannot record this exchange right now; try again later"}
 	refNotRecorded      = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", "", "sessctl could not record this exchange"}
 	refShuttingDown     = refusal{http.StatusServiceUnavailable, errUnavailable, "shutting_down", store.OutcomeBlocked, "sessctl is shutting down"}
@@ -137,12 +138,24 @@ func (r refusal) body() []byte {
 }
 
 // writeError sends an OpenAI-shaped refusal that SDKs will not retry
-// (but for 429: too many requests in progress, which passes).
+// (but for 429: too many requests in progress, which passes). It serves
+// refusals made before sessctl knows the provider (CONNECT, plain HTTP).
 func writeError(w http.ResponseWriter, r refusal) {
+	writeErrorFor(w, r, nil)
+}
+
+// writeErrorFor sends a refusal shaped as provider p's errors (OpenAI's
+// when p is nil), with X-Should-Retry, which the OpenAI and Anthropic SDKs
+// both honour: false but for 429.
+func writeErrorFor(w http.ResponseWriter, r refusal, p provider.Provider) {
+	body := r.body()
+	if p != nil {
+		body = p.ErrorBody(r.status, r.typ, r.code, r.msg)
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Should-Retry", strconv.FormatBool(r.status == http.StatusTooManyRequests))
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(r.status)
-	w.Write(r.body())
+	w.Write(body)
 }

@@ -70,7 +70,7 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 	ex.rec.ResponseBody = res.Body
 	if !ex.finish(ctx, status, store.OutcomeForwarded, "") {
 		clear(w.Header())
-		writeError(w, refNotRecorded)
+		writeErrorFor(w, refNotRecorded, ex.prov)
 		return
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(res.Body)))
@@ -92,7 +92,7 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	var sink io.Writer = cw
 	var masker *rules.SSEMasker
 	if sse {
-		masker = ex.rules.NewSSE(cw, cw.flush, rules.StreamOptions{Holdback: ex.s.opt.Holdback})
+		masker = ex.rules.NewSSE(cw, cw.flush, rules.StreamOptions{Holdback: ex.s.opt.Holdback, Dialect: ex.prov.Dialect()})
 		sink = masker
 	}
 	buf := make([]byte, 32<<10)

@@ -21,7 +21,24 @@ type StreamOptions struct {
 	Holdback int
 	// MaxEvent bounds the size of one SSE event. Default 16 MiB.
 	MaxEvent int
+	// Dialect is the format of the stream's events (default OpenAI's).
+	Dialect Dialect
 }
+
+// Dialect names a format of streamed JSON events: which members carry
+// text that arrives in pieces, which events end a text, and how the error
+// event that ends a blocked answer is shaped.
+type Dialect uint8
+
+// Dialects.
+const (
+	// DialectOpenAI is OpenAI's: chat completion chunks and Responses API
+	// events (also Azure OpenAI's).
+	DialectOpenAI Dialect = iota
+	// DialectAnthropic is Anthropic's Messages stream: content_block_delta
+	// events carry text, tool input JSON and thinking, per content block.
+	DialectAnthropic
+)
 
 // DefaultHoldback is the stream masker's held-back tail when
 // StreamOptions.Holdback is zero; config.Default's stream_holdback is it.

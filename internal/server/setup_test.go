@@ -71,6 +71,9 @@ func TestUpstreamKeys(t *testing.T) {
 	empty, open := write("empty", "\n", 0o600), write("open", "sk-open", 0o644)
 
 	t.Setenv("OPENAI_API_KEY", " sk-from-env ")
+	t.Setenv("ANTHROPIC_API_KEY", "sk-ant-env")
+	t.Setenv("AZURE_OPENAI_API_KEY", "")
+	// want is PROVIDER/NAME -> key.
 	tests := []struct {
 		name    string
 		file    string
@@ -78,9 +81,14 @@ func TestUpstreamKeys(t *testing.T) {
 		want    map[string]string
 		wantErr string
 	}{
-		{"environment", "", nil, map[string]string{"": "sk-from-env"}, ""},
-		{"file over environment", good, nil, map[string]string{"": "sk-default"}, ""},
-		{"named keys", good, map[string]string{"team": other}, map[string]string{"": "sk-default", "team": "sk-other"}, ""},
+		{"environment", "", nil, map[string]string{"openai/": "sk-from-env", "anthropic/": "sk-ant-env"}, ""},
+		{"file over environment", good, nil, map[string]string{"openai/": "sk-default", "anthropic/": "sk-ant-env"}, ""},
+		{"named keys", good, map[string]string{"team": other}, map[string]string{"openai/": "sk-default", "openai/team": "sk-other", "anthropic/": "sk-ant-env"}, ""},
+		{"provider entry over environment", "", map[string]string{"anthropic": good, "azure-openai": other},
+			map[string]string{"openai/": "sk-from-env", "anthropic/": "sk-default", "azure-openai/": "sk-other"}, ""},
+		{"named key of a provider", "", map[string]string{"anthropic/team": other},
+			map[string]string{"openai/": "sk-from-env", "anthropic/": "sk-ant-env", "anthropic/team": "sk-other"}, ""},
+		{"unknown provider", "", map[string]string{"gemini/team": other}, nil, "unknown provider"},
 		{"empty file", empty, nil, nil, "is empty"},
 		{"readable by others", open, nil, nil, "upstream key"},
 		{"bad named key", good, map[string]string{"team": open}, nil, "upstream_keys team"},
@@ -89,7 +97,7 @@ func TestUpstreamKeys(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := config.Default()
 			cfg.UpstreamKeyFile, cfg.UpstreamKeys = tt.file, tt.named
-			got, err := upstreamKeys(cfg)
+			keys, err := upstreamKeys(cfg)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -99,12 +107,18 @@ func TestUpstreamKeys(t *testing.T) {
 				}
 				return
 			}
+			got := map[string]string{}
+			for p, named := range keys {
+				for n, k := range named {
+					got[string(p)+"/"+n] = k
+				}
+			}
 			if err != nil || len(got) != len(tt.want) {
 				t.Fatalf("keys = %v, %v; want %v", got, err, tt.want)
 			}
 			for k, v := range tt.want {
 				if got[k] != v {
-					t.Errorf("key %q = %q, want %q", k, got[k], v)
+					t.Errorf("key %s = %q, want %q", k, got[k], v)
 				}
 			}
 		})

@@ -75,6 +75,21 @@ func TestResolveRejects(t *testing.T) {
 		}, "not both"},
 		{"runner bad hash", func(c *Config) { c.Runners = []Runner{{Name: "a", TokenSHA256: "zz"}} }, "64 hex"},
 		{"policy record mode", func(c *Config) { c.Policies = []Policy{{Name: "p", Record: "some"}} }, "policies"},
+		{"intercepted host without provider", func(c *Config) {
+			c.Intercept = []string{"api.openai.com", "llm.corp.example"}
+		}, "llm.corp.example has no known provider"},
+		{"unknown provider", func(c *Config) {
+			c.Intercept = []string{"llm.corp.example"}
+			c.Providers = map[string]string{"llm.corp.example": "gemini"}
+		}, "unknown provider"},
+		{"provider for a host not intercepted", func(c *Config) {
+			c.Providers = map[string]string{"llm.corp.example": "azure-openai"}
+		}, "not an intercepted host"},
+		{"key of an unknown provider", func(c *Config) { c.UpstreamKeys = map[string]string{"gemini/team": "/k"} }, "unknown provider"},
+		{"two default OpenAI keys", func(c *Config) {
+			c.UpstreamKeyFile = "/a"
+			c.UpstreamKeys = map[string]string{"openai": "/b"}
+		}, "both set"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -278,5 +293,42 @@ func TestDefaultValues(t *testing.T) {
 		24*time.Hour, "info", "text")
 	if got != want {
 		t.Fatalf("defaults\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestProvidersResolve(t *testing.T) {
+	c := Default()
+	c.Intercept = []string{"api.openai.com", "api.anthropic.com", "res1.openai.azure.com", "llm.corp.example"}
+	c.Providers = map[string]string{"LLM.corp.example": "azure-openai"}
+	c.UpstreamKeys = map[string]string{"anthropic": "/a", "anthropic/team": "/b", "team": "/c"}
+	if err := c.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKeyName(t *testing.T) {
+	for _, tc := range []struct {
+		entry, prov, name, err string
+	}{
+		{"anthropic", "anthropic", "", ""},
+		{"azure-openai", "azure-openai", "", ""},
+		{"openai", "openai", "", ""},
+		{"anthropic/team-a", "anthropic", "team-a", ""},
+		{"team-a", "openai", "team-a", ""},
+		{"gemini/x", "", "", "unknown provider"},
+		{"anthropic/", "", "", "PROVIDER/NAME"},
+		{"anthropic/a/b", "", "", "PROVIDER/NAME"},
+		{"", "", "", "empty"},
+	} {
+		p, n, err := KeyName(tc.entry)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("KeyName(%q) err = %v, want %q", tc.entry, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || string(p) != tc.prov || n != tc.name {
+			t.Errorf("KeyName(%q) = %q, %q, %v; want %q, %q", tc.entry, p, n, err, tc.prov, tc.name)
+		}
 	}
 }

@@ -261,6 +261,9 @@ func TestBadConfigExits2(t *testing.T) {
 		"bad listen":   "listen: nowhere\n",
 		"bad duration": "approval_timeout: soon\n",
 		"not yaml":     "listen: [\n",
+		// A key of another provider's must never go there.
+		"intercepted host without provider": "intercept: [api.openai.com, llm.corp.example]\n",
+		"unknown provider":                  "intercept: [llm.corp.example]\nproviders: {llm.corp.example: gemini}\n",
 	}
 	for name, body := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -275,6 +278,9 @@ func TestBadConfigExits2(t *testing.T) {
 			}
 			if !strings.Contains(string(out), "config") {
 				t.Errorf("error does not say what is wrong: %s", out)
+			}
+			if strings.Contains(name, "provider") && !strings.Contains(string(out), "llm.corp.example") {
+				t.Errorf("error does not name the host: %s", out)
 			}
 		})
 	}

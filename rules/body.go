@@ -140,6 +140,47 @@ func applyMasks(dst, text []byte, hits []hit, m *matcher) []byte {
 	return append(dst, text[pos:]...)
 }
 
+// applyMasksJSON is applyMasks for text that is itself JSON text (tool
+// arguments streamed as raw JSON): a replacement is escaped as the content
+// of a JSON string, and a masked span never splits an escape sequence (it
+// grows over the whole sequence), so that masked JSON text stays valid
+// JSON wherever a secret lies inside a string.
+func applyMasksJSON(dst, text []byte, hits []hit, m *matcher) []byte {
+	pos := 0
+	for _, sp := range maskSpans(hits, m) {
+		start, end := max(sp.start, pos), sp.end
+		if start >= end {
+			continue
+		}
+		// A span that starts just after an escaping backslash takes it.
+		if start > pos && oddBackslashesBefore(text, start) {
+			start--
+		}
+		// A span that ends in an escaping backslash takes the escape.
+		if oddBackslashesBefore(text, end) && end < len(text) {
+			n := 1
+			if text[end] == 'u' {
+				n = 5
+			}
+			end = min(len(text), end+n)
+		}
+		dst = append(dst, text[pos:start]...)
+		dst = appendEscaped(dst, sp.repl)
+		pos = end
+	}
+	return append(dst, text[pos:]...)
+}
+
+// oddBackslashesBefore reports whether text[:i] ends in an odd run of
+// backslashes: the byte at i is escaped.
+func oddBackslashesBefore(text []byte, i int) bool {
+	n := 0
+	for j := i - 1; j >= 0 && text[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
+}
+
 // hasMask reports whether any hit masks.
 func hasMask(hits []hit, m *matcher) bool {
 	for _, h := range hits {

@@ -137,6 +137,11 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 		ex.addHits(masker.Result())
 		if b := masker.Blocked(); b != nil {
 			outcome, reason = store.OutcomeBlocked, "answer blocked by rule "+b.Name
+			if masker.InThinking() {
+				// A thinking block is signed: sessctl ends the answer
+				// rather than edit it.
+				reason = "answer ended: rule " + b.Name + " matched inside a thinking block, which is not edited"
+			}
 		}
 	}
 	ex.rec.ResponseBody = cw.rec.Bytes()

@@ -125,3 +125,11 @@ func (anthropic) Usage(answer []byte, stream bool) Usage {
 }
 
 func (anthropic) WebSocketPath() string { return "" }
+
+// Forwards only the model API, /v1/...: messages, count_tokens, models,
+// batches, files. Claude Code also calls api.anthropic.com/api/...
+// (settings, policy limits, bootstrap, event logging) with the runner's
+// credential: sessctl refuses those with an Anthropic-shaped 403, which
+// Claude Code tolerates, rather than send them the real key (and
+// telemetry out of the pipeline).
+func (anthropic) Forwards(path string) bool { return strings.HasPrefix(path, "/v1/") }

@@ -48,3 +48,7 @@ func (azure) ErrorBody(_ int, typ, code, message string) []byte {
 }
 
 func (azure) WebSocketPath() string { return "" }
+
+// Forwards: every path (deployments, the v1 path, and the rest of the
+// resource's data plane).
+func (azure) Forwards(string) bool { return true }

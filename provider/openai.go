@@ -152,3 +152,7 @@ func eachData(stream []byte, f func(data []byte)) {
 
 // WebSocketPath is the Responses API's WebSocket transport.
 func (openAI) WebSocketPath() string { return "/v1/responses" }
+
+// Forwards: every path of api.openai.com, as before sessctl knew other
+// providers.
+func (openAI) Forwards(string) bool { return true }

@@ -75,6 +75,9 @@ type Provider interface {
 	// KeyEnv is the environment variable from which the proxy reads the
 	// provider's real key when no key file is configured.
 	KeyEnv() string
+	// Forwards reports whether sessctl forwards requests for path to the
+	// provider: its model API. Others are refused (and recorded).
+	Forwards(path string) bool
 	// Credential returns the credential a runner presents in the request
 	// headers (a runner token, session token or CI OIDC token), or "".
 	Credential(h http.Header) string

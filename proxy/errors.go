@@ -66,6 +66,7 @@ var (
 	refStoreUnavailable = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, "sessctl cannot record this exchange right now; try again later"}
 	refNotRecorded      = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", "", "sessctl could not record this exchange"}
 	refShuttingDown     = refusal{http.StatusServiceUnavailable, errUnavailable, "shutting_down", store.OutcomeBlocked, "sessctl is shutting down"}
+	refPathNotForwarded = refusal{http.StatusForbidden, errForbidden, "path_not_forwarded", store.OutcomeBlocked, "sessctl forwards only the model API of %s, not %.100q"}
 	refWebSocketPath    = refusal{http.StatusNotFound, errForbidden, "websocket_path", store.OutcomeBlocked, "sessctl carries WebSockets only on %s"}
 	refInvalidEvent     = refusal{http.StatusBadRequest, errBadRequest, "invalid_event", store.OutcomeBlocked, "sessctl refuses this event: %v"}
 
@@ -87,7 +88,7 @@ var allRefusals = []refusal{
 	refNoTunnel, refNotProxyRequest, refPlainHTTP, refPlainHTTPS, refBadConnect, refEgressPort, refEgressHost,
 	refHostMismatch, refIssuerDown, refBadCredential, refBadOIDCToken, refPolicyDenied, refTooManyInFlight,
 	refCompressed, refRequestTooLarge, refBodyIncomplete, refBadQuery, refCannotForward, refTokenNotFound,
-	refRuleBlocked, refNoUpstreamKey, refStoreUnavailable, refNotRecorded, refShuttingDown, refWebSocketPath,
+	refRuleBlocked, refNoUpstreamKey, refStoreUnavailable, refNotRecorded, refShuttingDown, refPathNotForwarded, refWebSocketPath,
 	refInvalidEvent, refApprovalNoQueue, refApprovalUnavailable, refApprovalPending, refApprovalTimeout,
 	refApprovalDenied, refUpstreamUnreachable, refUpstreamWSUnreachable, refUpstreamEncoding, refUpstreamRead,
 	refAnswerTooLarge,

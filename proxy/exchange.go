@@ -78,6 +78,10 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	if !ex.authenticate(w, r) {
 		return
 	}
+	if !ex.prov.Forwards(r.URL.Path) {
+		ex.refuse(w, refPathNotForwarded.with(t.host, r.URL.Path))
+		return
+	}
 	who := ex.who.String()
 	if !s.inflight.acquire(who) {
 		w.Header().Set("Retry-After", "1")

@@ -67,8 +67,15 @@ func anthropicStandIn(w http.ResponseWriter, r *http.Request) {
 		prompt = req.Messages[0].Content
 	}
 	if !req.Stream {
+		content := `[{"type":"text","text":"hello from claude"}]`
+		switch {
+		case strings.Contains(prompt, "answer with sql"):
+			content = `[{"type":"text","text":"Run DROP TABLE users; now."}]`
+		case strings.Contains(prompt, "leak in thinking"):
+			content = `[{"type":"thinking","thinking":"The key is ` + antSecret + `.","signature":"` + antSignature + `"},{"type":"text","text":"done"}]`
+		}
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"hello from claude"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":3}}`)
+		io.WriteString(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":`+content+`,"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":3}}`)
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -93,10 +100,15 @@ func anthropicStandIn(w http.ResponseWriter, r *http.Request) {
 		}
 		send("content_block_stop", `{"type":"content_block_stop","index":0}`)
 		stop = "tool_use"
-	case strings.Contains(prompt, "think first"):
+	case strings.Contains(prompt, "think first"), strings.Contains(prompt, "leak in thinking"):
 		send("content_block_start", `{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}`)
-		delta(0, "thinking_delta", "thinking", "The user wants ")
-		delta(0, "thinking_delta", "thinking", "a short answer.")
+		if strings.Contains(prompt, "leak in thinking") {
+			delta(0, "thinking_delta", "thinking", "The key is "+antSecret[:8])
+			delta(0, "thinking_delta", "thinking", antSecret[8:]+".")
+		} else {
+			delta(0, "thinking_delta", "thinking", "The user wants ")
+			delta(0, "thinking_delta", "thinking", "a short answer.")
+		}
 		delta(0, "signature_delta", "signature", antSignature)
 		send("content_block_stop", `{"type":"content_block_stop","index":0}`)
 		send("content_block_start", `{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}`)
@@ -286,4 +298,60 @@ func verifyLog(t *testing.T, e *env) {
 	if len(rep.Problems) != 0 {
 		t.Fatalf("verify: %+v", rep.Problems)
 	}
+}
+
+// TestAnthropicRetryMeetsTheSameRule: Claude Code answers an error event
+// in a stream with one non-streaming retry of the same request; that
+// retry meets the same rule. A secret in a thinking block ends the stream
+// and withholds the whole answer, the block unedited either way.
+func TestAnthropicRetryMeetsTheSameRule(t *testing.T) {
+	e, ant := newAnthropicEnv(t)
+	ask := func(prompt string, stream bool) (*http.Response, []byte) {
+		b, _ := json.Marshal(map[string]any{"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": stream,
+			"messages": []map[string]string{{"role": "user", "content": prompt}}})
+		req, _ := http.NewRequest("POST", "https://api.anthropic.com/v1/messages", bytes.NewReader(b))
+		req.Header.Set("X-Api-Key", testRunnerToken)
+		return do(t, e.client, req)
+	}
+	lastEvent := func(stream []byte) string {
+		evs := strings.Split(strings.TrimSpace(string(stream)), "\n\n")
+		return evs[len(evs)-1]
+	}
+	for _, tc := range []struct{ prompt, code, reason string }{
+		{"answer with sql", "no-drop", "answer blocked by rule no-drop"},
+		{"leak in thinking", "thinking_not_edited", "thinking block"},
+	} {
+		resp, body := ask(tc.prompt, true)
+		last := lastEvent(body)
+		if resp.StatusCode != 200 || !strings.HasPrefix(last, "event: error\ndata: ") || !strings.Contains(last, `"type":"permission_error"`) {
+			t.Fatalf("%s: stream status %d ends with %q", tc.prompt, resp.StatusCode, last)
+		}
+		resp, body = ask(tc.prompt, false)
+		if resp.StatusCode != 403 || resp.Header.Get("X-Should-Retry") != "false" {
+			t.Fatalf("%s: retry status %d body %s", tc.prompt, resp.StatusCode, body)
+		}
+		var v struct {
+			Error struct {
+				Type        string `json:"type"`
+				SessctlCode string `json:"sessctl_code"`
+			} `json:"error"`
+		}
+		json.Unmarshal(body, &v)
+		if v.Error.Type != "permission_error" || v.Error.SessctlCode != tc.code {
+			t.Errorf("%s: retry refused with %s", tc.prompt, body)
+		}
+		for _, s := range []string{"DROP", antSecret[4:], "MASKED"} {
+			if bytes.Contains(body, []byte(s)) {
+				t.Errorf("%s: the refusal carries %q", tc.prompt, s)
+			}
+		}
+		recs := e.records()
+		for _, r := range recs[len(recs)-2:] {
+			if r.Outcome != store.OutcomeBlocked || !strings.Contains(r.Reason, tc.reason) && !strings.Contains(r.Reason, tc.code) {
+				t.Errorf("%s: record outcome %q reason %q", tc.prompt, r.Outcome, r.Reason)
+			}
+		}
+	}
+	checkAnthropicUpstream(t, e, ant)
+	assertNoSecretInDB(t, e, antSecret)
 }

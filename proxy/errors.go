@@ -61,6 +61,8 @@ var (
 	refBadQuery         = refusal{http.StatusBadRequest, errBadRequest, "bad_query", store.OutcomeBlocked, "malformed query string"}
 	refCannotForward    = refusal{http.StatusBadRequest, errBadRequest, "bad_request", store.OutcomeBlocked, "cannot forward this request"}
 	refTokenNotFound    = refusal{http.StatusNotFound, errBadRequest, "not_found", store.OutcomeBlocked, "sessctl.internal serves only POST %s"}
+	refAnswerBlocked    = refusal{http.StatusForbidden, errPolicyViolation, "", store.OutcomeBlocked, "answer blocked by sessctl rule %s"}
+	refAnswerThinking   = refusal{http.StatusForbidden, errPolicyViolation, "thinking_not_edited", store.OutcomeBlocked, "sessctl rule %s matched inside a thinking block, which sessctl does not edit (it is signed): the answer is withheld"}
 	refRuleBlocked      = refusal{http.StatusForbidden, errPolicyViolation, "", store.OutcomeBlocked, "request blocked by sessctl rule %s"}
 	refNoUpstreamKey    = refusal{http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked, "sessctl has no upstream API key configured for this request (%s)"}
 	refStoreUnavailable = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, "sessctl cannot record this exchange right now; try again later"}
@@ -88,7 +90,7 @@ var allRefusals = []refusal{
 	refNoTunnel, refNotProxyRequest, refPlainHTTP, refPlainHTTPS, refBadConnect, refEgressPort, refEgressHost,
 	refHostMismatch, refIssuerDown, refBadCredential, refBadOIDCToken, refPolicyDenied, refTooManyInFlight,
 	refCompressed, refRequestTooLarge, refBodyIncomplete, refBadQuery, refCannotForward, refTokenNotFound,
-	refRuleBlocked, refNoUpstreamKey, refStoreUnavailable, refNotRecorded, refShuttingDown, refPathNotForwarded, refWebSocketPath,
+	refRuleBlocked, refAnswerBlocked, refAnswerThinking, refNoUpstreamKey, refStoreUnavailable, refNotRecorded, refShuttingDown, refPathNotForwarded, refWebSocketPath,
 	refInvalidEvent, refApprovalNoQueue, refApprovalUnavailable, refApprovalPending, refApprovalTimeout,
 	refApprovalDenied, refUpstreamUnreachable, refUpstreamWSUnreachable, refUpstreamEncoding, refUpstreamRead,
 	refAnswerTooLarge,
@@ -115,6 +117,13 @@ func (r refusal) detail(d string) refusal {
 // error's code, its message (if any) ends the error's message.
 func forRule(rule *rules.Rule) refusal {
 	r := refRuleBlocked.with(rule.Name).detail(rule.Message)
+	r.code = rule.Name
+	return r
+}
+
+// forAnswerRule is refAnswerBlocked for the rule that fired in an answer.
+func forAnswerRule(rule *rules.Rule) refusal {
+	r := refAnswerBlocked.with(rule.Name).detail(rule.Message)
 	r.code = rule.Name
 	return r
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -65,9 +66,22 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 		ex.fail(w, refAnswerTooLarge.with(ex.s.opt.MaxBody))
 		return
 	}
-	res := ex.rules.Response(data)
+	res := ex.rules.ResponseIn(data, ex.prov.Dialect())
 	ex.addHits(res)
 	ex.rec.ResponseBody = res.Body
+	if b := cmp.Or(res.Block, res.Approve); b != nil {
+		// A block rule fired in the answer (or an approve rule, which an
+		// answer cannot wait for; or a mask rule in a signed thinking
+		// block, which is not edited): the runner gets an error, as a
+		// stream would end with one. The record keeps the masked answer.
+		clear(w.Header())
+		ref := forAnswerRule(b)
+		if res.InThinking {
+			ref = refAnswerThinking.with(b.Name)
+		}
+		ex.fail(w, ref)
+		return
+	}
 	if !ex.finish(ctx, status, store.OutcomeForwarded, "") {
 		clear(w.Header())
 		writeErrorFor(w, refNotRecorded, ex.prov)

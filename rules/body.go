@@ -28,6 +28,10 @@ type Result struct {
 	// Secrets are the distinct raw values that were masked. The caller
 	// may keep an HMAC of each (see SecretHMAC), never the values.
 	Secrets [][]byte
+	// InThinking is set when Block is a mask rule that matched inside an
+	// Anthropic thinking block, which is signed and so never edited: the
+	// answer must be refused instead (see ResponseIn).
+	InThinking bool
 }
 
 // tally accumulates what fired during one body or one stream.
@@ -385,4 +389,56 @@ func lastRune(b []byte) []byte {
 	}
 	_, w := utf8.DecodeLastRune(b)
 	return append([]byte(nil), b[len(b)-w:]...)
+}
+
+// ResponseIn is Response for an answer in dialect d. In an Anthropic
+// message, thinking blocks are signed and must not be edited: when a mask
+// rule matches in a thinking block's text, Block is that rule and
+// InThinking is set, so that the caller refuses the answer (Body is still
+// the masked answer, for the record). Signatures and redacted thinking
+// are the provider's opaque data, not the model's text: they are not
+// scanned.
+func (s *Set) ResponseIn(body []byte, d Dialect) Result {
+	if d != DialectAnthropic {
+		return s.Response(body)
+	}
+	root, spans, ok := parseJSON(body)
+	if !ok || root.kind != jObject || len(s.resp.rules) == 0 {
+		return s.Response(body)
+	}
+	content := root.get(body, "content")
+	skip := map[int]bool{}
+	for _, n := range anthropicOpaque(body, content, nil) {
+		skip[n.start] = true
+	}
+	var thinking *compiled
+	if content != nil && content.kind == jArray {
+		for i := range content.elems {
+			b := &content.elems[i]
+			th := b.get(body, "thinking")
+			if b.get(body, "type").text(body) != "thinking" || !th.isString() {
+				continue
+			}
+			text := appendUnquote(nil, th.raw(body))
+			hits, _ := s.resp.find(text, []seg{{start: 0, end: len(text), from: 0}}, false, nil)
+			for _, h := range hits {
+				if c := s.resp.rules[h.rule]; thinking == nil && c.Action == Mask {
+					thinking = c
+				}
+			}
+		}
+	}
+	t := newTally(s.resp, ScopeResponse)
+	res := t.resultWith(applyEdits(body, maskEdits(s.resp, t, t.counts, body, spans, skip)))
+	if thinking != nil && res.Block == nil {
+		res.Block, res.InThinking = thinking.public(), true
+	}
+	return res
+}
+
+// resultWith is result with Body set.
+func (t *tally) resultWith(body []byte) Result {
+	res := t.result()
+	res.Body = body
+	return res
 }

@@ -91,10 +91,10 @@ func (u *Usage) merge(f *anthropicUsageFields) {
 	if f == nil {
 		return
 	}
-	u.InputTokens = max(u.InputTokens, f.InputTokens)
-	u.OutputTokens = max(u.OutputTokens, f.OutputTokens)
-	u.CacheWriteTokens = max(u.CacheWriteTokens, f.CacheCreationInputTokens)
-	u.CacheReadTokens = max(u.CacheReadTokens, f.CacheReadInputTokens)
+	u.InputTokens = max(u.InputTokens, count(f.InputTokens))
+	u.OutputTokens = max(u.OutputTokens, count(f.OutputTokens))
+	u.CacheWriteTokens = max(u.CacheWriteTokens, count(f.CacheCreationInputTokens))
+	u.CacheReadTokens = max(u.CacheReadTokens, count(f.CacheReadInputTokens))
 }
 
 // Usage reads a message's usage (and count_tokens' input_tokens); in a
@@ -114,7 +114,7 @@ func (anthropic) Usage(answer []byte, stream bool) Usage {
 		}
 		u.merge(v.Usage)
 		u.merge(v.Message.Usage)
-		u.InputTokens = max(u.InputTokens, v.InputTokens)
+		u.InputTokens = max(u.InputTokens, count(v.InputTokens))
 	}
 	if !stream {
 		read(answer)

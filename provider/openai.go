@@ -84,10 +84,19 @@ func (f *openAIUsageFields) usage() Usage {
 		return Usage{}
 	}
 	return Usage{
-		InputTokens:     f.PromptTokens + f.InputTokens,
-		OutputTokens:    f.CompletionTokens + f.OutputTokens,
-		CacheReadTokens: f.PromptTokensDetails.CachedTokens + f.InputTokensDetails.CachedTokens,
+		InputTokens:     count(f.PromptTokens) + count(f.InputTokens),
+		OutputTokens:    count(f.CompletionTokens) + count(f.OutputTokens),
+		CacheReadTokens: count(f.PromptTokensDetails.CachedTokens) + count(f.InputTokensDetails.CachedTokens),
 	}
+}
+
+// count is a token count as reported, with nonsense (negative, or large
+// enough to overflow a sum) read as 0.
+func count(n int64) int64 {
+	if n < 0 || n > 1<<53 {
+		return 0
+	}
+	return n
 }
 
 // openAIUsage reads the usage of a chat completion or a Responses API

@@ -216,6 +216,14 @@ func TestServeCurlVerifyTamper(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "/v1/chat/completions") {
 		t.Fatalf("sessions ls --admin: exit %d: %s", code, out)
 	}
+	out, code = run(t, sessctlBin, "sessions", "ls", "--admin", "http://"+s.admin, "--token", s.adminT, "--provider", "openai", "--outcome", "forwarded")
+	if code != 0 || !strings.Contains(out, "/v1/chat/completions") {
+		t.Fatalf("sessions ls --provider openai: exit %d: %s", code, out)
+	}
+	out, code = run(t, sessctlBin, "sessions", "ls", "--admin", "http://"+s.admin, "--token", s.adminT, "--provider", "anthropic")
+	if code != 0 || strings.Contains(out, "/v1/chat/completions") {
+		t.Fatalf("sessions ls --provider anthropic lists OpenAI exchanges: exit %d: %s", code, out)
+	}
 	cmd = exec.Command(sessctlBin, "verify", "--admin", "http://"+s.admin)
 	cmd.Env = append(os.Environ(), "SESSCTL_ADMIN_TOKEN=wrong")
 	if live, err := cmd.CombinedOutput(); err == nil {

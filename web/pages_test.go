@@ -172,7 +172,7 @@ func TestSessionsPageFiltersAndPages(t *testing.T) {
 			next = strings.ReplaceAll(m[1], "&amp;", "&")
 		}
 	}
-	want := []string{itoa(s.log.seq["other"]), itoa(s.log.seq["blocked"]), itoa(s.log.seq["script"]), itoa(s.log.seq["stream"])}
+	want := []string{itoa(s.log.seq["claude"]), itoa(s.log.seq["other"]), itoa(s.log.seq["blocked"]), itoa(s.log.seq["script"]), itoa(s.log.seq["stream"])}
 	if strings.Join(all, ",") != strings.Join(want, ",") {
 		t.Errorf("paged %v, want %v", all, want)
 	}

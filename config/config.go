@@ -341,6 +341,17 @@ func (c *Config) Resolve() error {
 			return fmt.Errorf("config: host %q: want a bare host name", h)
 		}
 	}
+	for _, h := range c.Intercept {
+		// A wildcard stands for any one-label name below a domain.
+		if d, ok := strings.CutPrefix(h, "*."); strings.Contains(h, "*") && (!ok || strings.Contains(d, "*") || !strings.Contains(d, ".")) {
+			return fmt.Errorf("config: intercept: %q: a wildcard must be *.DOMAIN (like *.openai.azure.com)", h)
+		}
+	}
+	for _, h := range c.Passthrough {
+		if strings.Contains(h, "*") {
+			return fmt.Errorf("config: passthrough: %q: wildcards are not allowed", h)
+		}
+	}
 	for _, h := range c.Passthrough {
 		for _, i := range c.Intercept {
 			if strings.EqualFold(h, i) {

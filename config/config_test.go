@@ -85,6 +85,10 @@ func TestResolveRejects(t *testing.T) {
 		{"provider for a host not intercepted", func(c *Config) {
 			c.Providers = map[string]string{"llm.corp.example": "azure-openai"}
 		}, "not an intercepted host"},
+		{"wildcard not leading", func(c *Config) { c.Intercept = []string{"api.*.com"} }, "*.DOMAIN"},
+		{"wildcard over a TLD", func(c *Config) { c.Intercept = []string{"*.com"} }, "*.DOMAIN"},
+		{"wildcard passthrough", func(c *Config) { c.Passthrough = []string{"*.github.com"} }, "wildcards"},
+		{"wildcard without provider", func(c *Config) { c.Intercept = []string{"*.corp.example"} }, "no known provider"},
 		{"key of an unknown provider", func(c *Config) { c.UpstreamKeys = map[string]string{"gemini/team": "/k"} }, "unknown provider"},
 		{"two default OpenAI keys", func(c *Config) {
 			c.UpstreamKeyFile = "/a"
@@ -298,7 +302,7 @@ func TestDefaultValues(t *testing.T) {
 
 func TestProvidersResolve(t *testing.T) {
 	c := Default()
-	c.Intercept = []string{"api.openai.com", "api.anthropic.com", "res1.openai.azure.com", "llm.corp.example"}
+	c.Intercept = []string{"api.openai.com", "api.anthropic.com", "res1.openai.azure.com", "*.openai.azure.com", "llm.corp.example"}
 	c.Providers = map[string]string{"LLM.corp.example": "azure-openai"}
 	c.UpstreamKeys = map[string]string{"anthropic": "/a", "anthropic/team": "/b", "team": "/c"}
 	if err := c.Resolve(); err != nil {

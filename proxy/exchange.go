@@ -48,7 +48,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		writeErrorFor(w, refNoTunnel, nil)
 		return
 	}
-	ex := &exchange{s: s, t: t, prov: provider.For(s.providers[t.host]), rec: &store.Record{
+	ex := &exchange{s: s, t: t, prov: provider.For(s.providerOf(t.host)), rec: &store.Record{
 		Kind:      store.KindExchange,
 		SessionID: uuid.Must(uuid.NewV7()).String(),
 		Start:     time.Now().UTC(),
@@ -57,7 +57,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		Method:    r.Method,
 		Path:      r.URL.Path,
 		Recording: store.RecordingFull,
-		Provider:  string(s.providers[t.host]),
+		Provider:  string(s.providerOf(t.host)),
 	}}
 	ex.rec.Meta = clientMeta(r.Header, s.opt.Rules())
 	s.opt.Metrics.add("requests_total", 1)

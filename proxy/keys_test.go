@@ -189,3 +189,33 @@ func TestInterceptedHostWithoutProvider(t *testing.T) {
 		t.Fatalf("New = %v, want a refusal naming the host", err)
 	}
 }
+
+// TestWildcardIntercept: "*.openai.azure.com" intercepts any Azure
+// resource host as azure-openai, with the Azure key; names it does not
+// cover are refused at CONNECT.
+func TestWildcardIntercept(t *testing.T) {
+	e := newEnv(t, okJSON, func(o *Options) {
+		o.Intercept = []string{"api.openai.com", "*.openai.azure.com"}
+		o.Keys = provider.Keys{provider.OpenAI: {"": testOpenAIKey}, provider.AzureOpenAI: {"": testAzureKey}}
+	})
+	az := e.addUpstream("res1.openai.azure.com", okJSON)
+	req, _ := http.NewRequest("POST", "https://res1.openai.azure.com/openai/deployments/d1/chat/completions?api-version=2024-10-21", strings.NewReader(chatBody))
+	req.Header.Set("Api-Key", testRunnerToken)
+	if resp, body := do(t, e.client, req); resp.StatusCode != 200 {
+		t.Fatalf("status %d body %s", resp.StatusCode, body)
+	}
+	if seen := az.requests(); len(seen) != 1 || seen[0].Header.Get("Api-Key") != testAzureKey || len(keysSeen(seen)) != 1 {
+		t.Fatalf("azure stand-in saw %v", keysSeen(seen))
+	}
+	if rec := e.records()[len(e.records())-1]; rec.Provider != "azure-openai" || rec.Model != "d1" {
+		t.Errorf("record provider %q model %q", rec.Provider, rec.Model)
+	}
+	for _, host := range []string{"openai.azure.com", "a.b.openai.azure.com", "api.anthropic.com"} {
+		if e.proxy.intercepts(host) {
+			t.Errorf("%s is intercepted", host)
+		}
+	}
+	if _, err := e.client.Get("https://a.b.openai.azure.com/"); err == nil {
+		t.Error("a CONNECT to a.b.openai.azure.com was accepted")
+	}
+}

@@ -210,8 +210,8 @@ func TestAnthropicNodeSDK(t *testing.T) {
 		}
 		got[v["scenario"].(string)] = v
 	}
-	if len(got) != 8 {
-		t.Fatalf("%d scenarios reported, want 8:\n%s\nstderr:\n%s", len(got), stdout.String(), stderr.String())
+	if len(got) != 9 {
+		t.Fatalf("%d scenarios reported, want 9:\n%s\nstderr:\n%s", len(got), stdout.String(), stderr.String())
 	}
 	masked := "Your key is [MASKED:aws-access-key] ok."
 	check := func(name, path string, want any) {
@@ -240,6 +240,9 @@ func TestAnthropicNodeSDK(t *testing.T) {
 	check("refused-prompt", "error.status", 403)
 	check("refused-prompt", "error.type", "permission_error")
 	check("refused-prompt", "error.class", "PermissionDeniedError")
+	check("bad-token", "error.status", 401)
+	check("bad-token", "error.type", "authentication_error")
+	check("bad-token", "error.class", "AuthenticationError")
 	if msg := fmt.Sprint(got["blocked-stream"]["error"]); !strings.Contains(msg, "blocked by rule") || !strings.Contains(msg, "no-drop") {
 		t.Errorf("blocked stream surfaced as %v", msg)
 	}
@@ -248,8 +251,9 @@ func TestAnthropicNodeSDK(t *testing.T) {
 	}
 	checkAnthropicUpstream(t, e, ant)
 
-	// No retries: the refused prompt never reached the stand-in and was
-	// refused once; the blocked answer was asked for once.
+	// No retries: the refused prompt and the bad token never reached the
+	// stand-in and were refused once each; the blocked answer was asked
+	// for once.
 	var refused, sqlAsked int
 	for _, r := range ant.requests() {
 		b, _ := io.ReadAll(r.Body)
@@ -266,7 +270,7 @@ func TestAnthropicNodeSDK(t *testing.T) {
 		if r.Kind != store.KindExchange && r.Kind != store.KindRefused {
 			continue
 		}
-		if r.Provider != "anthropic" || r.Host != "api.anthropic.com" {
+		if r.Provider != "anthropic" || r.Host != "api.anthropic.com" || r.Outcome == store.OutcomeUnauthenticated && r.Identity.Runner != "" {
 			t.Errorf("record %d: provider %q host %q", r.Seq, r.Provider, r.Host)
 		}
 		byOutcome[r.Outcome]++
@@ -274,11 +278,11 @@ func TestAnthropicNodeSDK(t *testing.T) {
 			refused++
 		}
 	}
-	if refused != 1 || sqlAsked != 1 {
-		t.Errorf("refused %d times, blocked answer asked %d times; want 1 and 1 (no retries)", refused, sqlAsked)
+	if refused != 2 || sqlAsked != 1 {
+		t.Errorf("refused %d times, blocked answer asked %d times; want 2 and 1 (no retries)", refused, sqlAsked)
 	}
-	if byOutcome[store.OutcomeForwarded] != 6 || byOutcome[store.OutcomeBlocked] != 2 {
-		t.Errorf("outcomes %v, want 6 forwarded and 2 blocked", byOutcome)
+	if byOutcome[store.OutcomeForwarded] != 6 || byOutcome[store.OutcomeBlocked] != 2 || byOutcome[store.OutcomeUnauthenticated] != 1 {
+		t.Errorf("outcomes %v, want 6 forwarded, 2 blocked, 1 unauthenticated", byOutcome)
 	}
 	assertNoSecretInDB(t, e, antSecret, testRunnerToken, testAnthropicKey)
 	verifyLog(t, e)

@@ -75,6 +75,10 @@ const scenarios = {
   // raises as PermissionDeniedError, not retried.
   'refused-prompt': () => failure('refused-prompt', () =>
     client.messages.create({ model, max_tokens: 64, messages: ask('please DROP TABLE users') })),
+  // A credential sessctl does not know: 401, AuthenticationError.
+  'bad-token': () => failure('bad-token', () =>
+    new Anthropic({ apiKey: 'not-a-runner-token', fetch, fetchOptions: { dispatcher }, timeout: 15000 })
+      .messages.create({ model, max_tokens: 64, messages: ask('say hi') })),
   // An answer a block rule ends mid-stream with an error event.
   'blocked-stream': () => failure('blocked-stream', async () => {
     const s = client.messages.stream({ model, max_tokens: 64, messages: ask('answer with sql') });

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/provider"
 )
 
 func TestLoadTokensCreatesOneOnce(t *testing.T) {
@@ -122,5 +123,31 @@ func TestUpstreamKeys(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCheckPolicyKeys: a policy's key must exist for at least one
+// intercepted provider; it is looked up per provider at request time.
+func TestCheckPolicyKeys(t *testing.T) {
+	keys := provider.Keys{}
+	keys.Set(provider.OpenAI, "", "sk-o")
+	keys.Set(provider.Anthropic, "team", "sk-ant-team")
+	for _, tc := range []struct {
+		intercept []string
+		key       string
+		ok        bool
+	}{
+		{[]string{"api.openai.com"}, "", true},
+		{[]string{"api.openai.com", "api.anthropic.com"}, "team", true},
+		// Only Anthropic has "team", and Anthropic is not intercepted.
+		{[]string{"api.openai.com"}, "team", false},
+		{[]string{"api.anthropic.com"}, "other", false},
+	} {
+		cfg := config.Default()
+		cfg.Intercept = tc.intercept
+		cfg.Policies = []config.Policy{{Name: "p", Key: tc.key}}
+		if err := checkPolicyKeys(cfg, keys); (err == nil) != tc.ok {
+			t.Errorf("intercept %v key %q: err = %v, want ok %v", tc.intercept, tc.key, err, tc.ok)
+		}
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -212,6 +214,72 @@ func TestAnthropicApproval(t *testing.T) {
 	checkAnthropicUpstream(t, e, ant)
 }
 
+// azureStandIn streams a chat completion as Azure OpenAI does: the first
+// chunk with empty choices and prompt_filter_results, a secret split
+// across deltas. It refuses any key but the real Azure key.
+func azureStandIn(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Api-Key") != testAzureKey {
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":{"code":"401","message":"Access denied due to invalid subscription key"}}`)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	send := func(data string) { fmt.Fprintf(w, "data: %s\n\n", data); w.(http.Flusher).Flush() }
+	send(`{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}]}`)
+	for _, p := range []string{"the key ", "AKIAIOSF", "ODNN7EXAMPLQ", " done"} {
+		q, _ := json.Marshal(p)
+		send(`{"choices":[{"content_filter_results":{},"delta":{"content":` + string(q) + `},"finish_reason":null,"index":0}],"created":1,"id":"chatcmpl-1","model":"gpt-4o-2024-08-06","object":"chat.completion.chunk"}`)
+	}
+	send(`{"choices":[{"content_filter_results":{},"delta":{},"finish_reason":"stop","index":0}],"created":1,"id":"chatcmpl-1","model":"gpt-4o-2024-08-06","object":"chat.completion.chunk"}`)
+	send("[DONE]")
+}
+
+// TestAzureNodeSDK runs the official OpenAI Node SDK's AzureOpenAI client
+// through the proxy: a deployment path, the runner token as api-key,
+// streamed and masked.
+func TestAzureNodeSDK(t *testing.T) {
+	node := nodeSDK(t)
+	e := newEnv(t, okJSON, func(o *Options) {
+		o.Intercept = []string{"api.openai.com", "res1.openai.azure.com"}
+		o.Keys = provider.Keys{provider.OpenAI: {"": testOpenAIKey}, provider.AzureOpenAI: {"": testAzureKey}}
+	})
+	az := e.addUpstream("res1.openai.azure.com", azureStandIn)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "azure.mjs")
+	cmd.Dir = nodeSDKDir
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
+		"AZURE_OPENAI_API_KEY=" + testRunnerToken,
+		"AZURE_OPENAI_ENDPOINT=https://res1.openai.azure.com",
+		"HTTPS_PROXY=" + e.proxyURL.String(),
+		"NODE_EXTRA_CA_CERTS=" + e.caFile(),
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("node azure.mjs: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	var got struct {
+		Text   string `json:"text"`
+		Chunks int    `json:"chunks"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil || got.Text != "the key [MASKED:aws-access-key] done" || got.Chunks < 3 {
+		t.Fatalf("SDK got %s (%v)", out, err)
+	}
+	seen := az.requests()
+	if len(seen) != 1 || !strings.HasPrefix(seen[0].URL.Path, "/openai/deployments/gpt4o-prod/chat/completions") ||
+		seen[0].URL.Query().Get("api-version") != "2024-10-21" || len(keysSeen(seen)) != 1 {
+		t.Fatalf("stand-in saw %v", seen)
+	}
+	if rec := e.records()[len(e.records())-1]; rec.Provider != "azure-openai" || rec.Model != "gpt4o-prod" {
+		t.Errorf("record provider %q model %q", rec.Provider, rec.Model)
+	}
+}
+
 // TestAzureDeploymentStream: Azure OpenAI chat completions through a
 // deployment path with the runner token in api-key, streamed, the first
 // chunk with empty choices and prompt_filter_results; and the v1 path
@@ -221,22 +289,7 @@ func TestAzureDeploymentStream(t *testing.T) {
 		o.Intercept = []string{"api.openai.com", "res1.openai.azure.com"}
 		o.Keys = provider.Keys{provider.OpenAI: {"": testOpenAIKey}, provider.AzureOpenAI: {"": testAzureKey}}
 	})
-	az := e.addUpstream("res1.openai.azure.com", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Api-Key") != testAzureKey {
-			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"error":{"code":"401","message":"Access denied due to invalid subscription key"}}`)
-			return
-		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		send := func(data string) { fmt.Fprintf(w, "data: %s\n\n", data); w.(http.Flusher).Flush() }
-		send(`{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}]}`)
-		for _, p := range []string{"the key ", "AKIAIOSF", "ODNN7EXAMPLQ", " done"} {
-			q, _ := json.Marshal(p)
-			send(`{"choices":[{"content_filter_results":{},"delta":{"content":` + string(q) + `},"finish_reason":null,"index":0}],"created":1,"id":"chatcmpl-1","model":"gpt-4o-2024-08-06","object":"chat.completion.chunk"}`)
-		}
-		send(`{"choices":[{"content_filter_results":{},"delta":{},"finish_reason":"stop","index":0}],"created":1,"id":"chatcmpl-1","model":"gpt-4o-2024-08-06","object":"chat.completion.chunk"}`)
-		send("[DONE]")
-	})
+	az := e.addUpstream("res1.openai.azure.com", azureStandIn)
 	streamBody := `{"messages":[{"role":"user","content":"hi"}],"stream":true}`
 	for _, tc := range []struct{ path, header, value, model string }{
 		{"/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21", "Api-Key", testRunnerToken, "gpt4o-prod"},

@@ -96,6 +96,11 @@ func TestResolveRejects(t *testing.T) {
 			c.UpstreamKeyFile = "/a"
 			c.UpstreamKeys = map[string]string{"openai": "/b"}
 		}, "both set"},
+		{"witness bad vkey", func(c *Config) { c.Witnesses = []Witness{{Name: "w", URL: "https://w.test/", VKey: "nope"}} }, "witnesses"},
+		{"witness bad url", func(c *Config) {
+			c.Witnesses = []Witness{{Name: "w", URL: "w.test", VKey: "w.test/a+7ac61995+BJ5mze/sRmlgT0eePY3fn54sHWeFa+5jrPrtuq0h8Q/c"}}
+		}, "not an http(s) URL"},
+		{"witness quorum above witnesses", func(c *Config) { c.WitnessQuorum = 1 }, "witness_quorum"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -464,10 +465,17 @@ func (c *Config) checkProviders() error {
 			return fmt.Errorf("config: intercept: %s has no known provider: assign one in providers (%s: openai, anthropic or azure-openai)", h, h)
 		}
 	}
-	for name := range c.UpstreamKeys {
-		if _, _, err := KeyName(name); err != nil {
+	seen := map[string]string{}
+	for _, entry := range slices.Sorted(maps.Keys(c.UpstreamKeys)) {
+		p, name, err := KeyName(entry)
+		if err != nil {
 			return fmt.Errorf("config: upstream_keys: %w", err)
 		}
+		id := string(p) + "/" + name
+		if other, dup := seen[id]; dup {
+			return fmt.Errorf("config: upstream_keys: %s and %s name the same key", other, entry)
+		}
+		seen[id] = entry
 	}
 	if _, ok := c.UpstreamKeys[string(provider.OpenAI)]; ok && c.UpstreamKeyFile != "" {
 		return errors.New("config: upstream_keys: openai and upstream_key_file both set OpenAI's default key")

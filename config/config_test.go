@@ -92,6 +92,7 @@ func TestResolveRejects(t *testing.T) {
 		{"wildcard passthrough", func(c *Config) { c.Passthrough = []string{"*.github.com"} }, "wildcards"},
 		{"wildcard without provider", func(c *Config) { c.Intercept = []string{"*.corp.example"} }, "no known provider"},
 		{"key of an unknown provider", func(c *Config) { c.UpstreamKeys = map[string]string{"gemini/team": "/k"} }, "unknown provider"},
+		{"one key named twice", func(c *Config) { c.UpstreamKeys = map[string]string{"team": "/a", "openai/team": "/b"} }, "same key"},
 		{"two default OpenAI keys", func(c *Config) {
 			c.UpstreamKeyFile = "/a"
 			c.UpstreamKeys = map[string]string{"openai": "/b"}

@@ -79,12 +79,15 @@ type Record struct {
 	Identity Identity          `json:"identity"`
 	Meta     map[string]string `json:"meta_unverified,omitempty"` // client-declared Sessctl-Meta-* headers
 
-	Conn   Conn   `json:"conn"`
-	Host   string `json:"host,omitempty"`
-	Method string `json:"method,omitempty"`
-	Path   string `json:"path,omitempty"`
-	Model  string `json:"model,omitempty"`
-	Status int    `json:"status,omitempty"`
+	Conn Conn   `json:"conn"`
+	Host string `json:"host,omitempty"`
+	// Provider is the provider of Host (openai, anthropic, azure-openai):
+	// the API the exchange spoke.
+	Provider string `json:"provider,omitempty"`
+	Method   string `json:"method,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Model    string `json:"model,omitempty"`
+	Status   int    `json:"status,omitempty"`
 	// Outcome is one of the Outcome* constants.
 	Outcome Outcome `json:"outcome,omitempty"`
 	// Reason is a short human explanation (error text with no secrets).

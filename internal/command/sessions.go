@@ -43,6 +43,7 @@ func sessionsCommand() *cli.Command {
 		&cli.StringFlag{Name: "outcome", Usage: "outcome (forwarded, blocked, denied, unauthenticated, approval_denied, ...)"},
 		&cli.StringFlag{Name: "rule", Usage: "a rule that fired"},
 		&cli.StringFlag{Name: "host", Usage: "upstream host"},
+		&cli.StringFlag{Name: "provider", Usage: "provider the exchange spoke to (openai, anthropic, azure-openai)"},
 		&cli.StringFlag{Name: "kind", Usage: "record kind (exchange, refused, approval, ...)"},
 		&cli.StringFlag{Name: "session", Usage: "session id"},
 		&cli.IntFlag{Name: "limit", Value: 100, Usage: "at most this many records (0: all)"},
@@ -170,7 +171,7 @@ func queryFlags(c *cli.Context) (query.Query, error) {
 	return query.Query{
 		Since: since, Until: until,
 		Runner: c.String("runner"), Repo: c.String("repo"), Run: c.String("run"), SHA: c.String("sha"),
-		Actor: c.String("actor"), Outcome: c.String("outcome"), Rule: c.String("rule"), Host: c.String("host"),
+		Actor: c.String("actor"), Outcome: c.String("outcome"), Rule: c.String("rule"), Host: c.String("host"), Provider: c.String("provider"),
 		Kind: c.String("kind"), Session: c.String("session"), Limit: c.Int("limit"),
 	}, nil
 }
@@ -338,6 +339,9 @@ func printRecord(w io.Writer, d *query.SessionDetail) error {
 	}
 	fmt.Fprintf(bw, "conn      %s %s %s\n", orDash(rec.Conn.Mode), rec.Conn.Client, rec.Conn.ID)
 	fmt.Fprintf(bw, "request   %s %s%s  model %s\n", orDash(rec.Method), rec.Host, rec.Path, orDash(rec.Model))
+	if rec.Provider != "" {
+		fmt.Fprintf(bw, "provider  %s\n", rec.Provider)
+	}
 	fmt.Fprintf(bw, "result    %s %s %s\n", status(rec.Status), orDash(string(rec.Outcome)), rec.Reason)
 	for _, h := range rec.Rules {
 		fmt.Fprintf(bw, "rule      %s %s on %s x%d\n", h.Name, h.Action, h.Scope, h.Count)

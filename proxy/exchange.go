@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sessctl/sessctl/budget"
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
@@ -30,6 +31,10 @@ type exchange struct {
 	policy       *identity.Policy
 	rules        *rules.Set
 	secrets      [][]byte
+	// ticket is the exchange's admission against its policy's budget.
+	ticket *budget.Ticket
+	// stripUsage: sessctl asked the upstream for usage the runner did not.
+	stripUsage bool
 }
 
 // serveExchange handles one request inside an intercepted tunnel: pin the
@@ -117,6 +122,9 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.SetReadDeadline(time.Time{})
 	ex.rec.Model = modelOf(body)
+	if !ex.checkModel(w, r, body) {
+		return
+	}
 	res := ex.rules.Request(body)
 	ex.addHits(res)
 	ex.rec.RequestBody = res.Body
@@ -128,6 +136,9 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		res.Approve = ex.queryApprove
 	}
 	if why, ok := ex.needsApproval(res); ok && !ex.approve(w, r, why, res.Body) {
+		return
+	}
+	if !ex.admitBudget(w, r) {
 		return
 	}
 	if !ex.begin(w, r) {
@@ -247,6 +258,7 @@ func (ex *exchange) finish(ctx context.Context, status int, outcome, reason stri
 		r.SecretHMACs = append(r.SecretHMACs, rules.SecretHMAC(key, sec))
 	}
 	ex.s.opt.Metrics.add("outcome_"+outcome, 1)
+	ex.account(outcome)
 	if _, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), r); err != nil {
 		ex.s.log.Error("cannot record exchange", "session", r.SessionID, "err", err)
 		ex.s.opt.Metrics.add("record_errors_total", 1)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -11,6 +12,8 @@ import (
 type Metrics struct {
 	mu sync.Mutex
 	c  map[string]float64
+	// models are the model label values in use (metrics_tokens.go).
+	models map[string]bool
 }
 
 // NewMetrics returns an empty set of counters.
@@ -39,8 +42,17 @@ func (m *Metrics) WritePrometheus(w io.Writer) error {
 		vals[i] = m.c[n]
 	}
 	m.mu.Unlock()
+	family := ""
 	for i, n := range names {
-		if _, err := fmt.Fprintf(w, "# TYPE sessctl_%s counter\nsessctl_%s %g\n", n, n, vals[i]); err != nil {
+		// A labelled counter's name is family{labels}: one TYPE line
+		// per family.
+		if f, _, _ := strings.Cut(n, "{"); f != family {
+			family = f
+			if _, err := fmt.Fprintf(w, "# TYPE sessctl_%s counter\n", f); err != nil {
+				return err
+			}
+		}
+		if _, err := fmt.Fprintf(w, "sessctl_%s %g\n", n, vals[i]); err != nil {
 			return err
 		}
 	}

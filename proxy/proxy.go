@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/budget"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/rules"
@@ -98,8 +99,11 @@ type Options struct {
 	IdleTimeout time.Duration
 	// WSMaxMessage bounds one WebSocket message.
 	WSMaxMessage int64
-	Logger       *slog.Logger
-	Metrics      *Metrics
+	// Budget admits requests against their policy's budget:; nil counts
+	// in memory from zero (the server seeds one from the store).
+	Budget  *budget.Meter
+	Logger  *slog.Logger
+	Metrics *Metrics
 }
 
 // Server is the proxy. Its explicit listener speaks the HTTP proxy
@@ -135,6 +139,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics()
 	}
+	opts.Budget = newMeter(opts)
 	// Unset limits take sessctl's defaults, which live in config.
 	def := config.Default()
 	if opts.MaxBody <= 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/usage"
 )
 
 // maxDeltas bounds the per-delta timing kept in one record.
@@ -65,6 +66,7 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 		ex.fail(w, refAnswerTooLarge.with(ex.s.opt.MaxBody))
 		return
 	}
+	ex.rec.Usage, _ = usage.FromJSON(data)
 	res := ex.rules.Response(data)
 	ex.addHits(res)
 	ex.rec.ResponseBody = res.Body
@@ -91,9 +93,11 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	cw.flush()
 	var sink io.Writer = cw
 	var masker *rules.SSEMasker
+	var tap *usage.Stream
 	if sse {
 		masker = ex.rules.NewSSE(cw, cw.flush, rules.StreamOptions{Holdback: ex.s.opt.Holdback})
-		sink = masker
+		tap = usage.NewStream(masker, ex.stripUsage, int(ex.s.opt.MaxBody))
+		sink = tap
 	}
 	buf := make([]byte, 32<<10)
 	outcome, reason := store.OutcomeForwarded, ""
@@ -130,7 +134,11 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	}
 	if masker != nil {
 		if outcome == store.OutcomeForwarded && masker.Blocked() == nil {
-			if err := masker.Close(); err != nil {
+			err := tap.Close()
+			if err == nil {
+				err = masker.Close()
+			}
+			if err != nil {
 				outcome, reason = store.OutcomeClientGone, "client went away mid-answer"
 			}
 		}
@@ -138,6 +146,7 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 		if b := masker.Blocked(); b != nil {
 			outcome, reason = store.OutcomeBlocked, "answer blocked by rule "+b.Name
 		}
+		ex.streamUsage(tap.Usage(), outcome)
 	}
 	ex.rec.ResponseBody = cw.rec.Bytes()
 	ex.rec.Deltas = cw.deltas

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/usage"
 )
 
 // wsPath is the one path on which sessctl carries WebSockets: the
@@ -282,6 +283,12 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 		c.sendError(ctx, ex, forRule(res.Block))
 		return true
 	}
+	if evType == "response.create" {
+		if ref, ok := ex.checkEventModel(msg); !ok {
+			c.sendError(ctx, ex, ref)
+			return true
+		}
+	}
 	if why, ok := ex.needsApproval(res); ok && evType != "response.cancel" {
 		v := ex.awaitApproval(ctx, why, res.Body)
 		if v.clientGone {
@@ -305,6 +312,10 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 	}
 	if isWarmup(msg) {
 		ex.rec.Extra["warmup"] = "true"
+	}
+	if ref, _, ok := ex.admit(ctx); !ok {
+		c.sendError(ctx, ex, ref)
+		return true
 	}
 	if err := c.s.opt.Store.Begin(ctx, ex.rec); err != nil {
 		c.sendError(ctx, ex, refStoreUnavailable)
@@ -409,6 +420,9 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 				out = append(wx.masker.Flush(), out...)
 			}
 			outcome, reason := store.OutcomeForwarded, ""
+			if u, ok := usage.FromJSON(msg); ok {
+				wx.ex.rec.Usage = u
+			}
 			if b := wx.masker.Blocked(); b != nil {
 				outcome, reason = store.OutcomeBlocked, "answer blocked by rule "+b.Name
 			}
@@ -452,6 +466,7 @@ func (c *wsConn) complete(ctx context.Context, wx *wsExchange, status int, outco
 		return true
 	}
 	wx.ex.addHits(wx.masker.Result())
+	wx.ex.streamUsage(wx.ex.rec.Usage, outcome)
 	wx.ex.rec.ResponseBody = wx.cw.rec.Bytes()
 	wx.ex.rec.Deltas = wx.cw.deltas
 	return wx.ex.finish(ctx, status, outcome, reason)

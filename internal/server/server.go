@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/budget"
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/internal/keyfile"
@@ -130,6 +131,11 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		return nil, err
 	}
 	metrics := proxy.NewMetrics()
+	// Budget counters start where the last run left them.
+	counter := budget.NewLocal()
+	if err := s.store.Budgets(counter.Seed); err != nil {
+		return nil, err
+	}
 	s.queue = approval.NewQueue(time.Duration(cfg.ApprovalTimeout))
 	var exchanger proxy.Exchanger
 	if len(cfg.OIDC) > 0 && s.certs.tokenHost {
@@ -145,7 +151,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
 		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage, MaxInflight: int(cfg.MaxInflight),
-		Logger: log, Metrics: metrics,
+		Logger: log, Metrics: metrics, Budget: budget.NewMeter(counter, nil),
 	})
 	if err != nil {
 		return nil, err

@@ -146,7 +146,10 @@ func (r refusal) body() []byte {
 func writeError(w http.ResponseWriter, r refusal) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("X-Should-Retry", strconv.FormatBool(r.status == http.StatusTooManyRequests))
+	if r.status != http.StatusTooManyRequests || h.Get("X-Should-Retry") != "false" {
+		// A 429 may be marked not worth retrying before (budgets).
+		h.Set("X-Should-Retry", strconv.FormatBool(r.status == http.StatusTooManyRequests))
+	}
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(r.status)
 	w.Write(r.body())

@@ -123,12 +123,12 @@ func (ex *exchange) admitBudget(w http.ResponseWriter, r *http.Request) bool {
 	if wait > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10))
 	}
-	ex.refuse(w, ref)
 	if wait > maxSDKRetryAfter {
 		// OpenAI's SDKs honour Retry-After only up to a minute and retry
 		// sooner otherwise: tell them not to.
 		w.Header().Set("X-Should-Retry", "false")
 	}
+	ex.refuse(w, ref)
 	return false
 }
 

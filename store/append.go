@@ -61,6 +61,9 @@ func newJob(r *Record) (*job, error) {
 	if r.Kind == "" {
 		return nil, errors.New("store: append: record has no kind")
 	}
+	if err := checkCharges(r.Charges); err != nil {
+		return nil, err
+	}
 	rec := *r
 	rec.Seq, rec.Prev, rec.Request, rec.Response = 0, "", nil, nil
 	rec.RequestBody, rec.ResponseBody = nil, nil

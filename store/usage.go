@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -68,6 +69,16 @@ type Spent struct {
 // entry is deleted when a later window of the same key is charged.
 var bucketBudgets = []byte("budgets")
 
+// checkCharges refuses charges the budgets bucket cannot hold.
+func checkCharges(cs []Charge) error {
+	for _, c := range cs {
+		if c.Key == "" || strings.IndexByte(c.Key, 0) >= 0 || len(c.Key) > 1024 {
+			return fmt.Errorf("store: append: bad budget key %q", c.Key)
+		}
+	}
+	return nil
+}
+
 // budgetKey is the bucket key of counter key in the window starting at w.
 func budgetKey(key string, w time.Time) []byte {
 	b := make([]byte, 0, len(key)+9)
@@ -87,9 +98,6 @@ func putCharges(tx *bbolt.Tx, charges []Charge) error {
 		return err
 	}
 	for _, c := range charges {
-		if bytes.IndexByte([]byte(c.Key), 0) >= 0 {
-			return fmt.Errorf("budget key %q holds a NUL byte", c.Key)
-		}
 		k := budgetKey(c.Key, c.Window)
 		prefix := k[:len(c.Key)+1]
 		cur := b.Cursor()
@@ -121,8 +129,8 @@ func (s *Store) Budgets(fn func(key string, window time.Time, spent Spent) error
 			return nil
 		}
 		return b.ForEach(func(k, v []byte) error {
-			i := bytes.LastIndexByte(k, 0)
-			if i < 0 || len(k)-i != 9 || len(v) != 16 {
+			i := len(k) - 9
+			if i < 0 || k[i] != 0 || len(v) != 16 {
 				return errors.New("store: budgets: malformed entry")
 			}
 			w := time.Unix(int64(binary.BigEndian.Uint64(k[i+1:])), 0).UTC()

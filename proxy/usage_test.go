@@ -229,7 +229,7 @@ type testClock struct {
 	t  time.Time
 }
 
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *testClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 func TestBudgetTripsAtTheRightRequestAndFrees(t *testing.T) {
@@ -285,7 +285,7 @@ func TestBudgetTripsAtTheRightRequestAndFrees(t *testing.T) {
 	if resp.StatusCode != 429 || !strings.Contains(apiErr(t, body).Message, "5 requests per 24h0m0s") {
 		t.Fatalf("6th request of the day: %d %s", resp.StatusCode, body)
 	}
-	if resp.Header.Get("Retry-After") != fmt.Sprint(int((13*time.Hour + 55*time.Minute).Seconds())) || resp.Header.Get("X-Should-Retry") != "false" {
+	if resp.Header.Get("Retry-After") != fmt.Sprint(int((13*time.Hour+55*time.Minute).Seconds())) || resp.Header.Get("X-Should-Retry") != "false" {
 		t.Errorf("Retry-After %s X-Should-Retry %s", resp.Header.Get("Retry-After"), resp.Header.Get("X-Should-Retry"))
 	}
 	// The charges went into the log with the records.

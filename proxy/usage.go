@@ -179,7 +179,7 @@ func (ex *exchange) note(k, v string) {
 
 // streamUsage records the usage a stream reported; an answer that did not
 // end normally keeps what was known, marked incomplete.
-func (ex *exchange) streamUsage(u *store.Usage, outcome string) {
+func (ex *exchange) streamUsage(u *store.Usage, outcome store.Outcome) {
 	if outcome != store.OutcomeForwarded && u == nil {
 		u = &store.Usage{Incomplete: true}
 	}
@@ -189,14 +189,14 @@ func (ex *exchange) streamUsage(u *store.Usage, outcome string) {
 // account charges the exchange's budget tickets with the tokens its
 // answer reported (the charges are written with the record) and counts
 // the tokens in the metrics.
-func (ex *exchange) account(outcome string) {
+func (ex *exchange) account(outcome store.Outcome) {
 	u := ex.rec.Usage
 	if ex.ticket != nil {
 		ex.rec.Charges = ex.ticket.Spend(context.Background(), u.Tokens())
 		ex.ticket = nil
 	}
 	if u != nil {
-		ex.s.opt.Metrics.addTokens(ex.rec.Model, outcome, u)
+		ex.s.opt.Metrics.addTokens(ex.rec.Model, string(outcome), u)
 	}
 }
 

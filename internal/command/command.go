@@ -26,6 +26,7 @@ func New() *cli.App {
 			rulesCommand(),
 			sessionsCommand(),
 			approvalsCommand(),
+			usageCommand(),
 			verifyCommand(),
 			proofCommand(),
 			checkpointCommand(),

@@ -1,6 +1,10 @@
 package store
 
-import "time"
+import (
+	"time"
+
+	"github.com/sessctl/sessctl/internal/claims"
+)
 
 // Kind is what a record is about: an exchange, a refused request, the
 // log's genesis, a prune... It is stored as its string in the leaf JSON.
@@ -130,6 +134,13 @@ type Identity struct {
 	Claims    map[string]string `json:"claims,omitempty"`
 	Policy    string            `json:"policy,omitempty"`
 }
+
+// Caller names who made the request: the runner, else the CI actor claim,
+// else the OIDC subject (as identity.Identity.Caller does).
+func (id Identity) Caller() string { return claims.Caller(id.Runner, id.Subject, id.Claims) }
+
+// Claim returns the first non-empty claim among names, or "".
+func (id Identity) Claim(names ...string) string { return claims.First(id.Claims, names...) }
 
 // Conn describes the client connection an exchange arrived on.
 type Conn struct {

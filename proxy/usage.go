@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessctl/sessctl/budget"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/internal/claims"
 	"github.com/sessctl/sessctl/store"
 	"github.com/sessctl/sessctl/usage"
 )
@@ -146,10 +147,7 @@ func identityAttr(id *identity.Identity, name string) string {
 	case "runner":
 		return id.Runner
 	case "repository":
-		if v := id.Claims["repository"]; v != "" {
-			return v
-		}
-		return id.Claims["project_path"]
+		return claims.First(id.Claims, "repository", "project_path")
 	}
 	return id.Claims[name]
 }

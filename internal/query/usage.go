@@ -167,26 +167,17 @@ func dimValue(r *store.Record, d string) string {
 	id := &r.Identity
 	switch d {
 	case "repo":
-		return firstClaim(id.Claims, "repository", "project_path")
+		return id.Claim("repository", "project_path")
 	case "workflow":
-		return firstClaim(id.Claims, "workflow", "pipeline_slug")
+		return id.Claim("workflow", "pipeline_slug")
 	case "runner":
 		return id.Runner
 	case "actor":
-		return firstClaim(id.Claims, "actor", "user_login")
+		return id.Claim("actor", "user_login")
 	case "model":
 		return r.Model
 	case "day":
 		return r.Start.UTC().Format("2006-01-02")
-	}
-	return ""
-}
-
-func firstClaim(c map[string]string, names ...string) string {
-	for _, n := range names {
-		if v := c[n]; v != "" {
-			return v
-		}
 	}
 	return ""
 }

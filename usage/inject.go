@@ -2,6 +2,7 @@ package usage
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 )
 
@@ -75,6 +76,18 @@ func IncludeUsage(body []byte) ([]byte, bool) {
 func stripChunk(data []byte) (out []byte, drop bool) {
 	if !bytes.Contains(data, []byte(`"usage"`)) {
 		return data, false
+	}
+	// OpenAI puts "usage": null last. In valid JSON, a suffix
+	// `,"usage":null}` is a member of the top-level object (the last "}"
+	// closes it, and no string can hold the unescaped quotes), so it is
+	// cut without decoding, when it is the only "usage" in the chunk.
+	const tail = `,"usage":null}`
+	if t := bytes.TrimRight(data, " \t\r\n"); bytes.HasSuffix(t, []byte(tail)) &&
+		bytes.Count(data, []byte(`"usage"`)) == 1 && json.Valid(data) {
+		out := make([]byte, 0, len(data))
+		out = append(out, t[:len(t)-len(tail)]...)
+		out = append(out, '}')
+		return append(out, data[len(t):]...), false
 	}
 	ms, open, err := members(data)
 	if err != nil {

@@ -81,7 +81,7 @@ func first(ps ...*int64) int64 {
 // object (Responses API events: response.completed, response.incomplete,
 // response.failed). It reports false when there is none.
 func FromJSON(b []byte) (*store.Usage, bool) {
-	if !bytes.Contains(b, []byte(`"usage"`)) {
+	if !hasUsageObject(b) {
 		return nil, false
 	}
 	var v struct {
@@ -100,4 +100,23 @@ func FromJSON(b []byte) (*store.Usage, bool) {
 		return parseCounts(v.Response.Usage)
 	}
 	return nil, false
+}
+
+// hasUsageObject reports whether b may hold a "usage" member whose value
+// is an object: "usage", optional space, a colon, optional space, "{".
+// Most stream events have none or "usage": null, and skip the decoding.
+func hasUsageObject(b []byte) bool {
+	for {
+		i := bytes.Index(b, []byte(`"usage"`))
+		if i < 0 {
+			return false
+		}
+		b = b[i+len(`"usage"`):]
+		rest := bytes.TrimLeft(b, " \t\r\n")
+		if len(rest) > 0 && rest[0] == ':' {
+			if rest = bytes.TrimLeft(rest[1:], " \t\r\n"); len(rest) > 0 && rest[0] == '{' {
+				return true
+			}
+		}
+	}
 }

@@ -20,7 +20,8 @@ type Stream struct {
 	dst   io.Writer
 	strip bool
 	max   int
-	buf   []byte
+	buf   []byte // an event begins at buf[0]
+	out   []byte // what one Write passes on
 	usage *store.Usage
 	// raw is set once an event exceeded max: the rest passes unread.
 	raw bool
@@ -42,23 +43,24 @@ func (s *Stream) Write(p []byte) (int, error) {
 		return s.dst.Write(p)
 	}
 	s.buf = append(s.buf, p...)
-	out := make([]byte, 0, len(s.buf))
+	s.out = s.out[:0]
+	off := 0
 	for {
-		end := eventEnd(s.buf, false)
+		end := eventEnd(s.buf[off:], false)
 		if end < 0 {
 			break
 		}
-		out = append(out, s.event(s.buf[:end])...)
-		s.buf = s.buf[end:]
+		s.out = append(s.out, s.event(s.buf[off:off+end])...)
+		off += end
 	}
+	s.buf = s.buf[:copy(s.buf, s.buf[off:])]
 	if len(s.buf) > s.max {
 		// Too large to hold: stop reading, pass everything on.
-		out = append(out, s.buf...)
+		s.out = append(s.out, s.buf...)
 		s.buf, s.raw = nil, true
 	}
-	s.buf = append([]byte(nil), s.buf...)
-	if len(out) > 0 {
-		if _, err := s.dst.Write(out); err != nil {
+	if len(s.out) > 0 {
+		if _, err := s.dst.Write(s.out); err != nil {
 			return 0, err
 		}
 	}

@@ -30,6 +30,11 @@ func usageCommand() *cli.Command {
 			&cli.StringFlag{Name: "by", Usage: "group by these, comma-separated: repo, workflow, runner, actor, model, day"},
 			&cli.StringFlag{Name: "since", Usage: "only records since (duration like 24h or 7d, or RFC 3339)"},
 			&cli.StringFlag{Name: "until", Usage: "only records before (duration or RFC 3339)"},
+			&cli.StringFlag{Name: "repo", Usage: "only this repository (claim repository, GitLab project_path)"},
+			&cli.StringFlag{Name: "workflow", Usage: "only this workflow (claim workflow)"},
+			&cli.StringFlag{Name: "runner", Usage: "only this runner (runner tokens)"},
+			&cli.StringFlag{Name: "actor", Usage: "only this CI actor (claim actor, GitLab user_login)"},
+			&cli.StringFlag{Name: "model", Usage: "only this model"},
 			&cli.BoolFlag{Name: "json", Usage: "JSON output: one array of rows"},
 			&cli.BoolFlag{Name: "csv", Usage: "CSV output with a header line"},
 		}, adminFlags()...),
@@ -67,6 +72,8 @@ func usageTotals(c *cli.Context) error {
 	if q.By, err = query.ParseDims(c.String("by")); err != nil {
 		return fmt.Errorf("--%w", err)
 	}
+	q.Repo, q.Workflow, q.Runner = c.String("repo"), c.String("workflow"), c.String("runner")
+	q.Actor, q.Model = c.String("actor"), c.String("model")
 	src, err := openSource(c)
 	if err != nil {
 		return err

@@ -84,6 +84,11 @@ func TestUsageCommand(t *testing.T) {
 		t.Fatalf("csv: exit %d:\n%s\nwant\n%s", code, out, wantCSV)
 	}
 
+	out, code = runUsage(t, "--db", db, "--repo", "acme/web", "--json")
+	if code != 0 || !strings.Contains(out, `"total_tokens": 3,`) || !strings.Contains(out, `"requests": 1,`) {
+		t.Fatalf("--repo acme/web: exit %d:\n%s", code, out)
+	}
+
 	out, code = runUsage(t, "--db", db)
 	if code != 0 || !strings.Contains(out, "TOTAL") || !strings.Contains(out, "2168") {
 		t.Fatalf("table of all time: exit %d:\n%s", code, out)

@@ -23,6 +23,41 @@ type UsageQuery struct {
 	// By lists the dimensions (UsageDims) rows are grouped by; none gives
 	// one row of totals.
 	By []string
+	// Repo, Workflow, Runner, Actor and Model, when set, keep only the
+	// records with that value (as the dimensions of the same names read
+	// it).
+	Repo, Workflow, Runner, Actor, Model string
+}
+
+// usageFilters are the URL parameter names of UsageQuery's filters, in
+// UsageDims order.
+var usageFilters = []string{"repo", "workflow", "runner", "actor", "model"}
+
+// filterValue returns q's field for filter name (one of usageFilters).
+func (q *UsageQuery) filterValue(name string) *string {
+	switch name {
+	case "repo":
+		return &q.Repo
+	case "workflow":
+		return &q.Workflow
+	case "runner":
+		return &q.Runner
+	case "actor":
+		return &q.Actor
+	case "model":
+		return &q.Model
+	}
+	return nil
+}
+
+// match reports whether r passes q's filters.
+func (q *UsageQuery) match(r *store.Record) bool {
+	for _, f := range usageFilters {
+		if want := *q.filterValue(f); want != "" && dimValue(r, f) != want {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseUsageQuery reads a UsageQuery from URL query parameters: since,
@@ -38,6 +73,9 @@ func ParseUsageQuery(v url.Values, now time.Time) (UsageQuery, error) {
 	}
 	if q.By, err = ParseDims(v.Get("by")); err != nil {
 		return UsageQuery{}, err
+	}
+	for _, f := range usageFilters {
+		*q.filterValue(f) = v.Get(f)
 	}
 	return q, nil
 }
@@ -75,6 +113,11 @@ func (q UsageQuery) Values() url.Values {
 	}
 	if len(q.By) > 0 {
 		v.Set("by", strings.Join(q.By, ","))
+	}
+	for _, f := range usageFilters {
+		if s := *q.filterValue(f); s != "" {
+			v.Set(f, s)
+		}
 	}
 	return v
 }
@@ -188,8 +231,10 @@ func dimValue(r *store.Record, d string) string {
 // time index.
 func Usage(src Source, q UsageQuery) ([]UsageRow, error) {
 	groups := map[string]*UsageRow{}
-	err := src.List(store.Filter{Since: q.Since, Until: q.Until}, func(r *store.Record) error {
-		if !countsForUsage(r) {
+	// Repository, runner and actor are indexed in the store.
+	f := store.Filter{Since: q.Since, Until: q.Until, Repo: q.Repo, Runner: q.Runner, Actor: q.Actor}
+	err := src.List(f, func(r *store.Record) error {
+		if !countsForUsage(r) || !q.match(r) {
 			return nil
 		}
 		var key strings.Builder
@@ -267,6 +312,9 @@ const topN = 10
 
 // Report builds the Usage page's report for [since, until) in one pass.
 func Report(src Source, since, until time.Time) (*UsageReport, error) {
+	if since.IsZero() || !until.After(since) {
+		return nil, fmt.Errorf("usage report: %s to %s is not a range to chart", since.Format(time.RFC3339), until.Format(time.RFC3339))
+	}
 	step := 24 * time.Hour
 	if until.Sub(since) <= 48*time.Hour {
 		step = time.Hour

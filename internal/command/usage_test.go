@@ -85,7 +85,7 @@ func TestUsageCommand(t *testing.T) {
 	}
 
 	out, code = runUsage(t, "--db", db, "--repo", "acme/web", "--json")
-	if code != 0 || !strings.Contains(out, `"total_tokens": 3,`) || !strings.Contains(out, `"requests": 1,`) {
+	if code != 0 || !strings.Contains(out, `"total_tokens": 3`) || !strings.Contains(out, `"requests": 1,`) {
 		t.Fatalf("--repo acme/web: exit %d:\n%s", code, out)
 	}
 

@@ -143,3 +143,15 @@ func TestLocalSeed(t *testing.T) {
 }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+func FuzzParseCount(f *testing.F) {
+	for _, s := range []string{"2M", "600", "50k", "1G", "", "-1", "9223372036854775807", "4611686018427387904G"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseCount(s)
+		if err == nil && n < 0 {
+			t.Fatalf("ParseCount(%q) = %d", s, n)
+		}
+	})
+}

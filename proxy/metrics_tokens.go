@@ -1,46 +1,55 @@
 package proxy
 
 import (
-	"strconv"
-	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessctl/sessctl/store"
 )
 
-// Token counters: sessctl_tokens_total{type,model,outcome}, type one of
-// input, cached_input, output, reasoning, total. Labels stay few: the
-// model (at most maxModelLabels distinct names, then "other") and the
-// outcome; never a run, repository or session.
+// tokenMetrics is sessctl_tokens_total{type,model,outcome}: the tokens the
+// upstreams reported, type one of input, cached_input, output, reasoning,
+// total. Labels stay few: the model (at most maxModelLabels distinct
+// names, then "other") and the outcome; never a run, repository or
+// session.
+type tokenMetrics struct {
+	c      *prometheus.CounterVec
+	mu     sync.Mutex
+	models map[string]bool
+}
 
 // maxModelLabels bounds the distinct model label values.
 const maxModelLabels = 64
 
+// newTokenMetrics registers the token counter in reg.
+func newTokenMetrics(reg prometheus.Registerer) *tokenMetrics {
+	t := &tokenMetrics{models: map[string]bool{}, c: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessctl_tokens_total",
+		Help: "Tokens the upstreams reported, by type (input, cached_input, output, reasoning, total), model (at most 64 names, then other) and outcome.",
+	}, []string{"type", "model", "outcome"})}
+	reg.MustRegister(t.c)
+	return t
+}
+
 // addTokens counts the tokens of one answer.
 func (m *Metrics) addTokens(model, outcome string, u *store.Usage) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.models == nil {
-		m.models = make(map[string]bool)
-	}
+	t := m.tokens
+	t.mu.Lock()
 	if model == "" {
 		model = "unknown"
 	}
-	if !m.models[model] {
-		if len(m.models) >= maxModelLabels {
+	if !t.models[model] {
+		if len(t.models) >= maxModelLabels {
 			model = "other"
 		}
-		m.models[model] = true
+		t.models[model] = true
 	}
+	t.mu.Unlock()
 	for _, c := range []struct {
 		typ string
 		n   int64
 	}{{"input", u.Input}, {"cached_input", u.CachedInput}, {"output", u.Output}, {"reasoning", u.Reasoning}, {"total", u.Total}} {
-		m.c["tokens_total{type="+strconv.Quote(c.typ)+",model="+label(model)+",outcome="+label(outcome)+"}"] += float64(c.n)
+		t.c.WithLabelValues(c.typ, model, outcome).Add(float64(c.n))
 	}
-}
-
-// label quotes a label value as the Prometheus text format wants it.
-func label(v string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	return `"` + r.Replace(v) + `"`
 }

@@ -30,7 +30,9 @@ import (
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/internal/keyfile"
+	"github.com/sessctl/sessctl/internal/progress"
 	"github.com/sessctl/sessctl/internal/query"
+	"github.com/sessctl/sessctl/internal/tracing"
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
@@ -67,6 +69,8 @@ type server struct {
 	proxyLn net.Listener
 	adminLn net.Listener
 	transLn net.Listener // nil without transparent_listen
+	// stopTraces flushes and stops the trace exporter (otel_endpoint).
+	stopTraces func(context.Context) error
 
 	// hup carries SIGHUP (Run subscribes it): reload the rules and the CA.
 	hup chan os.Signal
@@ -103,6 +107,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if keys[""] == "" {
 		log.Warn("no upstream API key: set upstream_key_file or OPENAI_API_KEY; intercepted requests get 503 until then")
 	}
+	metrics := proxy.NewMetrics()
 	s.store, err = store.Open(cfg.DB, store.Options{
 		SigningKeyFile:     filepath.Join(cfg.DataDir, "log.key"),
 		CheckpointEvery:    cfg.CheckpointEvery,
@@ -110,10 +115,18 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		CheckpointFile:     cfg.CheckpointFile,
 		OnCheckpoint:       postCheckpoint(ctx, cfg.CheckpointURL, log),
 		Logger:             log,
+		OnCommit:           metrics.StoreCommitted,
+		Progress:           progress.Tasks(os.Stderr, progress.Options{Quiet: cfg.Quiet, Unit: "records"}),
 	})
 	if err != nil {
 		return nil, err
 	}
+	metrics.ObserveLog(s.store)
+	traces, stopTraces, err := tracing.Open(cfg.OtelEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	s.stopTraces = stopTraces
 	auth, err := newAuthenticator(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -130,7 +143,6 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if err != nil {
 		return nil, err
 	}
-	metrics := proxy.NewMetrics()
 	// Budget counters start where the last run left them.
 	counter := budget.NewLocal()
 	if err := s.store.Budgets(counter.Seed); err != nil {
@@ -151,7 +163,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
 		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage, MaxInflight: int(cfg.MaxInflight),
-		Logger: log, Metrics: metrics, Budget: budget.NewMeter(counter, nil),
+		Logger: log, Metrics: metrics, Tracing: traces, Budget: budget.NewMeter(counter, nil),
 	})
 	if err != nil {
 		return nil, err
@@ -225,6 +237,13 @@ func (s *server) close() {
 	}
 	if s.proxy != nil {
 		s.proxy.Close()
+	}
+	if s.stopTraces != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.stopTraces(ctx); err != nil {
+			s.log.Warn("flushing traces", "err", err)
+		}
+		cancel()
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {

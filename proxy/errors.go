@@ -24,6 +24,7 @@ const (
 	errBadRequest      = "sessctl_bad_request"
 	errTooLarge        = "sessctl_too_large"
 	errRateLimited     = "sessctl_rate_limited"
+	errBudgetExceeded  = "sessctl_budget_exceeded"
 )
 
 // refusal is one kind of error sessctl answers a runner with: the HTTP
@@ -49,28 +50,32 @@ var (
 	refEgressPort      = refusal{http.StatusForbidden, errForbidden, "egress_refused", "", "egress to port %s is not allowed"}
 	refEgressHost      = refusal{http.StatusForbidden, errForbidden, "egress_refused", "", "egress to %s is not allowed"}
 
-	refHostMismatch     = refusal{http.StatusMisdirectedRequest, errForbidden, "host_mismatch", store.OutcomeDenied, "request for %q inside a tunnel to %q"}
-	refIssuerDown       = refusal{http.StatusServiceUnavailable, errUnavailable, "issuer_unavailable", store.OutcomeUnauthenticated, "sessctl cannot reach the token issuer to check this credential right now"}
-	refBadCredential    = refusal{http.StatusUnauthorized, errUnauthenticated, "invalid_runner_credential", store.OutcomeUnauthenticated, "sessctl: %s; present a runner token or CI OIDC token as the bearer credential"}
-	refBadOIDCToken     = refusal{http.StatusUnauthorized, errUnauthenticated, "invalid_oidc_token", store.OutcomeUnauthenticated, "sessctl: %s; present a valid CI OIDC token as the bearer credential"}
-	refPolicyDenied     = refusal{http.StatusForbidden, errForbidden, "policy_denied", store.OutcomeDenied, "policy %s denies this identity"}
-	refTooManyInFlight  = refusal{http.StatusTooManyRequests, errRateLimited, "too_many_in_flight", store.OutcomeBlocked, "this identity already has %d requests in progress through sessctl"}
-	refCompressed       = refusal{http.StatusUnsupportedMediaType, errBadRequest, "compressed_request", store.OutcomeBlocked, "sessctl does not accept compressed request bodies (Content-Encoding %s)"}
-	refRequestTooLarge  = refusal{http.StatusRequestEntityTooLarge, errTooLarge, "request_too_large", store.OutcomeBlocked, "request body larger than max_body (%d bytes)"}
-	refBodyIncomplete   = refusal{http.StatusRequestTimeout, errBadRequest, "request_body_incomplete", store.OutcomeClientGone, "the request body did not arrive whole in time"}
-	refBadQuery         = refusal{http.StatusBadRequest, errBadRequest, "bad_query", store.OutcomeBlocked, "malformed query string"}
-	refCannotForward    = refusal{http.StatusBadRequest, errBadRequest, "bad_request", store.OutcomeBlocked, "cannot forward this request"}
-	refTokenNotFound    = refusal{http.StatusNotFound, errBadRequest, "not_found", store.OutcomeBlocked, "sessctl.internal serves only POST %s"}
-	refAnswerBlocked    = refusal{http.StatusForbidden, errPolicyViolation, "", store.OutcomeBlocked, "answer blocked by sessctl rule %s"}
-	refAnswerThinking   = refusal{http.StatusForbidden, errPolicyViolation, "thinking_not_edited", store.OutcomeBlocked, "sessctl rule %s matched inside a thinking block, which sessctl does not edit (it is signed): the answer is withheld"}
-	refRuleBlocked      = refusal{http.StatusForbidden, errPolicyViolation, "", store.OutcomeBlocked, "request blocked by sessctl rule %s"}
-	refNoUpstreamKey    = refusal{http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked, "sessctl has no upstream API key configured for this request (%s)"}
-	refStoreUnavailable = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, "sessctl cannot record this exchange right now; try again later"}
-	refNotRecorded      = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", "", "sessctl could not record this exchange"}
-	refShuttingDown     = refusal{http.StatusServiceUnavailable, errUnavailable, "shutting_down", store.OutcomeBlocked, "sessctl is shutting down"}
-	refPathNotForwarded = refusal{http.StatusForbidden, errForbidden, "path_not_forwarded", store.OutcomeBlocked, "sessctl forwards only the model API of %s, not %.100q"}
-	refWebSocketPath    = refusal{http.StatusNotFound, errForbidden, "websocket_path", store.OutcomeBlocked, "sessctl carries WebSockets only on %s"}
-	refInvalidEvent     = refusal{http.StatusBadRequest, errBadRequest, "invalid_event", store.OutcomeBlocked, "sessctl refuses this event: %v"}
+	refHostMismatch      = refusal{http.StatusMisdirectedRequest, errForbidden, "host_mismatch", store.OutcomeDenied, "request for %q inside a tunnel to %q"}
+	refIssuerDown        = refusal{http.StatusServiceUnavailable, errUnavailable, "issuer_unavailable", store.OutcomeUnauthenticated, "sessctl cannot reach the token issuer to check this credential right now"}
+	refBadCredential     = refusal{http.StatusUnauthorized, errUnauthenticated, "invalid_runner_credential", store.OutcomeUnauthenticated, "sessctl: %s; present a runner token or CI OIDC token as the bearer credential"}
+	refBadOIDCToken      = refusal{http.StatusUnauthorized, errUnauthenticated, "invalid_oidc_token", store.OutcomeUnauthenticated, "sessctl: %s; present a valid CI OIDC token as the bearer credential"}
+	refPolicyDenied      = refusal{http.StatusForbidden, errForbidden, "policy_denied", store.OutcomeDenied, "policy %s denies this identity"}
+	refTooManyInFlight   = refusal{http.StatusTooManyRequests, errRateLimited, "too_many_in_flight", store.OutcomeBlocked, "this identity already has %d requests in progress through sessctl"}
+	refCompressed        = refusal{http.StatusUnsupportedMediaType, errBadRequest, "compressed_request", store.OutcomeBlocked, "sessctl does not accept compressed request bodies (Content-Encoding %s)"}
+	refRequestTooLarge   = refusal{http.StatusRequestEntityTooLarge, errTooLarge, "request_too_large", store.OutcomeBlocked, "request body larger than max_body (%d bytes)"}
+	refBodyIncomplete    = refusal{http.StatusRequestTimeout, errBadRequest, "request_body_incomplete", store.OutcomeClientGone, "the request body did not arrive whole in time"}
+	refBadQuery          = refusal{http.StatusBadRequest, errBadRequest, "bad_query", store.OutcomeBlocked, "malformed query string"}
+	refCannotForward     = refusal{http.StatusBadRequest, errBadRequest, "bad_request", store.OutcomeBlocked, "cannot forward this request"}
+	refTokenNotFound     = refusal{http.StatusNotFound, errBadRequest, "not_found", store.OutcomeBlocked, "sessctl.internal serves only POST %s"}
+	refAnswerBlocked     = refusal{http.StatusForbidden, errPolicyViolation, "", store.OutcomeBlocked, "answer blocked by sessctl rule %s"}
+	refAnswerThinking    = refusal{http.StatusForbidden, errPolicyViolation, "thinking_not_edited", store.OutcomeBlocked, "sessctl rule %s matched inside a thinking block, which sessctl does not edit (it is signed): the answer is withheld"}
+	refRuleBlocked       = refusal{http.StatusForbidden, errPolicyViolation, "", store.OutcomeBlocked, "request blocked by sessctl rule %s"}
+	refNoUpstreamKey     = refusal{http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked, "sessctl has no upstream API key configured for this request (%s)"}
+	refStoreUnavailable  = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, "sessctl cannot record this exchange right now; try again later"}
+	refNotRecorded       = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", "", "sessctl could not record this exchange"}
+	refShuttingDown      = refusal{http.StatusServiceUnavailable, errUnavailable, "shutting_down", store.OutcomeBlocked, "sessctl is shutting down"}
+	refPathNotForwarded  = refusal{http.StatusForbidden, errForbidden, "path_not_forwarded", store.OutcomeBlocked, "sessctl forwards only the model API of %s, not %.100q"}
+	refWebSocketPath     = refusal{http.StatusNotFound, errForbidden, "websocket_path", store.OutcomeBlocked, "sessctl carries WebSockets only on %s"}
+	refInvalidEvent      = refusal{http.StatusBadRequest, errBadRequest, "invalid_event", store.OutcomeBlocked, "sessctl refuses this event: %v"}
+	refModelNotAllowed   = refusal{http.StatusForbidden, errForbidden, "model_not_allowed", store.OutcomeDenied, "model %q is not allowed by policy %s"}
+	refModelUnreadable   = refusal{http.StatusForbidden, errForbidden, "model_unreadable", store.OutcomeDenied, "policy %s allows only listed models, and this request's model cannot be read for certain: %s"}
+	refBudgetExceeded    = refusal{http.StatusTooManyRequests, errBudgetExceeded, "budget_exceeded", store.OutcomeBudgetExceeded, "policy %s allows %s per %s for each %s; %q has spent it; the window frees in %s"}
+	refBudgetUnavailable = refusal{http.StatusServiceUnavailable, errUnavailable, "budget_unavailable", store.OutcomeBlocked, "sessctl cannot count this request against its budget right now"}
 
 	refApprovalNoQueue     = refusal{http.StatusForbidden, errPolicyViolation, "approval_required", store.OutcomeBlocked, "this request needs human approval (%s), and no approval queue is configured"}
 	refApprovalUnavailable = refusal{http.StatusServiceUnavailable, errUnavailable, "approval_unavailable", store.OutcomeBlocked, "this request needs human approval (%s), and the approval queue cannot take it now"}
@@ -93,7 +98,7 @@ var allRefusals = []refusal{
 	refRuleBlocked, refAnswerBlocked, refAnswerThinking, refNoUpstreamKey, refStoreUnavailable, refNotRecorded, refShuttingDown, refPathNotForwarded, refWebSocketPath,
 	refInvalidEvent, refApprovalNoQueue, refApprovalUnavailable, refApprovalPending, refApprovalTimeout,
 	refApprovalDenied, refUpstreamUnreachable, refUpstreamWSUnreachable, refUpstreamEncoding, refUpstreamRead,
-	refAnswerTooLarge,
+	refAnswerTooLarge, refModelNotAllowed, refModelUnreadable, refBudgetExceeded, refBudgetUnavailable,
 }
 
 // with fills the message template with args. The arguments are never
@@ -164,7 +169,10 @@ func writeErrorFor(w http.ResponseWriter, r refusal, p provider.Provider) {
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("X-Should-Retry", strconv.FormatBool(r.status == http.StatusTooManyRequests))
+	if r.status != http.StatusTooManyRequests || h.Get("X-Should-Retry") != "false" {
+		// A 429 may be marked not worth retrying before (budgets).
+		h.Set("X-Should-Retry", strconv.FormatBool(r.status == http.StatusTooManyRequests))
+	}
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(r.status)
 	w.Write(body)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sessctl/sessctl/budget"
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
@@ -33,6 +34,10 @@ type exchange struct {
 	// prov is the provider of the tunnel's host: it finds the runner's
 	// credential, sets the real key, reads the model and shapes errors.
 	prov provider.Provider
+	// ticket is the exchange's admission against its policy's budget.
+	ticket *budget.Ticket
+	// stripUsage: sessctl asked the upstream for usage the runner did not.
+	stripUsage bool
 	// begun waits for the in-flight note to be durable (see begin).
 	begun func(context.Context) error
 	tm    timing // for metrics and the span (observe.go)
@@ -131,6 +136,9 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.SetReadDeadline(time.Time{})
 	ex.rec.Model = ex.prov.Model(r, body)
+	if !ex.checkModel(w, r, body) {
+		return
+	}
 	res := ex.rules.Request(body)
 	ex.addHits(res)
 	ex.rec.RequestBody = res.Body
@@ -142,6 +150,9 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		res.Approve = ex.queryApprove
 	}
 	if why, ok := ex.needsApproval(res); ok && !ex.approve(w, r, why, res.Body) {
+		return
+	}
+	if !ex.admitBudget(w, r) {
 		return
 	}
 	if !ex.begin(w, r) {
@@ -289,6 +300,7 @@ func (ex *exchange) finish(ctx context.Context, status int, outcome store.Outcom
 	for _, sec := range ex.secrets {
 		r.SecretHMACs = append(r.SecretHMACs, rules.SecretHMAC(key, sec))
 	}
+	ex.account(outcome)
 	_, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), r)
 	ex.observe(status, outcome, answer)
 	if err != nil {

@@ -18,6 +18,7 @@ func (ex *exchange) forward(w http.ResponseWriter, r *http.Request, body []byte)
 		ex.refuse(w, refNoUpstreamKey.with(why))
 		return
 	}
+	body = ex.askUsage(r.URL.Path, body)
 	up, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+ex.t.target()+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		ex.refuse(w, refCannotForward)

@@ -155,6 +155,13 @@ func TestAnthropicSplitSecretThroughProxy(t *testing.T) {
 	}
 	checkAnthropicUpstream(t, e, ant)
 	assertNoSecretInDB(t, e, antSecret)
+	// The Messages stream's usage (message_start's input, message_delta's
+	// cumulative output) is in the record, as reported.
+	recs := e.records()
+	last := recs[len(recs)-1]
+	if u := last.Usage; u == nil || u.Input != 1 || u.Output != 9 || u.Total != 0 {
+		t.Fatalf("usage of the last Anthropic stream: %+v, want input 1, output 9, no total", u)
+	}
 }
 
 // TestAnthropicApproval: a held Anthropic request passes once approved;

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/budget"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/provider"
@@ -109,8 +110,11 @@ type Options struct {
 	IdleTimeout time.Duration
 	// WSMaxMessage bounds one WebSocket message.
 	WSMaxMessage int64
-	Logger       *slog.Logger
-	Metrics      *Metrics
+	// Budget admits requests against their policy's budget:; nil counts
+	// in memory from zero (the server seeds one from the store).
+	Budget  *budget.Meter
+	Logger  *slog.Logger
+	Metrics *Metrics
 	// Tracing, when set, gets one span per exchange (GenAI semantic
 	// conventions; never prompt or answer text).
 	Tracing trace.TracerProvider
@@ -152,6 +156,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics()
 	}
+	opts.Budget = newMeter(opts)
 	// Unset limits take sessctl's defaults, which live in config.
 	def := config.Default()
 	if opts.MaxBody <= 0 {

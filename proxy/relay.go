@@ -14,6 +14,7 @@ import (
 
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/usage"
 )
 
 // maxDeltas bounds the per-delta timing kept in one record.
@@ -67,6 +68,7 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 		ex.fail(w, refAnswerTooLarge.with(ex.s.opt.MaxBody))
 		return
 	}
+	ex.rec.Usage = ex.answerUsage(data, false)
 	res := ex.rules.ResponseIn(data, ex.prov.Dialect())
 	ex.addHits(res)
 	ex.rec.ResponseBody = res.Body
@@ -115,9 +117,11 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	cw.flush()
 	var sink io.Writer = cw
 	var masker *rules.SSEMasker
+	var tap *usage.Stream
 	if sse {
 		masker = ex.rules.NewSSE(cw, cw.flush, rules.StreamOptions{Holdback: ex.s.opt.Holdback, Dialect: ex.prov.Dialect()})
-		sink = masker
+		tap = usage.NewStream(masker, ex.stripUsage, int(ex.s.opt.MaxBody))
+		sink = tap
 	}
 	buf := make([]byte, 32<<10)
 	outcome, reason := store.OutcomeForwarded, ""
@@ -157,7 +161,11 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	}
 	if masker != nil {
 		if outcome == store.OutcomeForwarded && masker.Blocked() == nil {
-			if err := masker.Close(); err != nil {
+			err := tap.Close()
+			if err == nil {
+				err = masker.Close()
+			}
+			if err != nil {
 				outcome, reason = store.OutcomeClientGone, "client went away mid-answer"
 			}
 		}
@@ -170,6 +178,11 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 				reason = "answer ended: rule " + b.Name + " matched inside a thinking block, which is not edited"
 			}
 		}
+		u := tap.Usage()
+		if ex.prov.Dialect() != rules.DialectOpenAI {
+			u = ex.providerUsage(cw.rec.Bytes(), true)
+		}
+		ex.streamUsage(u, outcome)
 	}
 	ex.rec.ResponseBody = cw.rec.Bytes()
 	ex.rec.Deltas = cw.deltas

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/usage"
 )
 
 // isWebSocket reports whether r asks to upgrade to a WebSocket.
@@ -280,6 +281,12 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 		c.sendError(ctx, ex, forRule(res.Block))
 		return true
 	}
+	if evType == "response.create" {
+		if ref, ok := ex.checkEventModel(msg); !ok {
+			c.sendError(ctx, ex, ref)
+			return true
+		}
+	}
 	if why, ok := ex.needsApproval(res); ok && evType != "response.cancel" {
 		v := ex.awaitApproval(ctx, why, res.Body)
 		if v.clientGone {
@@ -303,6 +310,10 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 	}
 	if isWarmup(msg) {
 		ex.rec.Extra["warmup"] = "true"
+	}
+	if ref, _, ok := ex.admit(ctx); !ok {
+		c.sendError(ctx, ex, ref)
+		return true
 	}
 	if err := begin(ctx, c.s.opt.Store, ex.rec); err != nil {
 		c.sendError(ctx, ex, refStoreUnavailable)
@@ -407,6 +418,9 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 				out = append(wx.masker.Flush(), out...)
 			}
 			outcome, reason := store.OutcomeForwarded, ""
+			if u, ok := usage.FromJSON(msg); ok {
+				wx.ex.rec.Usage = u
+			}
 			if b := wx.masker.Blocked(); b != nil {
 				outcome, reason = store.OutcomeBlocked, "answer blocked by rule "+b.Name
 			}
@@ -450,6 +464,7 @@ func (c *wsConn) complete(ctx context.Context, wx *wsExchange, status int, outco
 		return true
 	}
 	wx.ex.addHits(wx.masker.Result())
+	wx.ex.streamUsage(wx.ex.rec.Usage, outcome)
 	wx.ex.rec.ResponseBody = wx.cw.rec.Bytes()
 	wx.ex.rec.Deltas = wx.cw.deltas
 	return wx.ex.finish(ctx, status, outcome, reason)

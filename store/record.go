@@ -58,12 +58,15 @@ const (
 	OutcomeRefused         Outcome = "refused"
 	OutcomeSpliced         Outcome = "spliced"
 	OutcomePending         Outcome = "pending"
+	// OutcomeBudgetExceeded is a request refused because its policy's
+	// budget for the window is spent.
+	OutcomeBudgetExceeded Outcome = "budget_exceeded"
 )
 
 // Outcomes lists every outcome, in the order the UI offers them.
 var Outcomes = []Outcome{OutcomeForwarded, OutcomeBlocked, OutcomeDenied, OutcomeUnauthenticated,
 	OutcomeApprovalDenied, OutcomeApprovalTimeout, OutcomeUpstreamError, OutcomeClientGone,
-	OutcomeAborted, OutcomeRefused, OutcomeSpliced, OutcomePending}
+	OutcomeAborted, OutcomeRefused, OutcomeSpliced, OutcomePending, OutcomeBudgetExceeded}
 
 // Record is one entry of the log as the proxy hands it to Append. The store
 // assigns Seq and Prev, replaces the bodies with salted commitments, and
@@ -103,6 +106,9 @@ type Record struct {
 	Request  *Commitment `json:"request,omitempty"`
 	Response *Commitment `json:"response,omitempty"`
 
+	// Usage is the token usage the upstream reported, when it did.
+	Usage *Usage `json:"usage,omitempty"`
+
 	// Deltas keep each streamed delta's arrival offset and size.
 	Deltas []Delta `json:"deltas,omitempty"`
 	// SecretHMACs are HMAC-SHA256 (hex) of each masked value under the
@@ -121,6 +127,9 @@ type Record struct {
 	// them (already masked). They are not part of the leaf.
 	RequestBody  []byte `json:"-"`
 	ResponseBody []byte `json:"-"`
+	// Charges are added to budget counters in the transaction that
+	// appends the record. They are not part of the leaf.
+	Charges []Charge `json:"-"`
 }
 
 // Identity is who made a request, as verified by sessctl.

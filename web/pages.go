@@ -129,6 +129,7 @@ func (h *handler) routePages(mux *http.ServeMux) {
 	mux.Handle("GET /sessions/{id}", h.requirePage(h.sessionPage))
 	mux.Handle("GET /sessions/{id}/replay", h.requirePage(h.replayPage))
 	mux.Handle("GET /approvals", h.requirePage(h.approvalsPage))
+	mux.Handle("GET /usage", h.requirePage(h.usagePage))
 	mux.Handle("POST /approvals/{id}/approve", h.requirePage(h.decideForm(approval.Approved)))
 	mux.Handle("POST /approvals/{id}/deny", h.requirePage(h.decideForm(approval.Denied)))
 }

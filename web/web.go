@@ -21,6 +21,8 @@
 //	GET  /api/v1/sessions/{id}          record, prompt and answer
 //	GET  /api/v1/sessions/{id}/answer   the answer's bytes as the runner got them
 //	GET  /api/v1/export?from=SEQ&bodies=1  JSONL, one record a line with its chain hash
+//	GET  /api/v1/usage?by=repo,model&since=7d  usage totals per group
+//	GET  /api/v1/usage/report?since=7d  the Usage page's charts as data
 //	GET  /api/v1/approvals              pending requests
 //	GET  /api/v1/approvals/{id}
 //	POST /api/v1/approvals/{id}/approve {"reason": "..."}
@@ -161,6 +163,8 @@ func NewHandler(o Options) http.Handler {
 	api.HandleFunc("GET /api/v1/sessions/{id}/answer", h.apiAnswer)
 	api.HandleFunc("GET /api/v1/export", h.apiExport)
 	api.HandleFunc("GET /api/v1/snapshot", h.apiSnapshot)
+	api.HandleFunc("GET /api/v1/usage", h.apiUsage)
+	api.HandleFunc("GET /api/v1/usage/report", h.apiUsageReport)
 	api.HandleFunc("GET /api/v1/approvals", h.apiApprovals)
 	api.HandleFunc("GET /api/v1/approvals/stream", h.apiApprovalStream)
 	api.HandleFunc("GET /api/v1/approvals/{id}", h.apiApproval)

@@ -181,6 +181,15 @@ func (c *Client) Sessions(ctx context.Context, q query.Query, fn func(*store.Rec
 	}
 }
 
+// Usage returns usage totals grouped as q asks (GET /api/v1/usage).
+func (c *Client) Usage(ctx context.Context, q query.UsageQuery) ([]query.UsageRow, error) {
+	var l UsageList
+	if err := c.getJSON(ctx, "/api/v1/usage", q.Values(), &l); err != nil {
+		return nil, err
+	}
+	return l.Usage, nil
+}
+
 // Session returns one record with its bodies.
 func (c *Client) Session(ctx context.Context, id string) (*query.SessionDetail, error) {
 	var d query.SessionDetail
@@ -315,4 +324,9 @@ type ApprovalList struct {
 // DecisionRequest is the body of POST /api/v1/approvals/{id}/approve|deny.
 type DecisionRequest struct {
 	Reason string `json:"reason"`
+}
+
+// UsageList is the body of GET /api/v1/usage.
+type UsageList struct {
+	Usage []query.UsageRow `json:"usage"`
 }

@@ -27,6 +27,7 @@ func New() *cli.App {
 			sessionsCommand(),
 			consoleCommand(),
 			approvalsCommand(),
+			usageCommand(),
 			verifyCommand(),
 			proofCommand(),
 			checkpointCommand(),

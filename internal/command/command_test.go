@@ -48,7 +48,7 @@ func TestRunAppExitStatus(t *testing.T) {
 
 func TestNewHasEveryCommand(t *testing.T) {
 	app := New()
-	for _, name := range []string{"serve", "ca", "token", "rules", "sessions", "approvals", "verify", "proof", "checkpoint"} {
+	for _, name := range []string{"serve", "ca", "token", "rules", "sessions", "approvals", "usage", "verify", "proof", "checkpoint"} {
 		if app.Command(name) == nil {
 			t.Errorf("no %q command", name)
 		}

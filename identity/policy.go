@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sessctl/sessctl/budget"
 )
 
 // Recording modes, the values of Policy.Record.
@@ -44,6 +46,13 @@ type Policy struct {
 	Key string `yaml:"key,omitempty"`
 	// Rules limits the rules applied to these names; empty for all.
 	Rules []string `yaml:"rules,omitempty"`
+	// Models, when set, is the allow-list of models (globs, path.Match
+	// syntax, case-sensitive) a request may name, as the upstream will
+	// read it; a request whose model cannot be read is refused.
+	Models []string `yaml:"models,omitempty"`
+	// Budget caps tokens and/or requests per window, counted per value of
+	// an identity attribute (see package budget).
+	Budget budget.Limits `yaml:"budget,omitempty"`
 }
 
 // RecordMode returns the policy's recording mode, RecordFull by default.
@@ -164,6 +173,22 @@ func ValidatePolicies(policies []Policy) error {
 		}
 		if p.Deny && (p.Approve != "" || p.Key != "" || len(p.Rules) > 0) {
 			return fmt.Errorf("identity: policy %q: deny cannot be combined with approve, key or rules", p.Name)
+		}
+		if p.Deny && (len(p.Models) > 0 || len(p.Budget) > 0) {
+			return fmt.Errorf("identity: policy %q: deny cannot be combined with models or budget", p.Name)
+		}
+		for _, m := range p.Models {
+			if _, err := path.Match(m, ""); err != nil || strings.TrimSpace(m) == "" {
+				return fmt.Errorf("identity: policy %q: models: bad glob %q", p.Name, m)
+			}
+		}
+		for _, l := range p.Budget {
+			if err := l.Validate(); err != nil {
+				return fmt.Errorf("identity: policy %q: %w", p.Name, err)
+			}
+			if by := l.Attr(); by != "runner" && !isPipelineClaim(by) {
+				return fmt.Errorf("identity: policy %q: budget: by %q: want runner or a pipeline claim (repository, workflow, ...)", p.Name, by)
+			}
 		}
 		for _, r := range p.Rules {
 			if strings.TrimSpace(r) == "" {

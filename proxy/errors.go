@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -23,6 +24,7 @@ const (
 	errBadRequest      = "sessctl_bad_request"
 	errTooLarge        = "sessctl_too_large"
 	errRateLimited     = "sessctl_rate_limited"
+	errBudgetExceeded  = "sessctl_budget_exceeded"
 )
 
 // refusal is one kind of error sessctl answers a runner with: the HTTP
@@ -48,28 +50,35 @@ var (
 	refEgressPort      = refusal{http.StatusForbidden, errForbidden, "egress_refused", "", "egress to port %s is not allowed"}
 	refEgressHost      = refusal{http.StatusForbidden, errForbidden, "egress_refused", "", "egress to %s is not allowed"}
 
-	refHostMismatch     = refusal{http.StatusMisdirectedRequest, errForbidden, "host_mismatch", store.OutcomeDenied, "request for %q inside a tunnel to %q"}
-	refIssuerDown       = refusal{http.StatusServiceUnavailable, errUnavailable, "issuer_unavailable", store.OutcomeUnauthenticated, "sessctl cannot reach the token issuer to check this credential right now"}
-	refBadCredential    = refusal{http.StatusUnauthorized, errUnauthenticated, "invalid_runner_credential", store.OutcomeUnauthenticated, "sessctl: %s; present a runner token or CI OIDC token as the bearer credential"}
-	refBadOIDCToken     = refusal{http.StatusUnauthorized, errUnauthenticated, "invalid_oidc_token", store.OutcomeUnauthenticated, "sessctl: %s; present a valid CI OIDC token as the bearer credential"}
-	refPolicyDenied     = refusal{http.StatusForbidden, errForbidden, "policy_denied", store.OutcomeDenied, "policy %s denies this identity"}
-	refTooManyInFlight  = refusal{http.StatusTooManyRequests, errRateLimited, "too_many_in_flight", store.OutcomeBlocked, "this identity already has %d requests in progress through sessctl"}
-	refCompressed       = refusal{http.StatusUnsupportedMediaType, errBadRequest, "compressed_request", store.OutcomeBlocked, "sessctl does not accept compressed request bodies (Content-Encoding %s)"}
-	refRequestTooLarge  = refusal{http.StatusRequestEntityTooLarge, errTooLarge, "request_too_large", store.OutcomeBlocked, "request body larger than max_body (%d bytes)"}
-	refBodyIncomplete   = refusal{http.StatusRequestTimeout, errBadRequest, "request_body_incomplete", store.OutcomeClientGone, "the request body did not arrive whole in time"}
-	refBadQuery         = refusal{http.StatusBadRequest, errBadRequest, "bad_query", store.OutcomeBlocked, "malformed query string"}
-	refCannotForward    = refusal{http.StatusBadRequest, errBadRequest, "bad_request", store.OutcomeBlocked, "cannot forward this request"}
-	refTokenNotFound    = refusal{http.StatusNotFound, errBadRequest, "not_found", store.OutcomeBlocked, "sessctl.internal serves only POST %s"}
-	refRuleBlocked      = refusal{http.StatusForbidden, errPolicyViolation, "", store.OutcomeBlocked, "request blocked by sessctl rule %s"}
-	refNoUpstreamKey    = refusal{http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked, "sessctl has no upstream API key configured for this request"}
-	refStoreUnavailable = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, "sessctl cannot record this exchange right now; try again later"}
-	refNotRecorded      = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", "", "sessctl could not record this exchange"}
-	refBufferBudget     = refusal{http.StatusServiceUnavailable, errUnavailable, "over_memory_budget", store.OutcomeBlocked, "sessctl holds max_buffered_bytes (%d bytes) for other exchanges; try again shortly"}
-	refTooManyConns     = refusal{http.StatusServiceUnavailable, errUnavailable, "too_many_connections", "", "sessctl has max_conns (%d) connections open; try again shortly"}
-	refTooManyConnsFrom = refusal{http.StatusTooManyRequests, errRateLimited, "too_many_connections", "", "this address has max_conns_per_source (%d) connections open to sessctl"}
-	refShuttingDown     = refusal{http.StatusServiceUnavailable, errUnavailable, "shutting_down", store.OutcomeBlocked, "sessctl is shutting down"}
-	refWebSocketPath    = refusal{http.StatusNotFound, errForbidden, "websocket_path", store.OutcomeBlocked, "sessctl carries WebSockets only on %s"}
-	refInvalidEvent     = refusal{http.StatusBadRequest, errBadRequest, "invalid_event", store.OutcomeBlocked, "sessctl refuses this event: %v"}
+	refHostMismatch      = refusal{http.StatusMisdirectedRequest, errForbidden, "host_mismatch", store.OutcomeDenied, "request for %q inside a tunnel to %q"}
+	refIssuerDown        = refusal{http.StatusServiceUnavailable, errUnavailable, "issuer_unavailable", store.OutcomeUnauthenticated, "sessctl cannot reach the token issuer to check this credential right now"}
+	refBadCredential     = refusal{http.StatusUnauthorized, errUnauthenticated, "invalid_runner_credential", store.OutcomeUnauthenticated, "sessctl: %s; present a runner token or CI OIDC token as the bearer credential"}
+	refBadOIDCToken      = refusal{http.StatusUnauthorized, errUnauthenticated, "invalid_oidc_token", store.OutcomeUnauthenticated, "sessctl: %s; present a valid CI OIDC token as the bearer credential"}
+	refPolicyDenied      = refusal{http.StatusForbidden, errForbidden, "policy_denied", store.OutcomeDenied, "policy %s denies this identity"}
+	refTooManyInFlight   = refusal{http.StatusTooManyRequests, errRateLimited, "too_many_in_flight", store.OutcomeBlocked, "this identity already has %d requests in progress through sessctl"}
+	refCompressed        = refusal{http.StatusUnsupportedMediaType, errBadRequest, "compressed_request", store.OutcomeBlocked, "sessctl does not accept compressed request bodies (Content-Encoding %s)"}
+	refRequestTooLarge   = refusal{http.StatusRequestEntityTooLarge, errTooLarge, "request_too_large", store.OutcomeBlocked, "request body larger than max_body (%d bytes)"}
+	refBodyIncomplete    = refusal{http.StatusRequestTimeout, errBadRequest, "request_body_incomplete", store.OutcomeClientGone, "the request body did not arrive whole in time"}
+	refBadQuery          = refusal{http.StatusBadRequest, errBadRequest, "bad_query", store.OutcomeBlocked, "malformed query string"}
+	refCannotForward     = refusal{http.StatusBadRequest, errBadRequest, "bad_request", store.OutcomeBlocked, "cannot forward this request"}
+	refTokenNotFound     = refusal{http.StatusNotFound, errBadRequest, "not_found", store.OutcomeBlocked, "sessctl.internal serves only POST %s"}
+	refAnswerBlocked     = refusal{http.StatusForbidden, errPolicyViolation, "", store.OutcomeBlocked, "answer blocked by sessctl rule %s"}
+	refAnswerThinking    = refusal{http.StatusForbidden, errPolicyViolation, "thinking_not_edited", store.OutcomeBlocked, "sessctl rule %s matched inside a thinking block, which sessctl does not edit (it is signed): the answer is withheld"}
+	refRuleBlocked       = refusal{http.StatusForbidden, errPolicyViolation, "", store.OutcomeBlocked, "request blocked by sessctl rule %s"}
+	refNoUpstreamKey     = refusal{http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked, "sessctl has no upstream API key configured for this request (%s)"}
+	refStoreUnavailable  = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, "sessctl cannot record this exchange right now; try again later"}
+	refNotRecorded       = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", "", "sessctl could not record this exchange"}
+	refShuttingDown      = refusal{http.StatusServiceUnavailable, errUnavailable, "shutting_down", store.OutcomeBlocked, "sessctl is shutting down"}
+	refPathNotForwarded  = refusal{http.StatusForbidden, errForbidden, "path_not_forwarded", store.OutcomeBlocked, "sessctl forwards only the model API of %s, not %.100q"}
+	refWebSocketPath     = refusal{http.StatusNotFound, errForbidden, "websocket_path", store.OutcomeBlocked, "sessctl carries WebSockets only on %s"}
+	refInvalidEvent      = refusal{http.StatusBadRequest, errBadRequest, "invalid_event", store.OutcomeBlocked, "sessctl refuses this event: %v"}
+	refModelNotAllowed   = refusal{http.StatusForbidden, errForbidden, "model_not_allowed", store.OutcomeDenied, "model %q is not allowed by policy %s"}
+	refModelUnreadable   = refusal{http.StatusForbidden, errForbidden, "model_unreadable", store.OutcomeDenied, "policy %s allows only listed models, and this request's model cannot be read for certain: %s"}
+	refBudgetExceeded    = refusal{http.StatusTooManyRequests, errBudgetExceeded, "budget_exceeded", store.OutcomeBudgetExceeded, "policy %s allows %s per %s for each %s; %q has spent it; the window frees in %s"}
+	refBudgetUnavailable = refusal{http.StatusServiceUnavailable, errUnavailable, "budget_unavailable", store.OutcomeBlocked, "sessctl cannot count this request against its budget right now"}
+	refBufferBudget      = refusal{http.StatusServiceUnavailable, errUnavailable, "over_memory_budget", store.OutcomeBlocked, "sessctl holds max_buffered_bytes (%d bytes) for other exchanges; try again shortly"}
+	refTooManyConns      = refusal{http.StatusServiceUnavailable, errUnavailable, "too_many_connections", "", "sessctl has max_conns (%d) connections open; try again shortly"}
+	refTooManyConnsFrom  = refusal{http.StatusTooManyRequests, errRateLimited, "too_many_connections", "", "this address has max_conns_per_source (%d) connections open to sessctl"}
 
 	refApprovalNoQueue     = refusal{http.StatusForbidden, errPolicyViolation, "approval_required", store.OutcomeBlocked, "this request needs human approval (%s), and no approval queue is configured"}
 	refApprovalUnavailable = refusal{http.StatusServiceUnavailable, errUnavailable, "approval_unavailable", store.OutcomeBlocked, "this request needs human approval (%s), and the approval queue cannot take it now"}
@@ -90,10 +99,11 @@ var allRefusals = []refusal{
 	refNoTunnel, refNotProxyRequest, refPlainHTTP, refPlainHTTPS, refBadConnect, refEgressPort, refEgressHost,
 	refHostMismatch, refIssuerDown, refBadCredential, refBadOIDCToken, refPolicyDenied, refTooManyInFlight,
 	refCompressed, refRequestTooLarge, refBodyIncomplete, refBadQuery, refCannotForward, refTokenNotFound,
-	refRuleBlocked, refNoUpstreamKey, refStoreUnavailable, refNotRecorded, refShuttingDown, refWebSocketPath,
+	refRuleBlocked, refAnswerBlocked, refAnswerThinking, refNoUpstreamKey, refStoreUnavailable, refNotRecorded, refShuttingDown, refPathNotForwarded, refWebSocketPath,
 	refInvalidEvent, refApprovalNoQueue, refApprovalUnavailable, refApprovalPending, refApprovalTimeout,
 	refApprovalDenied, refUpstreamUnreachable, refUpstreamWSUnreachable, refUpstreamEncoding, refUpstreamRead,
-	refAnswerTooLarge, refBufferBudget, refTooManyConns, refTooManyConnsFrom, refAnswerBudget,
+	refAnswerTooLarge, refModelNotAllowed, refModelUnreadable, refBudgetExceeded, refBudgetUnavailable,
+	refBufferBudget, refTooManyConns, refTooManyConnsFrom, refAnswerBudget,
 }
 
 // with fills the message template with args. The arguments are never
@@ -121,6 +131,13 @@ func forRule(rule *rules.Rule) refusal {
 	return r
 }
 
+// forAnswerRule is refAnswerBlocked for the rule that fired in an answer.
+func forAnswerRule(rule *rules.Rule) refusal {
+	r := refAnswerBlocked.with(rule.Name).detail(rule.Message)
+	r.code = rule.Name
+	return r
+}
+
 // apiError is the body OpenAI's API and SDKs use for errors.
 type apiError struct {
 	Error apiErrorBody `json:"error"`
@@ -141,12 +158,27 @@ func (r refusal) body() []byte {
 }
 
 // writeError sends an OpenAI-shaped refusal that SDKs will not retry
-// (but for 429: too many requests in progress, which passes).
+// (but for 429: too many requests in progress, which passes). It serves
+// refusals made before sessctl knows the provider (CONNECT, plain HTTP).
 func writeError(w http.ResponseWriter, r refusal) {
+	writeErrorFor(w, r, nil)
+}
+
+// writeErrorFor sends a refusal shaped as provider p's errors (OpenAI's
+// when p is nil), with X-Should-Retry, which the OpenAI and Anthropic SDKs
+// both honour: false but for 429.
+func writeErrorFor(w http.ResponseWriter, r refusal, p provider.Provider) {
+	body := r.body()
+	if p != nil {
+		body = p.ErrorBody(r.status, r.typ, r.code, r.msg)
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("X-Should-Retry", strconv.FormatBool(r.status == http.StatusTooManyRequests))
+	if r.status != http.StatusTooManyRequests || h.Get("X-Should-Retry") != "false" {
+		// A 429 may be marked not worth retrying before (budgets).
+		h.Set("X-Should-Retry", strconv.FormatBool(r.status == http.StatusTooManyRequests))
+	}
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(r.status)
-	w.Write(r.body())
+	w.Write(body)
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -11,7 +10,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sessctl/sessctl/budget"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -31,6 +32,13 @@ type exchange struct {
 	secrets      [][]byte
 	// hold is what the exchange holds of max_buffered_bytes.
 	hold holding
+	// prov is the provider of the tunnel's host: it finds the runner's
+	// credential, sets the real key, reads the model and shapes errors.
+	prov provider.Provider
+	// ticket is the exchange's admission against its policy's budget.
+	ticket *budget.Ticket
+	// stripUsage: sessctl asked the upstream for usage the runner did not.
+	stripUsage bool
 	// begun waits for the in-flight note to be durable (see begin).
 	begun func(context.Context) error
 	tm    timing // for metrics and the span (observe.go)
@@ -44,10 +52,10 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	defer s.wg.Done()
 	t := tunnelFrom(r.Context())
 	if t == nil {
-		writeError(w, refNoTunnel)
+		writeErrorFor(w, refNoTunnel, nil)
 		return
 	}
-	ex := &exchange{s: s, t: t, rec: &store.Record{
+	ex := &exchange{s: s, t: t, prov: provider.For(s.providerOf(t.host)), rec: &store.Record{
 		Kind:      store.KindExchange,
 		SessionID: uuid.Must(uuid.NewV7()).String(),
 		Start:     time.Now().UTC(),
@@ -56,8 +64,9 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		Method:    r.Method,
 		Path:      truncate(r.URL.Path, maxRecordedPath),
 		Recording: store.RecordingFull,
+		Provider:  string(s.providerOf(t.host)),
 	}}
-	ex.hold.b = s.budget
+	ex.hold.b = s.mem
 	defer ex.hold.release()
 	ex.tm.parent = s.traceParent(r.Header)
 	defer s.opt.Metrics.track()()
@@ -70,7 +79,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	}
 	// Fail closed: no record, no traffic.
 	if err := s.opt.Store.Healthy(); err != nil {
-		s.storeUnavailable(w, err)
+		s.storeUnavailable(w, err, ex.prov)
 		return
 	}
 	if t.host == TokenHost && s.opt.Exchanger != nil {
@@ -82,6 +91,10 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	}
 	// Client-declared metadata is read only from an authenticated client.
 	ex.rec.Meta = clientMeta(r.Header, ex.rules)
+	if !ex.prov.Forwards(r.URL.Path) {
+		ex.refuse(w, refPathNotForwarded.with(t.host, r.URL.Path))
+		return
+	}
 	who := ex.who.String()
 	if !s.inflight.acquire(who) {
 		w.Header().Set("Retry-After", "1")
@@ -115,7 +128,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	ex.tm.wait(t0)
 	if errors.Is(err, errOverBudget) {
 		w.Header().Set("Connection", "close")
-		ex.refuse(w, refBufferBudget.with(s.budget.max))
+		ex.refuse(w, refBufferBudget.with(s.mem.max))
 		return
 	}
 	if err != nil {
@@ -131,7 +144,10 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc.SetReadDeadline(time.Time{})
-	ex.rec.Model = modelOf(body)
+	ex.rec.Model = ex.prov.Model(r, body)
+	if !ex.checkModel(w, r, body) {
+		return
+	}
 	res := ex.rules.Request(body)
 	ex.addHits(res)
 	ex.rec.RequestBody = res.Body
@@ -143,6 +159,9 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		res.Approve = ex.queryApprove
 	}
 	if why, ok := ex.needsApproval(res); ok && !ex.approve(w, r, why, res.Body) {
+		return
+	}
+	if !ex.admitBudget(w, r) {
 		return
 	}
 	if !ex.begin(w, r) {
@@ -160,12 +179,12 @@ func (ex *exchange) begin(w http.ResponseWriter, r *http.Request) bool {
 	// Checked again: the store may have failed while this request was
 	// read or held for approval.
 	if err := ex.s.opt.Store.Healthy(); err != nil {
-		ex.s.storeUnavailable(w, err)
+		ex.s.storeUnavailable(w, err, ex.prov)
 		return false
 	}
 	wait, err := ex.s.opt.Store.BeginQueued(r.Context(), ex.rec)
 	if err != nil {
-		ex.s.storeUnavailable(w, err)
+		ex.s.storeUnavailable(w, err, ex.prov)
 		return false
 	}
 	ex.begun = wait
@@ -183,19 +202,20 @@ func (ex *exchange) awaitBegun(ctx context.Context) error {
 }
 
 // storeUnavailable refuses a request that cannot be recorded (fail closed).
-func (s *Server) storeUnavailable(w http.ResponseWriter, err error) {
+func (s *Server) storeUnavailable(w http.ResponseWriter, err error, p provider.Provider) {
 	s.unavailErrs.log(s.log, "refusing traffic: store cannot record", err)
 	s.opt.Metrics.storeUnavailable.Inc()
-	writeError(w, refStoreUnavailable)
+	writeErrorFor(w, refStoreUnavailable, p)
 }
 
 // authenticate decides who the runner is and which policy applies. A
-// credential given on CONNECT (Proxy-Authorization) wins over the request's
-// Authorization header, which is then ignored (and never forwarded).
+// credential given on CONNECT (Proxy-Authorization) wins over the one in
+// the request's headers (where the provider's clients put it), which is
+// then ignored (and never forwarded).
 func (ex *exchange) authenticate(w http.ResponseWriter, r *http.Request) bool {
 	cred := ex.t.proxyCred
 	if cred == "" {
-		cred = identity.ParseCredential(r.Header.Get("Authorization"))
+		cred = ex.prov.Credential(r.Header)
 	}
 	id, err := ex.s.opt.Auth.Authenticate(r.Context(), cred)
 	if errors.Is(err, identity.ErrIssuerUnavailable) {
@@ -244,28 +264,39 @@ func safeAuthReason(err error) string {
 	return "authentication failed"
 }
 
-// key returns the real API key for this exchange's policy.
-func (ex *exchange) key() (string, bool) {
+// key returns the real API key for this exchange: the key of the
+// provider of the tunnel's host, named by the policy (its default key
+// without one). Keys are looked up under that provider only: a policy's
+// key that the provider lacks is no key (the request is refused), never
+// another provider's key of that name. ok is false without a key, and why
+// says which one is missing.
+func (ex *exchange) key() (key, why string, ok bool) {
 	name := ""
 	if ex.policy != nil {
 		name = ex.policy.Key
 	}
-	k, ok := ex.s.opt.Keys[name]
-	return k, ok && k != ""
+	p := ex.prov.Name()
+	if k, ok := ex.s.opt.Keys.Key(p, name); ok {
+		return k, "", true
+	}
+	if name == "" {
+		return "", "no default key for provider " + string(p), false
+	}
+	return "", "policy " + ex.policy.Name + " picks key " + name + ", which provider " + string(p) + " does not have", false
 }
 
-// refuse answers with an OpenAI-shaped error and records the refusal:
+// refuse answers with a provider-shaped error and records the refusal:
 // nothing was forwarded.
 func (ex *exchange) refuse(w http.ResponseWriter, r refusal) {
 	ex.rec.Kind = store.KindRefused
 	ex.fail(w, r)
 }
 
-// fail answers with an OpenAI-shaped error and records the exchange. A
+// fail answers with a provider-shaped error and records the exchange. A
 // refusal before authentication copies only bounded fields, and past its
 // source's rate is merged into a summary (see RefusalLimits).
 func (ex *exchange) fail(w http.ResponseWriter, r refusal) {
-	writeError(w, r)
+	writeErrorFor(w, r, ex.prov)
 	ex.tm.errType = r.typ
 	if ex.who == nil && ex.rec.Kind == store.KindRefused {
 		boundRefusal(ex.rec)
@@ -296,6 +327,7 @@ func (ex *exchange) finish(ctx context.Context, status int, outcome store.Outcom
 	for _, sec := range ex.secrets {
 		r.SecretHMACs = append(r.SecretHMACs, rules.SecretHMAC(key, sec))
 	}
+	ex.account(outcome)
 	_, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), r)
 	ex.observe(status, outcome, answer)
 	if err != nil {
@@ -403,17 +435,6 @@ func (ex *exchange) needsApproval(res rules.Result) (string, bool) {
 		return "policy " + ex.policy.Name, true
 	}
 	return "", false
-}
-
-// modelOf returns the "model" field of a JSON request body, if any.
-func modelOf(body []byte) string {
-	var v struct {
-		Model string `json:"model"`
-	}
-	if json.Unmarshal(body, &v) != nil || len(v.Model) > 200 {
-		return ""
-	}
-	return v.Model
 }
 
 // Bounds of what an exchange copies from the request into its record.

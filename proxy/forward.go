@@ -13,18 +13,19 @@ import (
 // forward swaps the credential, sends the request upstream and relays the
 // answer.
 func (ex *exchange) forward(w http.ResponseWriter, r *http.Request, body []byte) {
-	key, ok := ex.key()
+	key, why, ok := ex.key()
 	if !ok {
-		ex.refuse(w, refNoUpstreamKey)
+		ex.refuse(w, refNoUpstreamKey.with(why))
 		return
 	}
+	body = ex.askUsage(r.URL.Path, body)
 	up, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+ex.t.target()+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		ex.refuse(w, refCannotForward)
 		return
 	}
 	up.Header = outboundHeader(r.Header)
-	up.Header.Set("Authorization", "Bearer "+key)
+	ex.prov.SetKey(up.Header, key)
 	up.ContentLength = int64(len(body))
 	if len(body) > 0 {
 		up.Header.Set("Content-Length", strconv.Itoa(len(body)))
@@ -55,7 +56,11 @@ func (ex *exchange) forward(w http.ResponseWriter, r *http.Request, body []byte)
 func outboundHeader(in http.Header) http.Header {
 	h := in.Clone()
 	removeHopHeaders(h)
+	// Every header some provider's clients put a credential in: the
+	// runner's token never goes upstream, whichever header carried it.
 	h.Del("Authorization")
+	h.Del("X-Api-Key")
+	h.Del("Api-Key")
 	h.Del("Accept-Encoding")
 	h.Del("Content-Length")
 	// The body is already read whole; and the organisation and project

@@ -71,4 +71,4 @@ func (s *Server) countConnRefusal(why connlimit.Over) {
 func (s *Server) OpenConns() int { return s.connLimit.Open() }
 
 // BufferedBytes returns the bytes held of max_buffered_bytes.
-func (s *Server) BufferedBytes() int64 { return s.budget.used.Load() }
+func (s *Server) BufferedBytes() int64 { return s.mem.used.Load() }

@@ -47,6 +47,7 @@ type Metrics struct {
 	storeErrors     prometheus.Counter
 
 	inflight prometheus.Gauge
+	tokens   *tokenMetrics // metrics_tokens.go
 
 	mu    sync.Mutex
 	bound map[string]bool // gauge sources already registered
@@ -133,6 +134,7 @@ func NewMetrics() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.tokens = newTokenMetrics(m.reg)
 	// Series that exist before the first observation, so that dashboards
 	// and alerts see zero rather than nothing.
 	for _, p := range []string{phaseRequest, phaseResponse} {

@@ -148,13 +148,76 @@ func TestNodeSDKResponsesWebSocket(t *testing.T) {
 				}
 				return false
 			})
-			if rec.Outcome != store.OutcomeForwarded || rec.Identity.Runner != "ci-1" || rec.Path != wsPath {
+			if rec.Outcome != store.OutcomeForwarded || rec.Identity.Runner != "ci-1" || rec.Path != "/v1/responses" {
 				t.Errorf("websocket record: outcome %q, runner %q, path %q", rec.Outcome, rec.Identity.Runner, rec.Path)
 			}
 			if len(rec.Deltas) < 2 || !slices.ContainsFunc(rec.Rules, func(h store.RuleHit) bool { return h.Name == "aws-access-key" }) {
 				t.Errorf("websocket record lacks its deltas or the mask hit: deltas %d, rules %+v", len(rec.Deltas), rec.Rules)
 			}
 			assertNoSecretInDB(t, e, secret, testRealKey, testRunnerToken)
+		})
+	}
+}
+
+// TestNodeSDKChatStreamUsage streams chat completions with the official
+// Node SDK through the proxy: a runner that did not ask for usage sees the
+// stream it asked for (no "usage" member, no usage chunk) while the record
+// keeps the usage sessctl asked for; a runner that asked sees the usage
+// chunk.
+func TestNodeSDKChatStreamUsage(t *testing.T) {
+	node := nodeSDK(t)
+	e := newEnv(t, usageUpstream)
+	for _, asked := range []bool{false, true} {
+		t.Run("include_usage="+strconv.FormatBool(asked), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, node, "chat_stream.mjs")
+			cmd.Dir = nodeSDKDir
+			cmd.Env = []string{
+				"PATH=" + os.Getenv("PATH"),
+				"HOME=" + t.TempDir(),
+				"OPENAI_API_KEY=" + testRunnerToken,
+				"HTTPS_PROXY=" + e.proxyURL.String(),
+				"NODE_EXTRA_CA_CERTS=" + e.caFile(),
+				"SESSCTL_INCLUDE_USAGE=" + strconv.FormatBool(asked),
+			}
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("node chat_stream.mjs: %v\nstderr:\n%s", err, stderr.String())
+			}
+			var chunks []map[string]json.RawMessage
+			for _, l := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+				var c map[string]json.RawMessage
+				if err := json.Unmarshal([]byte(l), &c); err != nil {
+					t.Fatalf("chunk %q: %v", l, err)
+				}
+				chunks = append(chunks, c)
+			}
+			if !asked {
+				if len(chunks) != 3 {
+					t.Fatalf("the SDK got %d chunks, want the 3 it asked for:\n%s", len(chunks), stdout.String())
+				}
+				for _, c := range chunks {
+					if _, ok := c["usage"]; ok {
+						t.Fatalf("a chunk the SDK got has a usage member it did not ask for:\n%s", stdout.String())
+					}
+				}
+			} else {
+				if len(chunks) != 4 || string(chunks[3]["choices"]) != "[]" || !strings.Contains(string(chunks[3]["usage"]), `"total_tokens":15`) {
+					t.Fatalf("the SDK did not get the usage chunk it asked for:\n%s", stdout.String())
+				}
+				if string(chunks[0]["usage"]) != "null" {
+					t.Errorf("chunks lost their usage: null: %s", stdout.String())
+				}
+			}
+			rec := lastRecord(t, e)
+			if rec.Usage == nil || *rec.Usage != (store.Usage{Input: 12, CachedInput: 4, Output: 3, Total: 15}) || rec.Identity.Runner != "ci-1" {
+				t.Fatalf("record usage %+v runner %q", rec.Usage, rec.Identity.Runner)
+			}
+			if got := rec.Extra["usage_requested"] == "true"; got == asked {
+				t.Errorf("record says sessctl asked for usage: %v; the runner asked: %v", got, asked)
+			}
 		})
 	}
 }

@@ -148,7 +148,13 @@ func (ex *exchange) span(end time.Time, status int, outcome store.Outcome, provi
 	if status > 0 {
 		attrs = append(attrs, attribute.Int("http.response.status_code", status))
 	}
-	if u := usageOf(answer); u.known() {
+	u := usageOf(answer)
+	if r := ex.rec.Usage; r != nil {
+		// The usage sessctl recorded is the provider's, even where the
+		// runner's answer lacks it (a usage chunk it did not ask for).
+		u.In, u.Out = r.Input, r.Output
+	}
+	if u.known() {
 		if u.Model != "" {
 			attrs = append(attrs, attribute.String("gen_ai.response.model", truncate(u.Model, 200)))
 		}

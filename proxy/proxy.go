@@ -15,9 +15,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/budget"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/internal/connlimit"
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -73,8 +75,13 @@ type Options struct {
 	Approvals *approval.Queue
 	// ApprovalMode is "hold" (default) or "ticket".
 	ApprovalMode string
-	// Keys maps key names to real API keys; "" is the default key.
-	Keys map[string]string
+	// Providers assigns a provider (by name) to intercepted hosts other
+	// than the providers' own (see provider.ForHost). New refuses an
+	// intercepted host with no known provider.
+	Providers map[string]string
+	// Keys holds the real API keys by provider; a provider's default key
+	// is named "". A request gets a key of its host's provider only.
+	Keys provider.Keys
 	// Upstream is the transport to the real API (see NewTransport).
 	Upstream http.RoundTripper
 	// UpstreamDial dials the upstream for WebSockets (the same dialer as
@@ -121,6 +128,9 @@ type Options struct {
 	// LowDisk, if set, reports that the log's volume is below its free
 	// space reserve: refusals are then only counted in summaries.
 	LowDisk func() bool
+	// Budget admits requests against their policy's budget:; nil counts
+	// in memory from zero (the server seeds one from the store).
+	Budget  *budget.Meter
 	Logger  *slog.Logger
 	Metrics *Metrics
 	// Tracing, when set, gets one span per exchange (GenAI semantic
@@ -135,6 +145,8 @@ type Server struct {
 	opt       Options
 	log       *slog.Logger
 	intercept map[string]bool
+	// providers is the provider of each intercepted host.
+	providers map[string]provider.Name
 	pass      map[string]bool
 	inner     *http.Server
 	conns     *connListener
@@ -144,7 +156,7 @@ type Server struct {
 	ports     map[string]bool
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 	refusals  *refusalLog
-	budget    *budget
+	mem       *memBudget
 	connLimit *connlimit.Limiter
 	// recordErrs logs repeated identical record failures once.
 	recordErrs, unavailErrs errLog
@@ -167,6 +179,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics()
 	}
+	opts.Budget = newMeter(opts)
 	// Unset limits take sessctl's defaults, which live in config.
 	def := config.Default()
 	if opts.MaxBody <= 0 {
@@ -228,8 +241,16 @@ func New(opts Options) (*Server, error) {
 		inflight:  newInflight(opts.MaxInflight),
 		dial:      opts.PassthroughDial,
 		refusals:  newRefusalLog(opts.Refusals, opts.LowDisk),
-		budget:    &budget{max: opts.MaxBufferedBytes},
+		mem:       &memBudget{max: opts.MaxBufferedBytes},
 		connLimit: connlimit.New(opts.MaxConns, opts.MaxConnsPerSource),
+	}
+	s.providers = make(map[string]provider.Name, len(s.intercept))
+	for h := range s.intercept {
+		p, ok := provider.ForHost(h, opts.Providers)
+		if !ok {
+			return nil, fmt.Errorf("proxy: intercepted host %s has no known provider: assign one in providers", h)
+		}
+		s.providers[h] = p
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.runSummaries(s.ctx)

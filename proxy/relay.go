@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/usage"
 )
 
 // maxDeltas bounds the per-delta timing kept in one record.
@@ -57,7 +59,7 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 	ex.tm.upFirst, ex.tm.whole = time.Now(), true
 	if errors.Is(err, errOverBudget) {
 		clear(w.Header())
-		ex.fail(w, refAnswerBudget.with(ex.s.budget.max))
+		ex.fail(w, refAnswerBudget.with(ex.s.mem.max))
 		return
 	}
 	if err != nil {
@@ -70,12 +72,26 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 		ex.fail(w, refAnswerTooLarge.with(ex.s.opt.MaxBody))
 		return
 	}
-	res := ex.rules.Response(data)
+	ex.rec.Usage = ex.answerUsage(data, false)
+	res := ex.rules.ResponseIn(data, ex.prov.Dialect())
 	ex.addHits(res)
 	ex.rec.ResponseBody = res.Body
+	if b := cmp.Or(res.Block, res.Approve); b != nil {
+		// A block rule fired in the answer (or an approve rule, which an
+		// answer cannot wait for; or a mask rule in a signed thinking
+		// block, which is not edited): the runner gets an error, as a
+		// stream would end with one. The record keeps the masked answer.
+		clear(w.Header())
+		ref := forAnswerRule(b)
+		if res.InThinking {
+			ref = refAnswerThinking.with(b.Name)
+		}
+		ex.fail(w, ref)
+		return
+	}
 	if !ex.finish(ctx, status, store.OutcomeForwarded, "") {
 		clear(w.Header())
-		writeError(w, refNotRecorded)
+		writeErrorFor(w, refNotRecorded, ex.prov)
 		return
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(res.Body)))
@@ -105,9 +121,11 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	cw.flush()
 	var sink io.Writer = cw
 	var masker *rules.SSEMasker
+	var tap *usage.Stream
 	if sse {
-		masker = ex.rules.NewSSE(cw, cw.flush, rules.StreamOptions{Holdback: ex.s.opt.Holdback})
-		sink = masker
+		masker = ex.rules.NewSSE(cw, cw.flush, rules.StreamOptions{Holdback: ex.s.opt.Holdback, Dialect: ex.prov.Dialect()})
+		tap = usage.NewStream(masker, ex.stripUsage, int(ex.s.opt.MaxBody))
+		sink = tap
 	}
 	buf := make([]byte, 32<<10)
 	outcome, reason := store.OutcomeForwarded, ""
@@ -147,14 +165,28 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	}
 	if masker != nil {
 		if outcome == store.OutcomeForwarded && masker.Blocked() == nil {
-			if err := masker.Close(); err != nil {
+			err := tap.Close()
+			if err == nil {
+				err = masker.Close()
+			}
+			if err != nil {
 				outcome, reason = store.OutcomeClientGone, "client went away mid-answer"
 			}
 		}
 		ex.addHits(masker.Result())
 		if b := masker.Blocked(); b != nil {
 			outcome, reason = store.OutcomeBlocked, "answer blocked by rule "+b.Name
+			if masker.InThinking() {
+				// A thinking block is signed: sessctl ends the answer
+				// rather than edit it.
+				reason = "answer ended: rule " + b.Name + " matched inside a thinking block, which is not edited"
+			}
 		}
+		u := tap.Usage()
+		if ex.prov.Dialect() != rules.DialectOpenAI {
+			u = ex.providerUsage(cw.rec, true)
+		}
+		ex.streamUsage(u, outcome)
 	}
 	ex.rec.ResponseBody = cw.rec
 	ex.rec.Deltas = cw.deltas

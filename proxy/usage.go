@@ -5,14 +5,14 @@ import (
 	"encoding/json"
 )
 
-// usage is what an answer says about itself: model, id and token counts.
+// answerUsage is what an answer says about itself: model, id and token counts.
 // Nothing of its text.
-type usage struct {
+type answerUsage struct {
 	Model, ID string
 	In, Out   int64
 }
 
-func (u usage) known() bool { return u.Model != "" || u.ID != "" || u.In > 0 || u.Out > 0 }
+func (u answerUsage) known() bool { return u.Model != "" || u.ID != "" || u.In > 0 || u.Out > 0 }
 
 // usageFields are the fields read from one JSON answer or stream event:
 // OpenAI chat completions (prompt_tokens, completion_tokens), the
@@ -38,8 +38,8 @@ type usageEvent struct {
 // usageOf reads usage from an answer: one JSON object, JSON objects one
 // after another (a WebSocket's events), or a server-sent event stream;
 // later events refine what earlier ones said.
-func usageOf(answer []byte) usage {
-	var u usage
+func usageOf(answer []byte) answerUsage {
+	var u answerUsage
 	answer = bytes.TrimSpace(answer)
 	if len(answer) == 0 {
 		return u
@@ -68,7 +68,7 @@ func usageOf(answer []byte) usage {
 }
 
 // add merges what one JSON object says.
-func (u *usage) add(data []byte) {
+func (u *answerUsage) add(data []byte) {
 	var ev usageEvent
 	if json.Unmarshal(data, &ev) != nil {
 		return

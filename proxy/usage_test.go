@@ -6,27 +6,27 @@ func TestUsageOf(t *testing.T) {
 	cases := []struct {
 		name   string
 		answer string
-		want   usage
+		want   answerUsage
 	}{
 		{"chat completion", `{"id":"chatcmpl-1","model":"gpt-4o","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4}}`,
-			usage{Model: "gpt-4o", ID: "chatcmpl-1", In: 9, Out: 4}},
+			answerUsage{Model: "gpt-4o", ID: "chatcmpl-1", In: 9, Out: 4}},
 		{"chat stream with usage chunk", "data: {\"id\":\"c2\",\"model\":\"gpt-4o\",\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n" +
 			"data: {\"id\":\"c2\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
-			usage{Model: "gpt-4o", ID: "c2", In: 3, Out: 2}},
+			answerUsage{Model: "gpt-4o", ID: "c2", In: 3, Out: 2}},
 		{"responses stream", "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-5\"}}\n\n" +
 			"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-5\",\"usage\":{\"input_tokens\":20,\"output_tokens\":7}}}\n\n",
-			usage{Model: "gpt-5", ID: "resp_1", In: 20, Out: 7}},
+			answerUsage{Model: "gpt-5", ID: "resp_1", In: 20, Out: 7}},
 		{"anthropic stream", "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude\",\"usage\":{\"input_tokens\":15,\"output_tokens\":1}}}\n\n" +
 			"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":30}}\n\n",
-			usage{Model: "claude", ID: "msg_1", In: 15, Out: 30}},
+			answerUsage{Model: "claude", ID: "msg_1", In: 15, Out: 30}},
 		{"websocket events", `{"type":"response.created","response":{"id":"resp_9","model":"gpt-5"}}` +
 			`{"type":"response.output_text.delta","delta":"hi"}` +
 			`{"type":"response.completed","response":{"id":"resp_9","model":"gpt-5","usage":{"input_tokens":8,"output_tokens":2}}}`,
-			usage{Model: "gpt-5", ID: "resp_9", In: 8, Out: 2}},
-		{"no usage", `{"choices":[]}`, usage{}},
-		{"not JSON", "garbage\x00", usage{}},
-		{"broken event", "data: {\"usage\":\n\n", usage{}},
-		{"empty", "", usage{}},
+			answerUsage{Model: "gpt-5", ID: "resp_9", In: 8, Out: 2}},
+		{"no usage", `{"choices":[]}`, answerUsage{}},
+		{"not JSON", "garbage\x00", answerUsage{}},
+		{"broken event", "data: {\"usage\":\n\n", answerUsage{}},
+		{"empty", "", answerUsage{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

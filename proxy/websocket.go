@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -20,11 +21,8 @@ import (
 
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/usage"
 )
-
-// wsPath is the one path on which sessctl carries WebSockets: the
-// Responses API's WebSocket transport.
-const wsPath = "/v1/responses"
 
 // isWebSocket reports whether r asks to upgrade to a WebSocket.
 func isWebSocket(r *http.Request) bool {
@@ -67,20 +65,20 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, ex *exch
 		ex.refuse(w, refShuttingDown)
 		return
 	}
-	if r.URL.Path != wsPath {
-		ex.refuse(w, refWebSocketPath.with(wsPath))
+	if path := ex.prov.WebSocketPath(); path == "" || r.URL.Path != path {
+		ex.refuse(w, refWebSocketPath.with(cmp.Or(path, "no path of "+ex.t.host)))
 		return
 	}
-	key, ok := ex.key()
+	key, why, ok := ex.key()
 	if !ok {
-		ex.refuse(w, refNoUpstreamKey)
+		ex.refuse(w, refNoUpstreamKey.with(why))
 		return
 	}
 	hdr := outboundHeader(r.Header)
 	for _, h := range wsHandshakeHeaders {
 		hdr.Del(h)
 	}
-	hdr.Set("Authorization", "Bearer "+key)
+	ex.prov.SetKey(hdr, key)
 	var subprotocols []string
 	for _, v := range r.Header.Values("Sec-Websocket-Protocol") {
 		for _, p := range strings.Split(v, ",") {
@@ -283,6 +281,12 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 		c.sendError(ctx, ex, forRule(res.Block))
 		return true
 	}
+	if evType == "response.create" {
+		if ref, ok := ex.checkEventModel(msg); !ok {
+			c.sendError(ctx, ex, ref)
+			return true
+		}
+	}
 	if why, ok := ex.needsApproval(res); ok && evType != "response.cancel" {
 		v := ex.awaitApproval(ctx, why, res.Body)
 		if v.clientGone {
@@ -306,6 +310,10 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 	}
 	if isWarmup(msg) {
 		ex.rec.Extra["warmup"] = "true"
+	}
+	if ref, _, ok := ex.admit(ctx); !ok {
+		c.sendError(ctx, ex, ref)
+		return true
 	}
 	if err := begin(ctx, c.s.opt.Store, ex.rec); err != nil {
 		c.sendError(ctx, ex, refStoreUnavailable)
@@ -410,6 +418,9 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 				out = append(wx.masker.Flush(), out...)
 			}
 			outcome, reason := store.OutcomeForwarded, ""
+			if u, ok := usage.FromJSON(msg); ok {
+				wx.ex.rec.Usage = u
+			}
 			if b := wx.masker.Blocked(); b != nil {
 				outcome, reason = store.OutcomeBlocked, "answer blocked by rule "+b.Name
 			}
@@ -453,6 +464,7 @@ func (c *wsConn) complete(ctx context.Context, wx *wsExchange, status int, outco
 		return true
 	}
 	wx.ex.addHits(wx.masker.Result())
+	wx.ex.streamUsage(wx.ex.rec.Usage, outcome)
 	wx.ex.rec.ResponseBody = wx.cw.rec
 	wx.ex.rec.Deltas = wx.cw.deltas
 	return wx.ex.finish(ctx, status, outcome, reason)

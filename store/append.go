@@ -26,11 +26,12 @@ const maxYields = 3
 
 // job is one unit of work for the appender goroutine.
 type job struct {
-	rec     *Record // record to append (a copy of the caller's), or nil
-	pre     []byte  // JSON of rec with seq 0 and prev "" (see leafFrom)
-	req     []byte  // stored request body value (salt ‖ body), or nil
-	resp    []byte  // stored response body value, or nil
-	pending []byte  // Begin: pending entry for rec.SessionID
+	rec     *Record  // record to append (a copy of the caller's), or nil
+	pre     []byte   // JSON of rec with seq 0 and prev "" (see leafFrom)
+	req     []byte   // stored request body value (salt ‖ body), or nil
+	resp    []byte   // stored response body value, or nil
+	pending []byte   // Begin: pending entry for rec.SessionID
+	charges []Charge // budget charges written with rec
 	// fn runs alone in its own transaction before rec is appended.
 	fn   func(tx *bbolt.Tx, st *chainState) error
 	hash tlog.Hash
@@ -60,6 +61,9 @@ func newJob(r *Record) (*job, error) {
 	if r.Kind == "" {
 		return nil, errors.New("store: append: record has no kind")
 	}
+	if err := checkCharges(r.Charges); err != nil {
+		return nil, err
+	}
 	rec := *r
 	rec.Seq, rec.Prev, rec.Request, rec.Response = 0, "", nil, nil
 	rec.RequestBody, rec.ResponseBody = nil, nil
@@ -70,7 +74,8 @@ func newJob(r *Record) (*job, error) {
 		rec.End = rec.Start
 	}
 	rec.Start, rec.End = rec.Start.UTC(), rec.End.UTC()
-	j := &job{rec: &rec, done: make(chan struct{})}
+	j := &job{rec: &rec, charges: r.Charges, done: make(chan struct{})}
+	rec.Charges = nil
 	if rec.Recording != RecordingMetadata {
 		var err error
 		if len(r.RequestBody) > 0 {
@@ -493,6 +498,9 @@ func (s *Store) appendTx(tx *bbolt.Tx, st *chainState, j *job) error {
 		}
 	}
 	if err := tx.Bucket(bucketTimes).Put(timeKey(r.Start, seq), nil); err != nil {
+		return err
+	}
+	if err := putCharges(tx, j.charges); err != nil {
 		return err
 	}
 	t := timeBits(r.Start)

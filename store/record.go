@@ -58,12 +58,15 @@ const (
 	OutcomeRefused         Outcome = "refused"
 	OutcomeSpliced         Outcome = "spliced"
 	OutcomePending         Outcome = "pending"
+	// OutcomeBudgetExceeded is a request refused because its policy's
+	// budget for the window is spent.
+	OutcomeBudgetExceeded Outcome = "budget_exceeded"
 )
 
 // Outcomes lists every outcome, in the order the UI offers them.
 var Outcomes = []Outcome{OutcomeForwarded, OutcomeBlocked, OutcomeDenied, OutcomeUnauthenticated,
 	OutcomeApprovalDenied, OutcomeApprovalTimeout, OutcomeUpstreamError, OutcomeClientGone,
-	OutcomeAborted, OutcomeRefused, OutcomeSpliced, OutcomePending}
+	OutcomeAborted, OutcomeRefused, OutcomeSpliced, OutcomePending, OutcomeBudgetExceeded}
 
 // Record is one entry of the log as the proxy hands it to Append. The store
 // assigns Seq and Prev, replaces the bodies with salted commitments, and
@@ -79,12 +82,15 @@ type Record struct {
 	Identity Identity          `json:"identity"`
 	Meta     map[string]string `json:"meta_unverified,omitempty"` // client-declared Sessctl-Meta-* headers
 
-	Conn   Conn   `json:"conn"`
-	Host   string `json:"host,omitempty"`
-	Method string `json:"method,omitempty"`
-	Path   string `json:"path,omitempty"`
-	Model  string `json:"model,omitempty"`
-	Status int    `json:"status,omitempty"`
+	Conn Conn   `json:"conn"`
+	Host string `json:"host,omitempty"`
+	// Provider is the provider of Host (openai, anthropic, azure-openai):
+	// the API the exchange spoke.
+	Provider string `json:"provider,omitempty"`
+	Method   string `json:"method,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Model    string `json:"model,omitempty"`
+	Status   int    `json:"status,omitempty"`
 	// Outcome is one of the Outcome* constants.
 	Outcome Outcome `json:"outcome,omitempty"`
 	// Reason is a short human explanation (error text with no secrets).
@@ -100,6 +106,9 @@ type Record struct {
 	Request  *Commitment `json:"request,omitempty"`
 	Response *Commitment `json:"response,omitempty"`
 
+	// Usage is the token usage the upstream reported, when it did.
+	Usage *Usage `json:"usage,omitempty"`
+
 	// Deltas keep each streamed delta's arrival offset and size.
 	Deltas []Delta `json:"deltas,omitempty"`
 	// SecretHMACs are HMAC-SHA256 (hex) of each masked value under the
@@ -109,10 +118,18 @@ type Record struct {
 	// range, connect byte counts...).
 	Extra map[string]string `json:"extra,omitempty"`
 
+	// Origin names the log a record was read from when it comes from a
+	// fleet's central copy (package central), where records of several
+	// logs mix. It is never part of a leaf: EncodeLeaf refuses it.
+	Origin string `json:"origin,omitempty"`
+
 	// RequestBody and ResponseBody are the bodies as the store must keep
 	// them (already masked). They are not part of the leaf.
 	RequestBody  []byte `json:"-"`
 	ResponseBody []byte `json:"-"`
+	// Charges are added to budget counters in the transaction that
+	// appends the record. They are not part of the leaf.
+	Charges []Charge `json:"-"`
 }
 
 // Identity is who made a request, as verified by sessctl.

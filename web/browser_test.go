@@ -270,6 +270,27 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("claude replay", func(t *testing.T) {
+		claude := itoa(l.seq["claude"])
+		step(t, ctx, "open the Claude session",
+			chromedp.Navigate(base+"/sessions/"+claude),
+			chromedp.WaitVisible(chromedp.CSS("#identity")),
+		)
+		if got := eval[string](t, ctx, `document.querySelector("main").textContent`); !strings.Contains(got, "anthropic") || !strings.Contains(got, "[tool call bash]") {
+			t.Errorf("the session page shows neither provider nor tool call: %.400q", got)
+		}
+		step(t, ctx, "replay it",
+			chromedp.Navigate(base+"/sessions/"+claude+"/replay"),
+			chromedp.WaitVisible(chromedp.CSS(`#replay[data-state="ready"]`)),
+			chromedp.Click(chromedp.CSS("#play")),
+			chromedp.WaitVisible(chromedp.CSS(`#replay[data-state="done"]`)),
+		)
+		shot(t, ctx, "claude-replay")
+		if got := eval[string](t, ctx, `document.querySelector("#replay-text").textContent`); got != claudeText {
+			t.Errorf("Claude replay text %q, want %q", got, claudeText)
+		}
+	})
+
 	t.Run("replay", func(t *testing.T) {
 		step(t, ctx, "open the replay",
 			chromedp.Navigate(base+"/sessions/"+stream+"/replay"),
@@ -385,6 +406,36 @@ func TestBrowser(t *testing.T) {
 		)
 		if d := <-held; d.Decision != approval.Denied || d.Reason != "not in a freeze" {
 			t.Errorf("the held request got %+v", d)
+		}
+	})
+
+	t.Run("usage page", func(t *testing.T) {
+		addUsageRecords(t, l)
+		step(t, ctx, "open the usage page",
+			chromedp.Navigate(base+"/usage?since="+t0.Add(-time.Hour).Format(time.RFC3339)+"&until="+t0.Add(3*time.Hour).Format(time.RFC3339)),
+			chromedp.WaitVisible(chromedp.CSS("#top-repos")),
+			chromedp.Poll[chromedp.Void](`document.body.dataset.charts === "drawn"`),
+		)
+		shot(t, ctx, "usage")
+		// Each chart drew on its canvas: Chart.js registered an instance
+		// and the canvas has pixels that are not blank.
+		for _, id := range []string{"chart-series", "chart-repos", "chart-models", "chart-blocks"} {
+			if !eval[bool](t, ctx, `(() => { const c = document.getElementById("`+id+`"); const ch = Chart.getChart(c); if (!ch || c.width === 0) return false;
+				const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true; return false; })()`) {
+				t.Errorf("chart %s was not drawn", id)
+			}
+		}
+		if got := eval[[]string](t, ctx, `Chart.getChart(document.getElementById("chart-repos")).data.labels`); len(got) < 2 || got[0] != "acme/api" {
+			t.Errorf("top repositories chart labels %v", got)
+		}
+		if got := eval[string](t, ctx, `document.querySelector("#top-models tbody tr td").textContent`); got != "gpt-4o" {
+			t.Errorf("top model %q", got)
+		}
+		if got := eval[string](t, ctx, `document.querySelector("#blocks").textContent`); !strings.Contains(got, "aws-key") || !strings.Contains(got, "(budget)") {
+			t.Errorf("blocks table %q", got)
+		}
+		if got := eval[string](t, ctx, `document.querySelector("main .hint").textContent`); !strings.Contains(got, "4321 tokens") {
+			t.Errorf("totals %q", got)
 		}
 	})
 

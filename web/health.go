@@ -7,41 +7,40 @@ import (
 	"syscall"
 )
 
-// health is the body of /healthz.
-type health struct {
-	Status string `json:"status"`
-	// Reason says why the gate is closed (status "unavailable").
-	Reason string `json:"reason,omitempty"`
-	// Warnings name conditions that will close the gate if they go on
-	// (a disk near its reserve), while it is still open.
-	Warnings []string `json:"warnings,omitempty"`
-}
-
 // healthz answers 200 {"status":"ok"} while sessctl can do its job and 503
-// with the reason otherwise. The reasons and warnings of a store error
-// name files; only an authenticated caller (admin token or login) sees
-// them in full, anyone else gets the error class without paths.
+// with the reason otherwise, with Options.HealthDetail's members and the
+// warnings (conditions that will close the gate if they go on). The
+// reasons and warnings of a store error name files; only an authenticated
+// caller (admin token or login) sees them in full, anyone else gets the
+// error class without paths.
 func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_, authErr := h.authenticate(r)
 	full := authErr == nil
-	out := health{Status: "ok"}
+	body := map[string]any{}
+	if h.o.HealthDetail != nil {
+		body = h.o.HealthDetail()
+	}
+	body["status"] = "ok"
 	status := http.StatusOK
 	if h.o.Health != nil {
 		if err := h.o.Health(); err != nil {
 			status = http.StatusServiceUnavailable
-			out.Status = "unavailable"
-			out.Reason = publicReason(err, full, "session log unavailable")
+			body["status"], body["reason"] = "unavailable", publicReason(err, full, "session log unavailable")
 		}
 	}
 	if h.o.Warnings != nil {
+		var warnings []string
 		for _, err := range h.o.Warnings() {
-			out.Warnings = append(out.Warnings, publicReason(err, full, "warning (authenticate for details)"))
+			warnings = append(warnings, publicReason(err, full, "warning (authenticate for details)"))
+		}
+		if len(warnings) > 0 {
+			body["warnings"] = warnings
 		}
 	}
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(out)
+	json.NewEncoder(w).Encode(body)
 }
 
 // publicReason words err for /healthz: in full for an authenticated

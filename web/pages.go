@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +56,9 @@ var templateFuncs = template.FuncMap{
 		return s
 	},
 	"claim": claimOf,
+	// path names a record in a URL path: its sequence number, or
+	// SEQ@ORIGIN (escaped) for a record of a fleet.
+	"path": func(r *store.Record) string { return url.PathEscape(query.RecordRef(r)) },
 }
 
 // loadPages parses the embedded templates. They are part of the binary and
@@ -127,6 +129,7 @@ func (h *handler) routePages(mux *http.ServeMux) {
 	mux.Handle("GET /sessions/{id}", h.requirePage(h.sessionPage))
 	mux.Handle("GET /sessions/{id}/replay", h.requirePage(h.replayPage))
 	mux.Handle("GET /approvals", h.requirePage(h.approvalsPage))
+	mux.Handle("GET /usage", h.requirePage(h.usagePage))
 	mux.Handle("POST /approvals/{id}/approve", h.requirePage(h.decideForm(approval.Approved)))
 	mux.Handle("POST /approvals/{id}/deny", h.requirePage(h.decideForm(approval.Denied)))
 }
@@ -348,7 +351,7 @@ func (h *handler) replayPage(w http.ResponseWriter, r *http.Request, p *principa
 	if !ok {
 		return
 	}
-	v := replayView{D: sd, Seq: strconv.FormatUint(sd.Seq, 10)}
+	v := replayView{D: sd, Seq: query.RecordRef(sd.Record)}
 	if sd.Prompt != nil {
 		v.Prompt = prettyBody([]byte(*sd.Prompt))
 	}

@@ -21,6 +21,8 @@
 //	GET  /api/v1/sessions/{id}          record, prompt and answer
 //	GET  /api/v1/sessions/{id}/answer   the answer's bytes as the runner got them
 //	GET  /api/v1/export?from=SEQ&bodies=1  JSONL, one record a line with its chain hash
+//	GET  /api/v1/usage?by=repo,model&since=7d  usage totals per group
+//	GET  /api/v1/usage/report?since=7d  the Usage page's charts as data
 //	GET  /api/v1/approvals              pending requests
 //	GET  /api/v1/approvals/{id}
 //	POST /api/v1/approvals/{id}/approve {"reason": "..."}
@@ -63,6 +65,9 @@ type Options struct {
 	// go on (free disk space near its reserve); /healthz shows them while
 	// it still answers 200.
 	Warnings func() []error
+	// HealthDetail, if set, adds its members to the /healthz answer (e.g.
+	// "central": the shipping lag); they never make it fail.
+	HealthDetail func() map[string]any
 	// Metrics writes the counters in Prometheus text format.
 	Metrics func(w io.Writer) error
 	Logger  *slog.Logger
@@ -70,9 +75,10 @@ type Options struct {
 	// Sessions is the session log the API and UI read. Without it the
 	// session endpoints answer 503.
 	Sessions query.Source
-	// Approvals is the queue of held requests. Without it the approval
+	// Approvals is the inbox of held requests: this process's
+	// *approval.Queue, or a fleet's shared inbox. Without it the approval
 	// endpoints answer 503.
-	Approvals *approval.Queue
+	Approvals approval.Inbox
 	// AdminTokens are the admin credentials (token_sha256 or token); the
 	// name is recorded as the approver of each decision. With none, the
 	// API and UI refuse every request.
@@ -145,6 +151,8 @@ func NewHandler(o Options) http.Handler {
 	api.HandleFunc("GET /api/v1/sessions/{id}/answer", h.apiAnswer)
 	api.HandleFunc("GET /api/v1/export", h.apiExport)
 	api.HandleFunc("GET /api/v1/snapshot", h.apiSnapshot)
+	api.HandleFunc("GET /api/v1/usage", h.apiUsage)
+	api.HandleFunc("GET /api/v1/usage/report", h.apiUsageReport)
 	api.HandleFunc("GET /api/v1/approvals", h.apiApprovals)
 	api.HandleFunc("GET /api/v1/approvals/stream", h.apiApprovalStream)
 	api.HandleFunc("GET /api/v1/approvals/{id}", h.apiApproval)

@@ -97,8 +97,14 @@ func (c *Client) Insecure() bool {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
+	// path is escaped (an id may hold a "/", as SEQ@ORIGIN does).
 	u := *c.base
-	u.Path += path
+	escaped := u.EscapedPath() + path
+	unescaped, err := url.PathUnescape(escaped)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: path %q: %w", path, err)
+	}
+	u.Path, u.RawPath = unescaped, escaped
 	u.RawQuery = q.Encode()
 	var rd io.Reader
 	if body != nil {
@@ -173,6 +179,15 @@ func (c *Client) Sessions(ctx context.Context, q query.Query, fn func(*store.Rec
 		}
 		q.After = l.Next
 	}
+}
+
+// Usage returns usage totals grouped as q asks (GET /api/v1/usage).
+func (c *Client) Usage(ctx context.Context, q query.UsageQuery) ([]query.UsageRow, error) {
+	var l UsageList
+	if err := c.getJSON(ctx, "/api/v1/usage", q.Values(), &l); err != nil {
+		return nil, err
+	}
+	return l.Usage, nil
 }
 
 // Session returns one record with its bodies.
@@ -309,4 +324,9 @@ type ApprovalList struct {
 // DecisionRequest is the body of POST /api/v1/approvals/{id}/approve|deny.
 type DecisionRequest struct {
 	Reason string `json:"reason"`
+}
+
+// UsageList is the body of GET /api/v1/usage.
+type UsageList struct {
+	Usage []query.UsageRow `json:"usage"`
 }

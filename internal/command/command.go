@@ -25,10 +25,13 @@ func New() *cli.App {
 			tokenCommand(),
 			rulesCommand(),
 			sessionsCommand(),
+			consoleCommand(),
 			approvalsCommand(),
+			usageCommand(),
 			verifyCommand(),
 			proofCommand(),
 			checkpointCommand(),
+			shipCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

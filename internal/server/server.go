@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/budget"
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/internal/diskspace"
@@ -34,6 +35,7 @@ import (
 	"github.com/sessctl/sessctl/internal/progress"
 	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/internal/tracing"
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
@@ -65,6 +67,7 @@ type server struct {
 	log     *slog.Logger
 	certs   *caSource
 	store   *store.Store
+	fleet   *fleet // shipping to central_dsn
 	rules   atomic.Pointer[rules.Set]
 	queue   *approval.Queue
 	proxy   *proxy.Server
@@ -109,13 +112,14 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range cfg.Policies {
-		if p.Key != "" && keys[p.Key] == "" {
-			return nil, fmt.Errorf("policy %s: key %q is not among upstream_keys", p.Name, p.Key)
-		}
+	if err := checkPolicyKeys(cfg, keys); err != nil {
+		return nil, err
 	}
-	if keys[""] == "" {
-		log.Warn("no upstream API key: set upstream_key_file or OPENAI_API_KEY; intercepted requests get 503 until then")
+	for _, p := range interceptedProviders(cfg) {
+		if _, ok := keys.Key(p, ""); !ok {
+			log.Warn("no upstream API key for an intercepted provider; its requests get 503 until then",
+				"provider", p, "set", "upstream_keys "+string(p)+" or "+provider.For(p).KeyEnv())
+		}
 	}
 	metrics := proxy.NewMetrics()
 	if s.cos, err = newCosigner(cfg, log, metrics.WitnessFork); err != nil {
@@ -132,6 +136,9 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Progress:           progress.Tasks(os.Stderr, progress.Options{Quiet: cfg.Quiet, Unit: "records"}),
 	})
 	if err != nil {
+		return nil, err
+	}
+	if s.fleet, err = startFleet(ctx, cfg, s.store, log); err != nil {
 		return nil, err
 	}
 	metrics.ObserveLog(s.store)
@@ -156,6 +163,11 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if err != nil {
 		return nil, err
 	}
+	// Budget counters start where the last run left them.
+	counter := budget.NewLocal()
+	if err := s.store.Budgets(counter.Seed); err != nil {
+		return nil, err
+	}
 	s.disk = diskspace.New(filepath.Dir(cfg.DB), uint64(cfg.DiskReserve))
 	observeDisk(metrics, s.disk)
 	s.queue = approval.NewQueue(time.Duration(cfg.ApprovalTimeout))
@@ -169,19 +181,24 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Certs: s.certs.Certs, Store: s.store, Auth: auth, Policies: cfg.Policies,
 		Rules:     s.rules.Load,
 		Approvals: s.queue, ApprovalMode: cfg.ApprovalMode,
-		Keys:     keys,
-		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
+		Providers: cfg.Providers,
+		Keys:      keys,
+		Upstream:  tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
 		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage, MaxInflight: int(cfg.MaxInflight),
 		MaxBufferedBytes: cfg.MaxBufferedBytes, LowDisk: s.disk.Low,
 		MaxConns: fitConns(cfg.MaxConns, log), MaxConnsPerSource: cfg.MaxConnsPerSource,
 		Refusals: proxy.RefusalLimits{PerMinute: cfg.RefusalRecordsPerMinute, Burst: cfg.RefusalBurst, Interval: time.Duration(cfg.RefusalSummaryInterval)},
-		Logger:   log, Metrics: metrics, Tracing: traces,
+		Logger:   log, Metrics: metrics, Tracing: traces, Budget: budget.NewMeter(counter, nil),
 	})
 	if err != nil {
 		return nil, err
 	}
 
+	inbox, sessions, err := s.fleet.admin(ctx, s.queue, s.store, log)
+	if err != nil {
+		return nil, err
+	}
 	if s.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
@@ -194,8 +211,9 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	}
 	s.admin = &http.Server{
 		Handler: web.NewHandler(web.Options{
-			Health: healthWith(s.store.Healthy, s.cos), Warnings: s.disk.Warnings, Metrics: metricsWith(metrics.WritePrometheus, s.cos), Logger: log,
-			Sessions: s.store, Approvals: s.queue, AdminTokens: admins,
+			Health: healthWith(s.store.Healthy, s.cos), HealthDetail: s.fleet.healthDetail, Warnings: s.disk.Warnings,
+			Metrics: metricsWith(s.fleet.metrics(metrics.WritePrometheus), s.cos), Logger: log,
+			Sessions: sessions, Approvals: inbox, AdminTokens: admins,
 			Verify:   query.ProofVerifier(s.store, s.store.PublicKey()),
 			Snapshot: s.store.WriteSnapshot,
 			Log:      tiles.Handler(s.store, log), LogPublic: cfg.LogPublic,
@@ -257,6 +275,9 @@ func (s *server) close() {
 	}
 	if s.proxy != nil {
 		s.proxy.Close()
+	}
+	if s.fleet != nil {
+		s.fleet.close()
 	}
 	if s.stopTraces != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -331,10 +352,13 @@ func openCA(cfg *config.Config, log *slog.Logger) (*caSource, error) {
 	return src, nil
 }
 
-// upstreamKeys reads the real API keys: the default one from
-// upstream_key_file or the process's OPENAI_API_KEY, and the named ones.
-func upstreamKeys(cfg *config.Config) (map[string]string, error) {
-	keys := map[string]string{}
+// upstreamKeys reads the real API keys, by provider. A provider's default
+// key is the upstream_keys entry named after it (for OpenAI also
+// upstream_key_file), else the process's environment variable for it
+// (OPENAI_API_KEY, ANTHROPIC_API_KEY, AZURE_OPENAI_API_KEY). Named keys
+// are read from their upstream_keys entries (see config.KeyName).
+func upstreamKeys(cfg *config.Config) (provider.Keys, error) {
+	keys := provider.Keys{}
 	read := func(path string) (string, error) {
 		if err := keyfile.CheckPrivate(path); err != nil {
 			return "", fmt.Errorf("upstream key: %w", err)
@@ -354,16 +378,54 @@ func upstreamKeys(cfg *config.Config) (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		keys[""] = k
-	} else {
-		keys[""] = strings.TrimSpace(os.Getenv("OPENAI_API_KEY"))
+		keys.Set(provider.OpenAI, "", k)
 	}
-	for name, path := range cfg.UpstreamKeys {
+	for entry, path := range cfg.UpstreamKeys {
+		p, name, err := config.KeyName(entry)
+		if err != nil {
+			return nil, fmt.Errorf("upstream_keys: %w", err)
+		}
 		k, err := read(path)
 		if err != nil {
-			return nil, fmt.Errorf("upstream_keys %s: %w", name, err)
+			return nil, fmt.Errorf("upstream_keys %s: %w", entry, err)
 		}
-		keys[name] = k
+		keys.Set(p, name, k)
+	}
+	for _, p := range provider.Names() {
+		if _, ok := keys.Key(p, ""); !ok {
+			if k := strings.TrimSpace(os.Getenv(provider.For(p).KeyEnv())); k != "" {
+				keys.Set(p, "", k)
+			}
+		}
 	}
 	return keys, nil
+}
+
+// interceptedProviders lists the providers of the intercepted hosts.
+func interceptedProviders(cfg *config.Config) []provider.Name {
+	var out []provider.Name
+	for _, h := range cfg.Intercept {
+		if p, ok := provider.ForHost(h, cfg.Providers); ok && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// checkPolicyKeys refuses a policy whose key no intercepted provider has.
+// A policy applies to every intercepted host; at request time its key is
+// looked up under the provider of the request's host only, and a request
+// to a provider lacking it is refused (503), never sent another
+// provider's key.
+func checkPolicyKeys(cfg *config.Config, keys provider.Keys) error {
+	provs := interceptedProviders(cfg)
+	for _, pol := range cfg.Policies {
+		if pol.Key == "" {
+			continue
+		}
+		if !slices.ContainsFunc(provs, func(p provider.Name) bool { _, ok := keys.Key(p, pol.Key); return ok }) {
+			return fmt.Errorf("policy %s: key %q is not among upstream_keys for any intercepted provider (%v)", pol.Name, pol.Key, provs)
+		}
+	}
+	return nil
 }

@@ -6,19 +6,19 @@ import (
 	"sync/atomic"
 )
 
-// budget bounds the bytes held across all exchanges at once (prompts
+// memBudget bounds the bytes held across all exchanges at once (prompts
 // being read, answers held whole or copied for their record):
 // max_buffered_bytes. An exchange takes from it before it allocates and
 // gives back when it ends, so that many runners, each within its own
 // limits, cannot together take sessctl out of memory.
-type budget struct {
+type memBudget struct {
 	max  int64
 	used atomic.Int64
 }
 
 // take reserves n bytes; it reports false, reserving nothing, when that
 // would exceed the budget.
-func (b *budget) take(n int64) bool {
+func (b *memBudget) take(n int64) bool {
 	for {
 		u := b.used.Load()
 		if u+n > b.max {
@@ -30,14 +30,14 @@ func (b *budget) take(n int64) bool {
 	}
 }
 
-func (b *budget) give(n int64) { b.used.Add(-n) }
+func (b *memBudget) give(n int64) { b.used.Add(-n) }
 
 // errOverBudget is returned when max_buffered_bytes is taken.
 var errOverBudget = errors.New("proxy: max_buffered_bytes reached")
 
 // holding is what one exchange holds of the budget.
 type holding struct {
-	b *budget
+	b *memBudget
 	n int64
 }
 

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/sessctl/sessctl/internal/testutil"
 )
@@ -132,4 +135,28 @@ func TestConnectionLimits(t *testing.T) {
 	if !strings.Contains(m.String(), `sessctl_connections_refused_total{bound="total"} 1`) || !strings.Contains(m.String(), `sessctl_connections_refused_total{bound="source"} 1`) {
 		t.Errorf("metrics:\n%s", m.String())
 	}
+}
+
+// TestWebSocketMessageBudget: a WebSocket message that does not fit in
+// max_buffered_bytes closes the connection with 1013 (try again later)
+// instead of being held; smaller ones pass, and the budget is whole after.
+func TestWebSocketMessageBudget(t *testing.T) {
+	e := newEnv(t, wsUpstream(t, nil), func(o *Options) { o.MaxBufferedBytes = 64 << 10; o.WSMaxMessage = 1 << 20 })
+	c := dialWS(t, e, testRunnerToken)
+	defer c.CloseNow()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"response.create","response":{"model":"gpt-4o","input":"hi"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, c, "response.completed")
+	big := `{"type":"response.create","response":{"model":"gpt-4o","input":"` + strings.Repeat("a", 200<<10) + `"}}`
+	if err := c.Write(ctx, websocket.MessageText, []byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := c.Read(ctx)
+	if got := websocket.CloseStatus(err); got != websocket.StatusTryAgainLater {
+		t.Fatalf("after a message over the budget: close status %v (err %v)", got, err)
+	}
+	testutil.WaitFor(t, 5*time.Second, "the budget to be whole again", func() bool { return e.proxy.BufferedBytes() == 0 })
 }

@@ -235,7 +235,13 @@ func (c *wsConn) newExchange(msg []byte) *exchange {
 // forwards them.
 func (c *wsConn) fromClient(ctx context.Context) {
 	for {
-		typ, msg, err := c.client.Read(ctx)
+		typ, msg, held, err := c.readHeld(ctx, c.client)
+		if errors.Is(err, errOverBudget) {
+			c.clientGone("sessctl is holding max_buffered_bytes")
+			c.client.Close(websocket.StatusTryAgainLater, "sessctl is holding max_buffered_bytes; try again shortly")
+			c.up.Close(websocket.StatusGoingAway, "client closed")
+			return
+		}
 		if err != nil {
 			code := websocket.CloseStatus(err)
 			if code == -1 {
@@ -254,10 +260,29 @@ func (c *wsConn) fromClient(ctx context.Context) {
 			c.up.Close(websocket.StatusGoingAway, "client closed")
 			return
 		}
-		if !c.handleClientMessage(ctx, msg) {
+		ok := c.handleClientMessage(ctx, msg)
+		held.release()
+		if !ok {
 			return
 		}
 	}
+}
+
+// readHeld reads one message from conn into a buffer reserved from
+// max_buffered_bytes (errOverBudget when it does not fit); the caller
+// releases it once the message is handled.
+func (c *wsConn) readHeld(ctx context.Context, conn *websocket.Conn) (websocket.MessageType, []byte, *holding, error) {
+	h := &holding{b: c.s.mem}
+	typ, rd, err := conn.Reader(ctx)
+	if err != nil {
+		return 0, nil, h, err
+	}
+	msg, err := h.readAll(rd, -1, c.s.opt.WSMaxMessage)
+	if err != nil {
+		h.release()
+		return 0, nil, h, err
+	}
+	return typ, msg, h, nil
 }
 
 func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {

@@ -29,19 +29,18 @@ func verifyCommand() *cli.Command {
 			"\"ok: origin <o>: N records, head <hex>\", or the origin's first bad sequence number and what is wrong " +
 			"(exit 1), or why it cannot be checked (exit 2). Keys are pinned with --pubkey ORIGIN=KEY or central_origins " +
 			"in --config; an origin without a pin is checked against the key first seen for it, and says so.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "db", Usage: "session log `FILE` (repeat for several replicas)"},
 			&cli.StringFlag{Name: "checkpoint", Usage: "`FILE` of signed checkpoints kept off the host (catches truncation and rollback)"},
 			&cli.StringSliceFlag{Name: "pubkey", Usage: "pin the checkpoint signer: note verifier `KEY`, or a file holding it (with --central: repeat, ORIGIN=KEY or KEY)"},
 			&cli.StringFlag{Name: "central", Usage: "verify every replica's log shipped to the PostgreSQL `DSN` (\"env\": take it from $SESSCTL_CENTRAL_DSN, off the command line)"},
 			&cli.StringSliceFlag{Name: "origin", Usage: "with --central: only this `ORIGIN` (repeatable)"},
-			&cli.StringFlag{Name: "config", Usage: "with --central: take pinned keys from central_origins in this `FILE`", EnvVars: []string{"SESSCTL_CONFIG"}},
 			&cli.BoolFlag{Name: "json", Usage: "print the reports as JSON"},
 			&cli.StringFlag{Name: "proof", Usage: "verify the proof bundle in `FILE` instead of a log"},
 			&cli.StringFlag{Name: "export", Usage: "verify the JSONL export in `FILE` (- for standard input) against --checkpoint instead of a log"},
 			&cli.StringFlag{Name: "admin", Usage: "verify a running sessctl: fetch a consistent snapshot from its admin `URL` (GET /api/v1/snapshot; bearer token from $SESSCTL_ADMIN_TOKEN)"},
 			quietFlag,
-		},
+		}, witnessFlags()...),
 		Action: runVerify,
 	}
 }
@@ -82,6 +81,10 @@ func runVerify(c *cli.Context) error {
 	if len(dbs) == 0 {
 		return cli.Exit("sessctl verify: --db FILE, --admin URL or --proof FILE is required", 2)
 	}
+	vkeys, quorum, err := witnessPolicy(c)
+	if err != nil {
+		return exitWitness(err)
+	}
 	opts := store.VerifyOptions{PublicKey: pubkey}
 	if f := c.String("checkpoint"); f != "" {
 		data, err := os.ReadFile(f)
@@ -108,6 +111,19 @@ func runVerify(c *cli.Context) error {
 		prefix := ""
 		if len(dbs) > 1 {
 			prefix = db + ": "
+		}
+		if rep.OK() && len(vkeys) > 0 {
+			line, ok, err := checkWitnessed(rep, db, opts.Checkpoints, vkeys, quorum)
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("sessctl verify: %s: could not check the cosignatures: %v", db, err), 2)
+			}
+			if !ok {
+				code = 1
+				lines = append(lines, prefix+line)
+				continue
+			}
+			lines = append(lines, prefix+rep.Summary(), prefix+line)
+			continue
 		}
 		if rep.OK() {
 			lines = append(lines, prefix+rep.Summary())
@@ -144,6 +160,9 @@ func verifyProofFile(c *cli.Context, file, pubkey string) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("sessctl verify: %v", err), 2)
+	}
+	if store.IsTLogProof(data) {
+		return verifyTLogProofFile(c, file, data, pubkey)
 	}
 	res, err := store.VerifyProof(data, pubkey)
 	if err != nil {

@@ -70,9 +70,10 @@ type Options struct {
 	// Sessions is the session log the API and UI read. Without it the
 	// session endpoints answer 503.
 	Sessions query.Source
-	// Approvals is the queue of held requests. Without it the approval
+	// Approvals is the inbox of held requests: this process's
+	// *approval.Queue, or a fleet's shared inbox. Without it the approval
 	// endpoints answer 503.
-	Approvals *approval.Queue
+	Approvals approval.Inbox
 	// AdminTokens are the admin credentials (token_sha256 or token); the
 	// name is recorded as the approver of each decision. With none, the
 	// API and UI refuse every request.

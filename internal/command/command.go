@@ -25,6 +25,7 @@ func New() *cli.App {
 			tokenCommand(),
 			rulesCommand(),
 			sessionsCommand(),
+			consoleCommand(),
 			approvalsCommand(),
 			verifyCommand(),
 			proofCommand(),

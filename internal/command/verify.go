@@ -35,6 +35,7 @@ func verifyCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "pubkey", Usage: "pin the checkpoint signer: note verifier `KEY`, or a file holding it (with --central: repeat, ORIGIN=KEY or KEY)"},
 			&cli.StringFlag{Name: "central", Usage: "verify every replica's log shipped to the PostgreSQL `DSN` (\"env\": take it from $SESSCTL_CENTRAL_DSN, off the command line)"},
 			&cli.StringSliceFlag{Name: "origin", Usage: "with --central: only this `ORIGIN` (repeatable)"},
+			&cli.StringFlag{Name: "config", Usage: "sessctl config `FILE`: pinned keys from central_origins (with --central); witnesses and witness_quorum when --witness-vkey is not given", EnvVars: []string{"SESSCTL_CONFIG"}},
 			&cli.BoolFlag{Name: "json", Usage: "print the reports as JSON"},
 			&cli.StringFlag{Name: "proof", Usage: "verify the proof bundle in `FILE` instead of a log"},
 			&cli.StringFlag{Name: "export", Usage: "verify the JSONL export in `FILE` (- for standard input) against --checkpoint instead of a log"},

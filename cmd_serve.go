@@ -135,12 +135,27 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}()
 	go pruneBodies(ctx, st, time.Duration(cfg.Retention.Bodies), log)
-	auth, err := newAuthenticator(ctx, cfg, log)
+	// Bound before first-run tokens are made, so that the lines printed
+	// name the ports in use (picked by the kernel for ":0").
+	pl, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer pl.Close()
+	al, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		return fmt.Errorf("admin_listen: %w", err)
+	}
+	defer al.Close()
+	auth, runnerTok, err := newAuthenticator(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	admins, err := adminTokens(cfg)
+	admins, adminTok, err := adminTokens(cfg)
 	if err != nil {
+		return err
+	}
+	if err := printFirstRun(cfg, pl.Addr(), al.Addr(), runnerTok, adminTok); err != nil {
 		return err
 	}
 	var ruleSet atomic.Pointer[rules.Set]
@@ -180,15 +195,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer px.Close()
 
-	pl, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	al, err := net.Listen("tcp", cfg.AdminListen)
-	if err != nil {
-		pl.Close()
-		return fmt.Errorf("admin_listen: %w", err)
-	}
 	if !isLoopback(al.Addr()) {
 		log.Warn("admin listener is not on loopback: keep it behind a firewall", "addr", al.Addr().String())
 	}
@@ -206,7 +212,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if cfg.TransparentListen != "" {
 		tl, err := net.Listen("tcp", cfg.TransparentListen)
 		if err != nil {
-			pl.Close()
 			return fmt.Errorf("transparent_listen: %w", err)
 		}
 		go func() {

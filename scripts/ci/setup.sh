@@ -73,10 +73,14 @@ fi
 chmod 0644 "$ca"
 grep -q -- "-----BEGIN CERTIFICATE-----" "$ca" || fail "input ca holds no PEM certificate"
 
-trust=("$here/trust-ca.sh" --bundle "$bundle")
-$install_ca || trust+=(--print-only)
-# trust-ca.sh prints shell variables on stdout: set here instead.
-"${trust[@]}" "$ca" >/dev/null || fail "could not install the CA (see above); set install-ca: false to leave the trust store alone"
+# trust-ca.sh prints shell variables on stdout: they are set here instead.
+if $install_ca; then
+  "$here/trust-ca.sh" --bundle "$bundle" "$ca" >/dev/null ||
+    fail "could not install the CA (see above); set install-ca: false to leave the trust store alone"
+else
+  "$here/trust-ca.sh" --print-only --bundle "$bundle" "$ca" >/dev/null 2>"$tmp/sessctl-trust.log" ||
+    { cat "$tmp/sessctl-trust.log" >&2; fail "could not write the CA bundle (see above)"; }
+fi
 
 {
   echo "HTTPS_PROXY=$proxy"

@@ -407,6 +407,14 @@ func TestClientsWithPrintedExports(t *testing.T) {
 	const chat = `curl -sS --fail-with-body --max-time 30 https://api.openai.com/v1/chat/completions ` +
 		`-H "Authorization: Bearer $OPENAI_API_KEY" -H 'Content-Type: application/json' ` +
 		`-d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello from curl"}]}'`
+	// onlyCA keeps, of the printed CA variables, the one README names for
+	// a client: the client must work with it alone.
+	onlyCA := func(keep string) []string {
+		return slices.DeleteFunc(slices.Clone(s.runner), func(kv string) bool {
+			k, _, _ := strings.Cut(kv, "=")
+			return k != keep && slices.Contains([]string{"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE"}, k)
+		})
+	}
 	ran := 0
 	check := func(t *testing.T, out string, ua string) {
 		t.Helper()
@@ -424,6 +432,8 @@ func TestClientsWithPrintedExports(t *testing.T) {
 			t.Skip("curl is not installed (apt-get install curl)")
 		}
 		check(t, runClient(t, s, up, work, s.runner, "sh", "-c", chat), `^curl/`)
+		check(t, runClient(t, s, up, work, onlyCA("CURL_CA_BUNDLE"), "sh", "-c", chat), `^curl/`)
+		check(t, runClient(t, s, up, work, onlyCA("SSL_CERT_FILE"), "sh", "-c", chat), `^curl/`)
 	})
 
 	t.Run("curl with another CURL_CA_BUNDLE", func(t *testing.T) {
@@ -451,11 +461,13 @@ func TestClientsWithPrintedExports(t *testing.T) {
 	t.Run("python requests", func(t *testing.T) {
 		py := pythonWith(t, "requests", "apt-get install python3-requests")
 		check(t, runClient(t, s, up, work, s.runner, py, filepath.Join(clients, "requests_chat.py")), `^python-requests/`)
+		check(t, runClient(t, s, up, work, onlyCA("REQUESTS_CA_BUNDLE"), py, filepath.Join(clients, "requests_chat.py")), `^python-requests/`)
 	})
 
 	t.Run("python httpx", func(t *testing.T) {
 		py := pythonWith(t, "httpx", "apt-get install python3-httpx")
 		check(t, runClient(t, s, up, work, s.runner, py, filepath.Join(clients, "httpx_chat.py")), `^python-httpx/`)
+		check(t, runClient(t, s, up, work, onlyCA("SSL_CERT_FILE"), py, filepath.Join(clients, "httpx_chat.py")), `^python-httpx/`)
 	})
 
 	t.Run("python openai", func(t *testing.T) {
@@ -473,6 +485,7 @@ func TestClientsWithPrintedExports(t *testing.T) {
 			t.Skip("proxy/testdata/node/node_modules is absent or stale: run `npm ci --prefix proxy/testdata/node`")
 		}
 		check(t, runClient(t, s, up, work, s.runner, node, filepath.Join(sdk, "chat.mjs")), `^OpenAI/JS `)
+		check(t, runClient(t, s, up, work, onlyCA("NODE_EXTRA_CA_CERTS"), node, filepath.Join(sdk, "chat.mjs")), `^OpenAI/JS `)
 	})
 
 	t.Run("go", func(t *testing.T) {
@@ -481,6 +494,7 @@ func TestClientsWithPrintedExports(t *testing.T) {
 			t.Fatalf("building testdata/clients/gochat: %v\n%s", err, out)
 		}
 		check(t, runClient(t, s, up, work, s.runner, bin), `^Go-http-client/`)
+		check(t, runClient(t, s, up, work, onlyCA("SSL_CERT_FILE"), bin), `^Go-http-client/`)
 	})
 
 	t.Run("java", func(t *testing.T) {

@@ -3,12 +3,15 @@ package approval
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessctl/sessctl/internal/testutil"
 )
 
 func TestWebhook(t *testing.T) {
@@ -39,9 +42,9 @@ func TestWebhook(t *testing.T) {
 	r.ID = "abc123"
 	r.Rule = "rule <prod>"
 	r.Prompt = "the secret plan"
-	waitSubscribed(q)
+	waitSubscribed(t, q, got)
 	q.Ticket(r, "body")
-	held := <-got
+	held := next(t, got)
 	if held["event"] != "approval.held" {
 		t.Fatalf("event = %v", held["event"])
 	}
@@ -58,7 +61,7 @@ func TestWebhook(t *testing.T) {
 	if _, err := q.Decide(id, Denied, "alice", "not today"); err != nil {
 		t.Fatal(err)
 	}
-	decided := <-got
+	decided := next(t, got)
 	if decided["event"] != "approval.decided" || decided["approval"].(map[string]any)["id"] != id {
 		t.Fatalf("event = %v", decided)
 	}
@@ -75,16 +78,38 @@ func TestWebhook(t *testing.T) {
 	}
 }
 
-// waitSubscribed returns once q has a subscriber.
-func waitSubscribed(q *Queue) {
-	for {
-		q.mu.Lock()
-		n := len(q.subs)
-		q.mu.Unlock()
-		if n > 0 {
-			return
+// waitSubscribed returns once the webhook has subscribed to q, which a
+// test sees when a probe ticket's event reaches the webhook's endpoint:
+// it tickets probe requests until one does.
+func waitSubscribed(t *testing.T, q *Queue, got <-chan map[string]any) {
+	t.Helper()
+	n := 0
+	testutil.WaitFor(t, 0, "the webhook to post a probe's event", func() bool {
+		n++
+		q.Ticket(req("probe"), fmt.Sprint("probe ", n))
+		select {
+		case <-got:
+			return true
+		case <-time.After(20 * time.Millisecond):
+			return false
 		}
-		time.Sleep(time.Millisecond)
+	})
+}
+
+// next returns the next event the webhook posted that is not a probe's.
+func next(t *testing.T, got <-chan map[string]any) map[string]any {
+	t.Helper()
+	timeout := time.After(testutil.DefaultWait)
+	for {
+		select {
+		case m := <-got:
+			if a, _ := m["approval"].(map[string]any); a["requester_name"] == "probe" {
+				continue
+			}
+			return m
+		case <-timeout:
+			t.Fatal("the webhook posted nothing")
+		}
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,76 +21,80 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/rules"
+	"github.com/sessctl/sessctl/store"
 )
 
 // Config is the whole configuration of `sessctl serve`.
 type Config struct {
-	Listen            string `yaml:"listen"`
-	AdminListen       string `yaml:"admin_listen"`
-	TransparentListen string `yaml:"transparent_listen"`
+	Listen            string `yaml:"listen" usage:"explicit proxy listen address (HTTPS_PROXY)"`
+	AdminListen       string `yaml:"admin_listen" usage:"admin listener: /healthz, /metrics, API and UI"`
+	TransparentListen string `yaml:"transparent_listen" usage:"transparent listener for firewall-redirected port 443"`
 	// TransparentDstCheck is "resolve" (the original destination must be
 	// among the SNI name's addresses) or "none" (trust SNI).
-	TransparentDstCheck string `yaml:"transparent_dst_check"`
-	DataDir             string `yaml:"data_dir"`
-	CADir               string `yaml:"ca_dir"`
-	DB                  string `yaml:"db"`
-	RulesFile           string `yaml:"rules_file"`
-	UpstreamKeyFile     string `yaml:"upstream_key_file"`
+	TransparentDstCheck string `yaml:"transparent_dst_check" usage:"resolve (original destination must match the SNI name's addresses) or none"`
+	DataDir             string `yaml:"data_dir" usage:"state directory (CA, database, keys)"`
+	CADir               string `yaml:"ca_dir" usage:"CA directory (default DATA_DIR/ca)"`
+	DB                  string `yaml:"db" usage:"session database (default DATA_DIR/sessions.db)"`
+	RulesFile           string `yaml:"rules_file" usage:"rules file (default: the built-in secret ruleset)"`
+	UpstreamKeyFile     string `yaml:"upstream_key_file" usage:"file holding the real API key (else env OPENAI_API_KEY)"`
 	// UpstreamKeys names further real keys (name -> file) that a policy can pick.
 	UpstreamKeys map[string]string `yaml:"upstream_keys"`
 	// UpstreamCAFile adds CA certificates to trust for upstream TLS (tests,
 	// private endpoints). The system roots and SSL_CERT_FILE stay trusted.
-	UpstreamCAFile string `yaml:"upstream_ca_file"`
+	UpstreamCAFile string `yaml:"upstream_ca_file" usage:"extra CA certificates trusted for upstream TLS"`
 	// UpstreamAddr, when set, is the host:port every intercepted host is
 	// dialled at (TLS still verifies the intercepted host name). For tests and
 	// for private endpoints.
-	UpstreamAddr string   `yaml:"upstream_addr"`
-	Intercept    []string `yaml:"intercept"`
+	UpstreamAddr string   `yaml:"upstream_addr" usage:"dial every intercepted host at this host:port (tests, private endpoints)"`
+	Intercept    []string `yaml:"intercept" usage:"hosts to intercept (MITM)"`
 	// ConnectPorts are the ports runners may CONNECT to (default 443).
-	ConnectPorts []string `yaml:"connect_ports"`
-	Passthrough  []string `yaml:"passthrough"`
-	Runners      []Runner `yaml:"runners"`
+	ConnectPorts []string `yaml:"connect_ports" usage:"ports runners may CONNECT to"`
+	Passthrough  []string `yaml:"passthrough" usage:"hosts tunnelled without decryption"`
+	Runners      []Runner `yaml:"runners" usage:"runners as NAME:TOKEN_SHA256"`
 	// RunnersFile holds further runners (written by `sessctl token new`).
-	RunnersFile string `yaml:"runners_file"`
+	RunnersFile string `yaml:"runners_file" usage:"runners file written by sessctl token new (default DATA_DIR/runners.yaml)"`
 	// AdminTokens authenticate the admin API and UI; the name is recorded as
 	// the approver of each decision.
-	AdminTokens []Runner `yaml:"admin_tokens"`
+	AdminTokens []Runner `yaml:"admin_tokens" usage:"admin tokens as NAME:TOKEN_SHA256"`
 	// AdminTokensFile holds further admin tokens (the first run writes
 	// one here), in the runners file format.
-	AdminTokensFile string `yaml:"admin_tokens_file"`
+	AdminTokensFile string `yaml:"admin_tokens_file" usage:"admin tokens file (default DATA_DIR/admin_tokens.yaml)"`
 	// MaxBody bounds a request or non-streamed answer body, in bytes.
-	MaxBody int64 `yaml:"max_body"`
+	MaxBody int64 `yaml:"max_body" usage:"largest request or non-streamed answer body, bytes"`
 	// RecordBodyLimit bounds how much of a streamed answer is kept in the
 	// record; the rest is relayed but not stored (the record says so).
-	RecordBodyLimit int64 `yaml:"record_body_limit"`
+	RecordBodyLimit int64 `yaml:"record_body_limit" usage:"largest streamed answer kept in a record, bytes"`
 	// MaxInflight bounds the exchanges one identity may have in progress.
-	MaxInflight int64 `yaml:"max_inflight"`
+	MaxInflight int64 `yaml:"max_inflight" usage:"exchanges one identity may have in progress at once"`
 	// StreamHoldback bounds the text held back by the stream masker.
-	StreamHoldback int `yaml:"stream_holdback"`
+	StreamHoldback int `yaml:"stream_holdback" usage:"largest text the stream masker holds back, bytes"`
 	// WSMaxMessage bounds one WebSocket message, in bytes.
-	WSMaxMessage int64 `yaml:"ws_max_message"`
+	WSMaxMessage int64 `yaml:"ws_max_message" usage:"largest WebSocket message, bytes"`
 
-	CheckpointEvery    int      `yaml:"checkpoint_every"`
-	CheckpointInterval Duration `yaml:"checkpoint_interval"`
-	CheckpointFile     string   `yaml:"checkpoint_file"`
+	CheckpointEvery    int      `yaml:"checkpoint_every" usage:"sign a checkpoint after this many records"`
+	CheckpointInterval Duration `yaml:"checkpoint_interval" usage:"sign a checkpoint at least this often"`
+	CheckpointFile     string   `yaml:"checkpoint_file" usage:"append each signed checkpoint to this file"`
 	// CheckpointURL receives each signed checkpoint as an HTTP POST, so a
 	// copy lives where the proxy's host cannot rewrite it.
-	CheckpointURL string `yaml:"checkpoint_url"`
+	CheckpointURL string `yaml:"checkpoint_url" usage:"POST each signed checkpoint to this URL"`
 	Retention     struct {
 		Bodies Duration `yaml:"bodies"`
 	} `yaml:"retention"`
 
-	ApprovalTimeout Duration `yaml:"approval_timeout"`
-	ApprovalMode    string   `yaml:"approval_mode"`
-	ApprovalWebhook string   `yaml:"approval_webhook"`
-	SessionTokenTTL Duration `yaml:"session_token_ttl"`
+	ApprovalTimeout Duration `yaml:"approval_timeout" usage:"how long a held request waits for a decision"`
+	ApprovalMode    string   `yaml:"approval_mode" usage:"hold (keep the request open) or ticket (refuse now, pass on retry once approved)"`
+	ApprovalWebhook string   `yaml:"approval_webhook" usage:"URL notified of each held request"`
+	SessionTokenTTL Duration `yaml:"session_token_ttl" usage:"lifetime of session tokens exchanged for OIDC tokens"`
 	OIDC            []OIDC   `yaml:"oidc"`
 	Policies        []Policy `yaml:"policies"`
 
-	LeafValidity Duration `yaml:"leaf_validity"`
-	LogLevel     string   `yaml:"log_level"`
-	LogFormat    string   `yaml:"log_format"`
+	LeafValidity Duration `yaml:"leaf_validity" usage:"lifetime of minted leaf certificates"`
+	LogLevel     string   `yaml:"log_level" usage:"debug, info, warn or error"`
+	LogFormat    string   `yaml:"log_format" usage:"text or json"`
 }
 
 // Runner is a static credential: a runner token or an admin token, given
@@ -132,25 +138,30 @@ func ParseDuration(s string) (time.Duration, error) {
 }
 
 // Default returns the embedded defaults: a proxy on loopback that
-// intercepts api.openai.com and keeps its state under ./data.
+// intercepts api.openai.com and keeps its state under ./data. It is the
+// one source of sessctl's defaults: the proxy fills unset options from it,
+// and where a library package has its own default for a key (the stream
+// holdback, checkpoint cadence, approval timeout, session token and leaf
+// lifetimes) Default takes that package's exported constant.
 func Default() *Config {
 	return &Config{
 		Listen:              "127.0.0.1:3128",
 		AdminListen:         "127.0.0.1:9090",
 		DataDir:             "./data",
-		Intercept:           []string{"api.openai.com"},
+		Intercept:           []string{ca.DefaultHost},
+		ConnectPorts:        []string{"443"},
 		MaxBody:             32 << 20,
 		RecordBodyLimit:     8 << 20,
-		StreamHoldback:      256,
+		StreamHoldback:      rules.DefaultHoldback,
 		MaxInflight:         64,
 		WSMaxMessage:        32 << 20,
-		CheckpointEvery:     1000,
-		CheckpointInterval:  Duration(10 * time.Second),
-		ApprovalTimeout:     Duration(5 * time.Minute),
+		CheckpointEvery:     store.DefaultCheckpointEvery,
+		CheckpointInterval:  Duration(store.DefaultCheckpointInterval),
+		ApprovalTimeout:     Duration(approval.DefaultTimeout),
 		ApprovalMode:        "hold",
 		TransparentDstCheck: "resolve",
-		SessionTokenTTL:     Duration(6 * time.Hour),
-		LeafValidity:        Duration(24 * time.Hour),
+		SessionTokenTTL:     Duration(identity.DefaultSessionTokenTTL),
+		LeafValidity:        Duration(ca.DefaultLeafValidity),
 		LogLevel:            "info",
 		LogFormat:           "text",
 	}
@@ -179,12 +190,23 @@ func (c *Config) decode(data []byte) error {
 	return nil
 }
 
-// Keys lists the scalar and list keys that can be set with Set, that is
-// from a flag or an environment variable, with a usage line each.
+// Keys lists the keys that can be set with Set, that is from a flag or an
+// environment variable, with a usage line each. They are derived from the
+// yaml and usage tags of Config: every top-level key whose value is a
+// string, a number, a duration, a list of strings or a list of runners
+// (NAME:TOKEN_SHA256) is settable. Maps, nested sections (retention) and
+// lists of structures (oidc, policies) are set in the file only.
 func Keys() []Key {
-	ks := make([]Key, 0, len(setters))
-	for name, s := range setters {
-		ks = append(ks, Key{Name: name, Usage: s.usage, List: s.list})
+	var ks []Key
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		kind := settable(f.Type)
+		if kind == notSettable {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		ks = append(ks, Key{Name: name, Usage: f.Tag.Get("usage"), List: f.Type.Kind() == reflect.Slice, field: i})
 	}
 	sort.Slice(ks, func(i, j int) bool { return ks[i].Name < ks[j].Name })
 	return ks
@@ -192,99 +214,101 @@ func Keys() []Key {
 
 // Key describes one key settable from a flag or the environment.
 type Key struct {
+	// Name is the YAML key; it is also the flag's name.
 	Name  string
 	Usage string
 	// List keys take several values (repeat the flag, or separate the
 	// environment value with commas).
 	List bool
+
+	field int // index of the field in Config
 }
 
-type setter struct {
-	usage string
-	list  bool
-	set   func(c *Config, v []string) error
-}
+// Env is the environment variable that sets the key: SESSCTL_ and the
+// key in upper case.
+func (k Key) Env() string { return "SESSCTL_" + strings.ToUpper(k.Name) }
 
-func str(p func(*Config) *string) func(*Config, []string) error {
-	return func(c *Config, v []string) error { *p(c) = v[0]; return nil }
-}
+type valueKind int
 
-func list(p func(*Config) *[]string) func(*Config, []string) error {
-	return func(c *Config, v []string) error { *p(c) = v; return nil }
-}
+const (
+	notSettable valueKind = iota
+	stringValue
+	intValue
+	durationValue
+	stringsValue
+	runnersValue
+)
 
-func dur(p func(*Config) *Duration) func(*Config, []string) error {
-	return func(c *Config, v []string) error {
-		d, err := ParseDuration(v[0])
-		*p(c) = Duration(d)
-		return err
+var (
+	durationType = reflect.TypeFor[Duration]()
+	runnersType  = reflect.TypeFor[[]Runner]()
+)
+
+// settable tells how a value of type t is read from a flag, if at all.
+func settable(t reflect.Type) valueKind {
+	switch {
+	case t == durationType:
+		return durationValue
+	case t == runnersType:
+		return runnersValue
+	case t.Kind() == reflect.String:
+		return stringValue
+	case t.Kind() == reflect.Int, t.Kind() == reflect.Int64:
+		return intValue
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
+		return stringsValue
 	}
-}
-
-func integer(p func(*Config) *int64) func(*Config, []string) error {
-	return func(c *Config, v []string) error {
-		n, err := strconv.ParseInt(v[0], 10, 64)
-		if err != nil {
-			return fmt.Errorf("invalid number %q", v[0])
-		}
-		*p(c) = n
-		return nil
-	}
-}
-
-var setters = map[string]setter{
-	"listen":                {"explicit proxy listen address (HTTPS_PROXY)", false, str(func(c *Config) *string { return &c.Listen })},
-	"admin_listen":          {"admin listener: /healthz, /metrics, API and UI", false, str(func(c *Config) *string { return &c.AdminListen })},
-	"transparent_listen":    {"transparent listener for firewall-redirected port 443", false, str(func(c *Config) *string { return &c.TransparentListen })},
-	"transparent_dst_check": {"resolve (original destination must match the SNI name's addresses) or none", false, str(func(c *Config) *string { return &c.TransparentDstCheck })},
-	"data_dir":              {"state directory (CA, database, keys)", false, str(func(c *Config) *string { return &c.DataDir })},
-	"ca_dir":                {"CA directory (default DATA_DIR/ca)", false, str(func(c *Config) *string { return &c.CADir })},
-	"db":                    {"session database (default DATA_DIR/sessions.db)", false, str(func(c *Config) *string { return &c.DB })},
-	"rules_file":            {"rules file (default: the built-in secret ruleset)", false, str(func(c *Config) *string { return &c.RulesFile })},
-	"upstream_key_file":     {"file holding the real API key (else env OPENAI_API_KEY)", false, str(func(c *Config) *string { return &c.UpstreamKeyFile })},
-	"upstream_ca_file":      {"extra CA certificates trusted for upstream TLS", false, str(func(c *Config) *string { return &c.UpstreamCAFile })},
-	"upstream_addr":         {"dial every intercepted host at this host:port (tests, private endpoints)", false, str(func(c *Config) *string { return &c.UpstreamAddr })},
-	"runners_file":          {"runners file written by `sessctl token new` (default DATA_DIR/runners.yaml)", false, str(func(c *Config) *string { return &c.RunnersFile })},
-	"checkpoint_file":       {"append each signed checkpoint to this file", false, str(func(c *Config) *string { return &c.CheckpointFile })},
-	"checkpoint_url":        {"POST each signed checkpoint to this URL", false, str(func(c *Config) *string { return &c.CheckpointURL })},
-	"approval_mode":         {"hold (keep the request open) or ticket (refuse now, pass on retry once approved)", false, str(func(c *Config) *string { return &c.ApprovalMode })},
-	"approval_webhook":      {"URL notified of each held request", false, str(func(c *Config) *string { return &c.ApprovalWebhook })},
-	"log_level":             {"debug, info, warn or error", false, str(func(c *Config) *string { return &c.LogLevel })},
-	"log_format":            {"text or json", false, str(func(c *Config) *string { return &c.LogFormat })},
-	"intercept":             {"hosts to intercept (MITM)", true, list(func(c *Config) *[]string { return &c.Intercept })},
-	"passthrough":           {"hosts tunnelled without decryption", true, list(func(c *Config) *[]string { return &c.Passthrough })},
-	"runners": {"runners as NAME:TOKEN_SHA256", true, func(c *Config, v []string) error {
-		c.Runners = c.Runners[:0]
-		for _, s := range v {
-			name, sum, ok := strings.Cut(s, ":")
-			if !ok {
-				return fmt.Errorf("runner %q: want NAME:TOKEN_SHA256", s)
-			}
-			c.Runners = append(c.Runners, Runner{Name: name, TokenSHA256: sum})
-		}
-		return nil
-	}},
-	"max_body":            {"largest request or non-streamed answer body, bytes", false, integer(func(c *Config) *int64 { return &c.MaxBody })},
-	"record_body_limit":   {"largest streamed answer kept in a record, bytes", false, integer(func(c *Config) *int64 { return &c.RecordBodyLimit })},
-	"max_inflight":        {"exchanges one identity may have in progress at once", false, integer(func(c *Config) *int64 { return &c.MaxInflight })},
-	"ws_max_message":      {"largest WebSocket message, bytes", false, integer(func(c *Config) *int64 { return &c.WSMaxMessage })},
-	"checkpoint_interval": {"sign a checkpoint at least this often", false, dur(func(c *Config) *Duration { return &c.CheckpointInterval })},
-	"approval_timeout":    {"how long a held request waits for a decision", false, dur(func(c *Config) *Duration { return &c.ApprovalTimeout })},
-	"session_token_ttl":   {"lifetime of session tokens exchanged for OIDC tokens", false, dur(func(c *Config) *Duration { return &c.SessionTokenTTL })},
-	"leaf_validity":       {"lifetime of minted leaf certificates", false, dur(func(c *Config) *Duration { return &c.LeafValidity })},
+	return notSettable
 }
 
 // Set applies a value given as a flag or environment variable to key.
 func (c *Config) Set(key string, values []string) error {
-	s, ok := setters[key]
-	if !ok {
+	keys := Keys()
+	i := slices.IndexFunc(keys, func(k Key) bool { return k.Name == key })
+	if i < 0 {
 		return fmt.Errorf("config: unknown key %q", key)
 	}
 	if len(values) == 0 {
 		return fmt.Errorf("config: %s: no value", key)
 	}
-	if err := s.set(c, values); err != nil {
+	f := reflect.ValueOf(c).Elem().Field(keys[i].field)
+	if err := setValue(f, values); err != nil {
 		return fmt.Errorf("config: %s: %w", key, err)
+	}
+	return nil
+}
+
+// setValue parses values into the field f.
+func setValue(f reflect.Value, values []string) error {
+	switch settable(f.Type()) {
+	case stringValue:
+		f.SetString(values[0])
+	case stringsValue:
+		f.Set(reflect.ValueOf(slices.Clone(values)))
+	case durationValue:
+		d, err := ParseDuration(values[0])
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(d))
+	case intValue:
+		n, err := strconv.ParseInt(values[0], 10, f.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("invalid number %q", values[0])
+		}
+		f.SetInt(n)
+	case runnersValue:
+		rs := make([]Runner, 0, len(values))
+		for _, s := range values {
+			name, sum, ok := strings.Cut(s, ":")
+			if !ok {
+				return fmt.Errorf("runner %q: want NAME:TOKEN_SHA256", s)
+			}
+			rs = append(rs, Runner{Name: name, TokenSHA256: sum})
+		}
+		f.Set(reflect.ValueOf(rs))
+	default:
+		return errors.New("not settable from a flag")
 	}
 	return nil
 }

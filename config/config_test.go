@@ -1,8 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +128,155 @@ func TestParseDuration(t *testing.T) {
 		if _, err := ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) succeeded", bad)
 		}
+	}
+}
+
+// TestEveryScalarKeyHasFlagAndEnv walks Config itself: every top-level key
+// holding a string, number, duration or list of strings must be settable
+// from a flag and from SESSCTL_<KEY>, and setting it must reach the field.
+func TestEveryScalarKeyHasFlagAndEnv(t *testing.T) {
+	keys := map[string]Key{}
+	for _, k := range Keys() {
+		keys[k.Name] = k
+	}
+	sample := map[reflect.Type][]string{
+		reflect.TypeFor[string]():   {"127.0.0.1:1"},
+		reflect.TypeFor[int]():      {"77"},
+		reflect.TypeFor[int64]():    {"77"},
+		reflect.TypeFor[Duration](): {"3m"},
+		reflect.TypeFor[[]string](): {"a", "b"},
+	}
+	typ := reflect.TypeFor[Config]()
+	checked := 0
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		vals, scalar := sample[f.Type]
+		if !scalar {
+			continue
+		}
+		checked++
+		name := f.Tag.Get("yaml")
+		k, ok := keys[name]
+		if !ok {
+			t.Errorf("key %s (%s) has no flag", name, f.Name)
+			continue
+		}
+		if want := "SESSCTL_" + strings.ToUpper(name); k.Env() != want {
+			t.Errorf("key %s: env %q, want %q", name, k.Env(), want)
+		}
+		if k.Usage == "" {
+			t.Errorf("key %s has no usage", name)
+		}
+		if k.List != (f.Type.Kind() == reflect.Slice) {
+			t.Errorf("key %s: List = %v", name, k.List)
+		}
+		c := Default()
+		before := fmt.Sprint(reflect.ValueOf(c).Elem().Field(i).Interface())
+		if err := c.Set(name, vals); err != nil {
+			t.Errorf("Set(%s, %q): %v", name, vals, err)
+			continue
+		}
+		if after := fmt.Sprint(reflect.ValueOf(c).Elem().Field(i).Interface()); after == before {
+			t.Errorf("Set(%s, %q) left %s at %s", name, vals, f.Name, after)
+		}
+	}
+	if checked < 30 {
+		t.Fatalf("only %d scalar keys found in Config", checked)
+	}
+}
+
+// TestFlagNames pins the flag and environment names that exist: they are
+// a contract, and deriving them from the YAML tags must keep every one.
+func TestFlagNames(t *testing.T) {
+	have := map[string]Key{}
+	for _, k := range Keys() {
+		have[k.Name] = k
+	}
+	for _, name := range []string{
+		"listen", "admin_listen", "transparent_listen", "transparent_dst_check", "data_dir", "ca_dir", "db",
+		"rules_file", "upstream_key_file", "upstream_ca_file", "upstream_addr", "runners_file", "checkpoint_file",
+		"checkpoint_url", "approval_mode", "approval_webhook", "log_level", "log_format", "intercept", "passthrough",
+		"runners", "max_body", "record_body_limit", "max_inflight", "ws_max_message", "checkpoint_interval",
+		"approval_timeout", "session_token_ttl", "leaf_validity",
+		// missing before the keys were derived from the YAML tags
+		"stream_holdback", "checkpoint_every", "connect_ports", "admin_tokens_file",
+	} {
+		k, ok := have[name]
+		if !ok {
+			t.Errorf("flag --%s is gone", name)
+			continue
+		}
+		if want := "SESSCTL_" + strings.ToUpper(name); k.Env() != want {
+			t.Errorf("env for %s = %s, want %s", name, k.Env(), want)
+		}
+	}
+	for _, list := range []string{"intercept", "passthrough", "runners", "connect_ports", "admin_tokens"} {
+		if !have[list].List {
+			t.Errorf("%s is not a list key", list)
+		}
+	}
+}
+
+// TestPrecedence checks the layering README and sessctl.example.yaml
+// describe: the file wins over the embedded defaults, and a flag or
+// environment value (applied with Set) wins over the file.
+func TestPrecedence(t *testing.T) {
+	c, err := Load("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:4128" || c.MaxBody != Default().MaxBody {
+		t.Fatalf("file over defaults: listen %q max_body %d", c.Listen, c.MaxBody)
+	}
+	for key, v := range map[string][]string{"listen": {"127.0.0.1:5128"}, "passthrough": {"example.org"}, "stream_holdback": {"512"}} {
+		if err := c.Set(key, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:5128" || len(c.Passthrough) != 1 || c.Passthrough[0] != "example.org" || c.StreamHoldback != 512 {
+		t.Fatalf("flags over file: listen %q passthrough %v stream_holdback %d", c.Listen, c.Passthrough, c.StreamHoldback)
+	}
+	// Keys neither set nor in the file keep the file's or the default value.
+	if c.AdminListen != "127.0.0.1:9191" || c.CheckpointEvery != Default().CheckpointEvery {
+		t.Fatalf("untouched keys: admin_listen %q checkpoint_every %d", c.AdminListen, c.CheckpointEvery)
+	}
+}
+
+// TestListKeyReplacesDefault checks that a list in the file replaces the
+// default list rather than adding to it (connect_ports defaults to 443).
+func TestListKeyReplacesDefault(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte("connect_ports: [\"8443\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.ConnectPorts) != 1 || c.ConnectPorts[0] != "8443" {
+		t.Fatalf("connect_ports = %v", c.ConnectPorts)
+	}
+	if d := Default().ConnectPorts; len(d) != 1 || d[0] != "443" {
+		t.Fatalf("default connect_ports changed to %v", d)
+	}
+}
+
+// TestDefaultValues pins the embedded defaults sessctl.example.yaml and
+// README document, now that some come from other packages' constants.
+func TestDefaultValues(t *testing.T) {
+	d := Default()
+	got := fmt.Sprint(d.Listen, d.AdminListen, d.DataDir, d.Intercept, d.ConnectPorts, d.MaxBody, d.RecordBodyLimit,
+		d.StreamHoldback, d.MaxInflight, d.WSMaxMessage, d.CheckpointEvery, time.Duration(d.CheckpointInterval),
+		time.Duration(d.ApprovalTimeout), d.ApprovalMode, d.TransparentDstCheck, time.Duration(d.SessionTokenTTL),
+		time.Duration(d.LeafValidity), d.LogLevel, d.LogFormat)
+	want := fmt.Sprint("127.0.0.1:3128", "127.0.0.1:9090", "./data", []string{"api.openai.com"}, []string{"443"}, 32<<20, 8<<20,
+		256, 64, 32<<20, 1000, 10*time.Second,
+		5*time.Minute, "hold", "resolve", 6*time.Hour,
+		24*time.Hour, "info", "text")
+	if got != want {
+		t.Fatalf("defaults\n got %s\nwant %s", got, want)
 	}
 }

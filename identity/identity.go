@@ -74,21 +74,35 @@ func (id *Identity) String() string {
 	}
 }
 
-// Name returns the person or machine behind the identity: the runner name,
-// else the actor claim (GitHub actor, GitLab user_login), else the subject.
-func (id *Identity) Name() string {
+// Caller returns the person or machine behind the identity: the runner
+// name, else the actor claim (GitHub actor, GitLab user_login), else the
+// subject. Records, the UI, the CLI and approval requests all name the
+// caller with it.
+func (id *Identity) Caller() string {
 	if id == nil {
 		return ""
 	}
 	if id.Runner != "" {
 		return id.Runner
 	}
-	for _, k := range []string{"actor", "user_login"} {
-		if v := id.Claims[k]; v != "" {
+	if v := id.Claim("actor", "user_login"); v != "" {
+		return v
+	}
+	return id.Subject
+}
+
+// Claim returns the first non-empty claim among names (say "repository",
+// "project_path" for GitHub's and GitLab's repository), or "".
+func (id *Identity) Claim(names ...string) string {
+	if id == nil {
+		return ""
+	}
+	for _, n := range names {
+		if v := id.Claims[n]; v != "" {
 			return v
 		}
 	}
-	return id.Subject
+	return ""
 }
 
 // Config configures an Authenticator.

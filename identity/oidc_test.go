@@ -178,8 +178,8 @@ func TestAuthenticateOIDC(t *testing.T) {
 	if fmt.Sprint(id.Claims) != fmt.Sprint(want) {
 		t.Fatalf("claims = %v\nwant     %v", id.Claims, want)
 	}
-	if id.Issuer != ti.URL() || id.Name() != "octocat" || !strings.HasPrefix(id.String(), "oidc repo:acme/docs") {
-		t.Fatalf("identity = %+v (%s, %s)", id, id.Name(), id)
+	if id.Issuer != ti.URL() || id.Caller() != "octocat" || !strings.HasPrefix(id.String(), "oidc repo:acme/docs") {
+		t.Fatalf("identity = %+v (%s, %s)", id, id.Caller(), id)
 	}
 }
 
@@ -203,8 +203,8 @@ func TestOIDCClaimTypes(t *testing.T) {
 	if fmt.Sprint(id.Claims) != fmt.Sprint(want) {
 		t.Fatalf("claims = %v, want %v", id.Claims, want)
 	}
-	if id.Name() != "alice" {
-		t.Fatalf("Name() = %q", id.Name())
+	if id.Caller() != "alice" {
+		t.Fatalf("Name() = %q", id.Caller())
 	}
 }
 

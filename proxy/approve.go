@@ -16,12 +16,12 @@ import (
 // promptPreview bounds the masked prompt shown to approvers.
 const promptPreview = 4 << 10
 
-// verdict is the outcome of an approval: go on, or refuse with these.
+// verdict is the outcome of an approval: go on, or refuse with this
+// refusal (whose message is the reason when the client went away).
 type verdict struct {
-	ok                         bool
-	clientGone                 bool
-	status                     int
-	typ, code, outcome, reason string
+	ok         bool
+	clientGone bool
+	refusal
 }
 
 // approve holds an HTTP request for a human decision (or, in ticket
@@ -34,9 +34,9 @@ func (ex *exchange) approve(w http.ResponseWriter, r *http.Request, why string, 
 		return true
 	case v.clientGone:
 		ex.rec.Kind = store.KindRefused
-		ex.finish(r.Context(), 0, store.OutcomeClientGone, v.reason)
+		ex.finish(r.Context(), 0, store.OutcomeClientGone, v.msg)
 	default:
-		ex.refuse(w, v.status, v.typ, v.code, v.outcome, v.reason)
+		ex.refuse(w, v.refusal)
 	}
 	return false
 }
@@ -47,14 +47,13 @@ func (ex *exchange) approve(w http.ResponseWriter, r *http.Request, why string, 
 func (ex *exchange) awaitApproval(ctx context.Context, why string, body []byte) verdict {
 	q := ex.s.opt.Approvals
 	if q == nil {
-		return verdict{status: http.StatusForbidden, typ: errPolicyViolation, code: "approval_required", outcome: store.OutcomeBlocked,
-			reason: "this request needs human approval (" + why + "), and no approval queue is configured"}
+		return verdict{refusal: refApprovalNoQueue.with(why)}
 	}
 	req := approval.Request{
 		ID:            uuid.Must(uuid.NewV7()).String(),
 		SessionID:     ex.rec.SessionID,
 		Requester:     ex.who.String(),
-		RequesterName: ex.who.Name(),
+		RequesterName: ex.who.Caller(),
 		Host:          ex.t.host, Method: ex.rec.Method, Path: ex.rec.Path, Model: ex.rec.Model,
 		Rule:    why,
 		Prompt:  string(body[:min(len(body), promptPreview)]),
@@ -65,13 +64,11 @@ func (ex *exchange) awaitApproval(ctx context.Context, why string, body []byte) 
 		sum := sha256.Sum256(body)
 		dec, decided := q.Ticket(req, hex.EncodeToString(sum[:]))
 		if dec.ID == "" {
-			return verdict{status: http.StatusServiceUnavailable, typ: errUnavailable, code: "approval_unavailable", outcome: store.OutcomeBlocked,
-				reason: "this request needs human approval (" + why + "), and the approval queue cannot take it now"}
+			return verdict{refusal: refApprovalUnavailable.with(why)}
 		}
 		if !decided {
 			ex.recordApproval(ctx, approval.Decision{ID: dec.ID, Decision: approval.Pending})
-			return verdict{status: http.StatusForbidden, typ: errApprovalPending, code: "approval_required", outcome: store.OutcomePending,
-				reason: "this request needs human approval (" + why + "); approval id " + dec.ID + "; send it again once approved"}
+			return verdict{refusal: refApprovalPending.with(why, dec.ID)}
 		}
 		d = dec
 	} else {
@@ -81,10 +78,9 @@ func (ex *exchange) awaitApproval(ctx context.Context, why string, body []byte) 
 		switch {
 		case err != nil && ctx.Err() != nil:
 			ex.recordApproval(ctx, d)
-			return verdict{clientGone: true, reason: "client went away while held for approval"}
+			return verdict{clientGone: true, refusal: refusal{msg: "client went away while held for approval"}}
 		case err != nil:
-			return verdict{status: http.StatusServiceUnavailable, typ: errUnavailable, code: "approval_unavailable", outcome: store.OutcomeBlocked,
-				reason: "this request needs human approval (" + why + "), and the approval queue cannot take it now"}
+			return verdict{refusal: refApprovalUnavailable.with(why)}
 		}
 		ex.recordApproval(ctx, d)
 	}
@@ -93,14 +89,9 @@ func (ex *exchange) awaitApproval(ctx context.Context, why string, body []byte) 
 	case approval.Approved:
 		return verdict{ok: true}
 	case approval.Timeout:
-		return verdict{status: http.StatusForbidden, typ: errApprovalTimeout, code: "approval_timeout", outcome: store.OutcomeApprovalTimeout,
-			reason: "no approver decided on this request in time (" + why + ")"}
+		return verdict{refusal: refApprovalTimeout.with(why)}
 	}
-	msg := "an approver denied this request"
-	if d.Reason != "" {
-		msg += ": " + d.Reason
-	}
-	return verdict{status: http.StatusForbidden, typ: errApprovalDenied, code: "approval_denied", outcome: store.OutcomeApprovalDenied, reason: msg}
+	return verdict{refusal: refApprovalDenied.detail(d.Reason)}
 }
 
 // recordApproval appends an approval record linked to the exchange's session.

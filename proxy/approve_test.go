@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/internal/testutil"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -15,7 +17,7 @@ import (
 func waitPending(t *testing.T, q *approval.Queue, n int) []approval.Request {
 	t.Helper()
 	var p []approval.Request
-	waitFor(t, func() bool { p = q.Pending(); return len(p) >= n })
+	testutil.WaitFor(t, 0, fmt.Sprintf("%d pending approvals", n), func() bool { p = q.Pending(); return len(p) >= n })
 	return p
 }
 

@@ -46,8 +46,7 @@ func (s *Server) newFront() http.Handler {
 	// a proxy that inherits its own address loops.
 	gp.Tr = &http.Transport{Proxy: nil}
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusBadRequest, errBadRequest, "not_a_proxy_request",
-			"sessctl is an HTTPS proxy: send CONNECT (set HTTPS_PROXY)")
+		writeError(w, refNotProxyRequest)
 	})
 	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
 		return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: s.hijack}, host
@@ -61,15 +60,15 @@ func (s *Server) newFront() http.Handler {
 // refusePlain answers a plain-HTTP proxy request: sessctl forwards none.
 func (s *Server) refusePlain(r *http.Request) *http.Response {
 	host := hostOnly(r.URL.Host)
-	msg := fmt.Sprintf("plain HTTP to %s is not allowed through sessctl; use HTTPS", host)
+	ref := refPlainHTTP.with(host)
 	if s.decide(host) == intercept {
-		msg = fmt.Sprintf("plain HTTP to %s is refused: use https://%s", host, host)
+		ref = refPlainHTTPS.with(host)
 	}
 	s.recordRefusal(r.Context(), &store.Record{
 		Conn: store.Conn{Mode: "explicit", Client: r.RemoteAddr}, Host: host,
-		Method: r.Method, Path: r.URL.Path, Status: http.StatusForbidden, Reason: msg,
+		Method: r.Method, Path: r.URL.Path, Status: ref.status, Reason: ref.msg,
 	})
-	resp := goproxy.NewResponse(r, "application/json", http.StatusForbidden, string(errorBody(errForbidden, "plain_http", msg)))
+	resp := goproxy.NewResponse(r, "application/json", ref.status, string(ref.body()))
 	resp.Header.Set("X-Should-Retry", "false")
 	return resp
 }
@@ -84,16 +83,16 @@ func (s *Server) hijack(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx)
 	_, port, err := net.SplitHostPort(target)
 	t.port = port
 	if err != nil || port == "" || host == "" {
-		s.refuseConnect(client, t, req, http.StatusBadRequest, "malformed CONNECT target "+fmt.Sprintf("%.100q", target))
+		s.refuseConnect(client, t, req, refBadConnect.with(target))
 		return
 	}
 	if !s.ports[port] {
-		s.refuseConnect(client, t, req, http.StatusForbidden, "egress to port "+port+" is not allowed")
+		s.refuseConnect(client, t, req, refEgressPort.with(port))
 		return
 	}
 	switch s.decide(host) {
 	case refuse:
-		s.refuseConnect(client, t, req, http.StatusForbidden, "egress to "+host+" is not allowed")
+		s.refuseConnect(client, t, req, refEgressHost.with(host))
 	case passthrough:
 		fmt.Fprint(client, "HTTP/1.1 200 Connection established\r\n\r\n")
 		s.splice(s.ctx, client, t, target)
@@ -105,9 +104,9 @@ func (s *Server) hijack(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx)
 }
 
 // refuseConnect answers a CONNECT with an error and records the refusal.
-func (s *Server) refuseConnect(client net.Conn, t *tunnel, req *http.Request, status int, msg string) {
+func (s *Server) refuseConnect(client net.Conn, t *tunnel, req *http.Request, ref refusal) {
 	defer client.Close()
-	body := errorBody(errForbidden, "egress_refused", msg)
+	status, msg, body := ref.status, ref.msg, ref.body()
 	client.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintf(client, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nX-Should-Retry: false\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		status, http.StatusText(status), len(body), body)

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/ca"
@@ -215,17 +214,4 @@ func clientTrusting(proxyURL *url.URL, caPEM []byte) *http.Client {
 		Proxy:           http.ProxyURL(proxyURL),
 		TLSClientConfig: &tls.Config{RootCAs: pool},
 	}}
-}
-
-// waitFor polls cond for up to 10 s: for records written after the
-// client's view of an exchange has ended (passthrough tunnels).
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

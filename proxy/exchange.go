@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -41,7 +40,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	defer s.wg.Done()
 	t := tunnelFrom(r.Context())
 	if t == nil {
-		writeError(w, http.StatusInternalServerError, errBadRequest, "no_tunnel", "request outside a tunnel")
+		writeError(w, refNoTunnel)
 		return
 	}
 	ex := &exchange{s: s, t: t, rec: &store.Record{
@@ -60,8 +59,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	// Pin the host: every request in a tunnel is for the tunnel's host, so
 	// that the real key can never be steered elsewhere.
 	if hostOnly(r.Host) != t.host || (r.URL.Host != "" && hostOnly(r.URL.Host) != t.host) {
-		ex.refuse(w, http.StatusMisdirectedRequest, errForbidden, "host_mismatch", store.OutcomeDenied,
-			fmt.Sprintf("request for %q inside a tunnel to %q", hostOnly(r.Host), t.host))
+		ex.refuse(w, refHostMismatch.with(hostOnly(r.Host), t.host))
 		return
 	}
 	// Fail closed: no record, no traffic.
@@ -79,8 +77,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	who := ex.who.String()
 	if !s.inflight.acquire(who) {
 		w.Header().Set("Retry-After", "1")
-		ex.refuse(w, http.StatusTooManyRequests, errRateLimited, "too_many_in_flight", store.OutcomeBlocked,
-			fmt.Sprintf("this identity already has %d requests in progress through sessctl", s.opt.MaxInflight))
+		ex.refuse(w, refTooManyInFlight.with(s.opt.MaxInflight))
 		return
 	}
 	defer s.inflight.release(who)
@@ -94,13 +91,11 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	if enc := contentEncoding(r.Header); enc != "" {
 		// The rules cannot read a compressed prompt: refuse it rather
 		// than forward what was not checked.
-		ex.refuse(w, http.StatusUnsupportedMediaType, errBadRequest, "compressed_request", store.OutcomeBlocked,
-			"sessctl does not accept compressed request bodies (Content-Encoding "+truncate(enc, 32)+")")
+		ex.refuse(w, refCompressed.with(truncate(enc, 32)))
 		return
 	}
 	if r.ContentLength > s.opt.MaxBody {
-		ex.refuse(w, http.StatusRequestEntityTooLarge, errTooLarge, "request_too_large", store.OutcomeBlocked,
-			fmt.Sprintf("request body larger than max_body (%d bytes)", s.opt.MaxBody))
+		ex.refuse(w, refRequestTooLarge.with(s.opt.MaxBody))
 		return
 	}
 	// The whole body must arrive in bodyTimeout, wherever the headers
@@ -114,12 +109,10 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			ex.refuse(w, http.StatusRequestEntityTooLarge, errTooLarge, "request_too_large", store.OutcomeBlocked,
-				fmt.Sprintf("request body larger than max_body (%d bytes)", s.opt.MaxBody))
+			ex.refuse(w, refRequestTooLarge.with(s.opt.MaxBody))
 			return
 		}
-		ex.refuse(w, http.StatusRequestTimeout, errBadRequest, "request_body_incomplete", store.OutcomeClientGone,
-			"the request body did not arrive whole in time")
+		ex.refuse(w, refBodyIncomplete)
 		return
 	}
 	rc.SetReadDeadline(time.Time{})
@@ -128,8 +121,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	ex.addHits(res)
 	ex.rec.RequestBody = res.Body
 	if res.Block != nil {
-		ex.refuse(w, http.StatusForbidden, errPolicyViolation, res.Block.Name, store.OutcomeBlocked,
-			blockMessage(res.Block))
+		ex.refuse(w, forRule(res.Block))
 		return
 	}
 	if res.Approve == nil {
@@ -154,14 +146,11 @@ func (ex *exchange) begin(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// msgStoreUnavailable is what a runner is told while nothing can be recorded.
-const msgStoreUnavailable = "sessctl cannot record this exchange right now; try again later"
-
 // storeUnavailable refuses a request that cannot be recorded (fail closed).
 func (s *Server) storeUnavailable(w http.ResponseWriter, err error) {
 	s.log.Error("refusing traffic: store cannot record", "err", err)
 	s.opt.Metrics.add("store_unavailable_total", 1)
-	writeError(w, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", msgStoreUnavailable)
+	writeError(w, refStoreUnavailable)
 }
 
 // authenticate decides who the runner is and which policy applies. A
@@ -176,16 +165,14 @@ func (ex *exchange) authenticate(w http.ResponseWriter, r *http.Request) bool {
 	if errors.Is(err, identity.ErrIssuerUnavailable) {
 		// sessctl could not check the token: that says nothing of the
 		// runner, so the refusal is retryable-looking 503, not 401.
-		ex.refuse(w, http.StatusServiceUnavailable, errUnavailable, "issuer_unavailable", store.OutcomeUnauthenticated,
-			"sessctl cannot reach the token issuer to check this credential right now")
+		ex.refuse(w, refIssuerDown)
 		return false
 	}
 	if err != nil {
 		if cred != "" {
 			ex.rec.Identity.TokenHash = identity.HashToken(cred)
 		}
-		ex.refuse(w, http.StatusUnauthorized, errUnauthenticated, "invalid_runner_credential", store.OutcomeUnauthenticated,
-			"sessctl: "+safeAuthReason(err)+"; present a runner token or CI OIDC token as the bearer credential")
+		ex.refuse(w, refBadCredential.with(safeAuthReason(err)))
 		return false
 	}
 	ex.rec.Identity = store.Identity{
@@ -204,8 +191,7 @@ func (ex *exchange) authenticate(w http.ResponseWriter, r *http.Request) bool {
 			ex.rules = ex.rules.Subset(ex.policy.Rules)
 		}
 		if ex.policy.Deny {
-			ex.refuse(w, http.StatusForbidden, errForbidden, "policy_denied", store.OutcomeDenied,
-				"policy "+ex.policy.Name+" denies this identity")
+			ex.refuse(w, refPolicyDenied.with(ex.policy.Name))
 			return false
 		}
 	}
@@ -234,15 +220,15 @@ func (ex *exchange) key() (string, bool) {
 
 // refuse answers with an OpenAI-shaped error and records the refusal:
 // nothing was forwarded.
-func (ex *exchange) refuse(w http.ResponseWriter, status int, typ, code, outcome, msg string) {
+func (ex *exchange) refuse(w http.ResponseWriter, r refusal) {
 	ex.rec.Kind = store.KindRefused
-	ex.fail(w, status, typ, code, outcome, msg)
+	ex.fail(w, r)
 }
 
 // fail answers with an OpenAI-shaped error and records the exchange.
-func (ex *exchange) fail(w http.ResponseWriter, status int, typ, code, outcome, msg string) {
-	writeError(w, status, typ, code, msg)
-	ex.finish(context.Background(), status, outcome, msg)
+func (ex *exchange) fail(w http.ResponseWriter, r refusal) {
+	writeError(w, r)
+	ex.finish(context.Background(), r.status, r.outcome, r.msg)
 }
 
 // finish completes and appends the record. It reports whether the record
@@ -313,7 +299,7 @@ func (ex *exchange) maskQuery(w http.ResponseWriter, r *http.Request) bool {
 	}
 	vals, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		ex.refuse(w, http.StatusBadRequest, errBadRequest, "bad_query", store.OutcomeBlocked, "malformed query string")
+		ex.refuse(w, refBadQuery)
 		return false
 	}
 	masked, fired := url.Values{}, false
@@ -329,7 +315,7 @@ func (ex *exchange) maskQuery(w http.ResponseWriter, r *http.Request) bool {
 		}
 	}
 	if ex.blocked != nil {
-		ex.refuse(w, http.StatusForbidden, errPolicyViolation, ex.blocked.Name, store.OutcomeBlocked, blockMessage(ex.blocked))
+		ex.refuse(w, forRule(ex.blocked))
 		return false
 	}
 	if fired {
@@ -366,14 +352,6 @@ func (ex *exchange) needsApproval(res rules.Result) (string, bool) {
 		return "policy " + ex.policy.Name, true
 	}
 	return "", false
-}
-
-func blockMessage(r *rules.Rule) string {
-	msg := "request blocked by sessctl rule " + r.Name
-	if r.Message != "" {
-		msg += ": " + r.Message
-	}
-	return msg
 }
 
 // modelOf returns the "model" field of a JSON request body, if any.

@@ -14,13 +14,12 @@ import (
 func (ex *exchange) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	key, ok := ex.key()
 	if !ok {
-		ex.refuse(w, http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked,
-			"sessctl has no upstream API key configured for this request")
+		ex.refuse(w, refNoUpstreamKey)
 		return
 	}
 	up, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+ex.t.target()+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
-		ex.refuse(w, http.StatusBadRequest, errBadRequest, "bad_request", store.OutcomeBlocked, "cannot forward this request")
+		ex.refuse(w, refCannotForward)
 		return
 	}
 	up.Header = outboundHeader(r.Header)
@@ -39,8 +38,7 @@ func (ex *exchange) forward(w http.ResponseWriter, r *http.Request, body []byte)
 			return
 		}
 		ex.s.log.Warn("upstream request failed", "session", ex.rec.SessionID, "host", ex.t.host, "err", err)
-		ex.fail(w, http.StatusBadGateway, errUpstream, "upstream_unreachable",
-			store.OutcomeUpstreamError, "sessctl could not reach "+ex.t.host)
+		ex.fail(w, refUpstreamUnreachable.with(ex.t.host))
 		return
 	}
 	defer resp.Body.Close()

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessctl/sessctl/internal/testutil"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -138,7 +139,7 @@ func TestNodeSDKResponsesWebSocket(t *testing.T) {
 			// One forwarded websocket record for the response.create,
 			// attributed to the runner, with its deltas and the mask hit.
 			var rec *store.Record
-			waitFor(t, func() bool {
+			testutil.WaitFor(t, 0, "the response.create websocket record", func() bool {
 				for _, r := range e.records() {
 					if r.Conn.Transport == "websocket" && r.Extra["ws_event"] == "response.create" {
 						rec = r

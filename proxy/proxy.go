@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
@@ -79,17 +80,18 @@ type Options struct {
 	PassthroughDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// UpstreamTLS is the client TLS configuration for upstream WebSockets.
 	UpstreamTLS *tls.Config
-	// MaxBody bounds request bodies and non-streamed answers.
+	// MaxBody bounds request bodies and non-streamed answers. This and the
+	// other limits below take config.Default's value when zero.
 	MaxBody int64
 	// RecordBodyLimit bounds how much of a streamed answer is recorded
-	// (default 8 MiB); the record says where it was cut.
+	// (default: config's record_body_limit); the record says where it was cut.
 	RecordBodyLimit int64
 	// Holdback bounds the stream masker's held-back tail.
 	Holdback int
 	// MaxInflight bounds the exchanges one identity may have in progress
-	// at once (default 64); more get 429.
+	// at once (default: config's max_inflight); more get 429.
 	MaxInflight int
-	// Ports are the CONNECT ports allowed (default 443 only).
+	// Ports are the CONNECT ports allowed (default: config's connect_ports).
 	Ports []string
 	// IdleTimeout ends a passthrough tunnel or WebSocket with no traffic
 	// for this long (default 10 minutes).
@@ -133,26 +135,28 @@ func New(opts Options) (*Server, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics()
 	}
+	// Unset limits take sessctl's defaults, which live in config.
+	def := config.Default()
 	if opts.MaxBody <= 0 {
-		opts.MaxBody = 32 << 20
+		opts.MaxBody = def.MaxBody
 	}
 	if opts.RecordBodyLimit <= 0 {
-		opts.RecordBodyLimit = 8 << 20
+		opts.RecordBodyLimit = def.RecordBodyLimit
 	}
 	if opts.Holdback <= 0 {
-		opts.Holdback = 256
+		opts.Holdback = def.StreamHoldback
 	}
 	if opts.WSMaxMessage <= 0 {
-		opts.WSMaxMessage = 32 << 20
+		opts.WSMaxMessage = def.WSMaxMessage
 	}
 	if opts.ApprovalMode == "" {
-		opts.ApprovalMode = "hold"
+		opts.ApprovalMode = def.ApprovalMode
 	}
 	if opts.MaxInflight <= 0 {
-		opts.MaxInflight = 64
+		opts.MaxInflight = int(def.MaxInflight)
 	}
 	if len(opts.Ports) == 0 {
-		opts.Ports = []string{"443"}
+		opts.Ports = def.ConnectPorts
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 10 * time.Minute

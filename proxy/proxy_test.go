@@ -15,6 +15,7 @@ import (
 
 	"github.com/andybalholm/brotli"
 
+	"github.com/sessctl/sessctl/internal/testutil"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -388,7 +389,7 @@ func TestPassthroughIsSplicedNotDecrypted(t *testing.T) {
 	if resp.TLS == nil || resp.TLS.PeerCertificates[0].Issuer.String() == "" {
 		t.Fatal("no TLS")
 	}
-	waitFor(t, func() bool {
+	testutil.WaitFor(t, 0, "the spliced passthrough record", func() bool {
 		for _, r := range e.records() {
 			if r.Kind == store.KindConnect && r.Host == "other.example" && r.Outcome == store.OutcomeSpliced {
 				return true
@@ -467,7 +468,7 @@ func TestInflightLimitPerIdentity(t *testing.T) {
 		resp, _ := post(t, e.client, "https://api.openai.com/v1/chat/completions", testRunnerToken, chatBody)
 		done <- resp.StatusCode
 	}()
-	waitFor(t, func() bool { return len(e.upstreamRequests()) == 1 })
+	testutil.WaitFor(t, 0, "the first request upstream", func() bool { return len(e.upstreamRequests()) == 1 })
 	resp, body := post(t, e.client, "https://api.openai.com/v1/chat/completions", testRunnerToken, chatBody)
 	if resp.StatusCode != http.StatusTooManyRequests || apiErr(t, body).Type != errRateLimited || resp.Header.Get("X-Should-Retry") != "true" {
 		t.Fatalf("second request in flight: %d %s", resp.StatusCode, body)

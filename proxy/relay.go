@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -25,7 +24,7 @@ const maxDeltas = 100_000
 func (ex *exchange) relay(w http.ResponseWriter, r *http.Request, resp *http.Response) {
 	body, err := decodeBody(resp)
 	if err != nil {
-		ex.fail(w, http.StatusBadGateway, errUpstream, "upstream_encoding", store.OutcomeUpstreamError, err.Error())
+		ex.fail(w, refUpstreamEncoding.with(err))
 		return
 	}
 	defer body.Close()
@@ -45,8 +44,7 @@ func (ex *exchange) relay(w http.ResponseWriter, r *http.Request, resp *http.Res
 	case resp.ContentLength > ex.s.opt.MaxBody:
 		// Too large to be read whole and masked: refuse at once.
 		clear(w.Header())
-		ex.fail(w, http.StatusBadGateway, errTooLarge, "answer_too_large", store.OutcomeUpstreamError,
-			fmt.Sprintf("answer larger than max_body (%d bytes)", ex.s.opt.MaxBody))
+		ex.fail(w, refAnswerTooLarge.with(ex.s.opt.MaxBody))
 	default:
 		// Everything else, typed or not, is read whole and masked.
 		ex.relayWhole(r.Context(), w, resp.StatusCode, body)
@@ -59,13 +57,12 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 	data, err := io.ReadAll(io.LimitReader(body, ex.s.opt.MaxBody+1))
 	if err != nil {
 		clear(w.Header())
-		ex.fail(w, http.StatusBadGateway, errUpstream, "upstream_read", store.OutcomeUpstreamError, "reading the upstream answer failed")
+		ex.fail(w, refUpstreamRead)
 		return
 	}
 	if int64(len(data)) > ex.s.opt.MaxBody {
 		clear(w.Header())
-		ex.fail(w, http.StatusBadGateway, errTooLarge, "answer_too_large", store.OutcomeUpstreamError,
-			fmt.Sprintf("answer larger than max_body (%d bytes)", ex.s.opt.MaxBody))
+		ex.fail(w, refAnswerTooLarge.with(ex.s.opt.MaxBody))
 		return
 	}
 	res := ex.rules.Response(data)
@@ -73,7 +70,7 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 	ex.rec.ResponseBody = res.Body
 	if !ex.finish(ctx, status, store.OutcomeForwarded, "") {
 		clear(w.Header())
-		writeError(w, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", "sessctl could not record this exchange")
+		writeError(w, refNotRecorded)
 		return
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(res.Body)))

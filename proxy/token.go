@@ -30,8 +30,7 @@ type Exchanger interface {
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, ex *exchange) {
 	ex.rec.Recording = "metadata"
 	if r.URL.Path != tokenPath || r.Method != http.MethodPost {
-		ex.refuse(w, http.StatusNotFound, errBadRequest, "not_found", store.OutcomeBlocked,
-			"sessctl.internal serves only POST "+tokenPath)
+		ex.refuse(w, refTokenNotFound.with(tokenPath))
 		return
 	}
 	cred := identity.ParseCredential(r.Header.Get("Authorization"))
@@ -40,8 +39,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, ex *exchange
 	}
 	tok, exp, err := s.opt.Exchanger.Exchange(r.Context(), cred)
 	if err != nil {
-		ex.refuse(w, http.StatusUnauthorized, errUnauthenticated, "invalid_oidc_token", store.OutcomeUnauthenticated,
-			"sessctl: "+safeAuthReason(err)+"; present a valid CI OIDC token as the bearer credential")
+		ex.refuse(w, refBadOIDCToken.with(safeAuthReason(err)))
 		return
 	}
 	if id, err := s.opt.Auth.Authenticate(r.Context(), tok); err == nil {
@@ -54,7 +52,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, ex *exchange
 		ExpiresAt time.Time `json:"expires_at"`
 	}{tok, "Bearer", exp.UTC()})
 	if !ex.finish(r.Context(), http.StatusOK, store.OutcomeForwarded, "session token issued") {
-		writeError(w, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", "sessctl could not record this exchange")
+		writeError(w, refNotRecorded)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

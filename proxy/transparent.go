@@ -271,11 +271,11 @@ func (r *redirected) refusePlain() {
 	if len(host) > 253 {
 		host = host[:253]
 	}
-	msg := fmt.Sprintf("plain HTTP to %s is not allowed through sessctl; use HTTPS", host)
+	ref := refPlainHTTP.with(host)
 	if r.s.decide(host) == intercept {
-		msg = fmt.Sprintf("plain HTTP to %s is refused: use https://%s", host, host)
+		ref = refPlainHTTPS.with(host)
 	}
-	body := errorBody(errForbidden, "plain_http", msg)
+	msg, body := ref.msg, ref.body()
 	r.c.SetWriteDeadline(time.Now().Add(refuseTimeout))
 	fmt.Fprintf(r.c, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nX-Should-Retry: false\r\nCache-Control: no-store\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
 	r.c.Close()

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessctl/sessctl/internal/testutil"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -98,7 +99,7 @@ func refusals(e *env) []*store.Record {
 func waitRefusal(t *testing.T, e *env, want string) *store.Record {
 	t.Helper()
 	var got *store.Record
-	waitFor(t, func() bool {
+	testutil.WaitFor(t, 0, "a transparent refusal record naming "+want, func() bool {
 		for _, r := range refusals(e) {
 			if r.Conn.Mode == "transparent" && strings.Contains(r.Reason, want) {
 				got = r
@@ -346,7 +347,7 @@ func TestTransparentDestinationCheck(t *testing.T) {
 		}
 		c.Close()
 		var rec *store.Record
-		waitFor(t, func() bool {
+		testutil.WaitFor(t, 0, "the tunnel's connect record", func() bool {
 			for _, r := range e.records() {
 				if r.Kind == store.KindConnect && r.Host == "localhost" {
 					rec = r

@@ -64,18 +64,16 @@ var wsHandshakeHeaders = []string{"Sec-Websocket-Key", "Sec-Websocket-Version", 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, ex *exchange) {
 	ex.rec.Conn.Transport = "websocket"
 	if s.ctx.Err() != nil {
-		ex.refuse(w, http.StatusServiceUnavailable, errUnavailable, "shutting_down", store.OutcomeBlocked, "sessctl is shutting down")
+		ex.refuse(w, refShuttingDown)
 		return
 	}
 	if r.URL.Path != wsPath {
-		ex.refuse(w, http.StatusNotFound, errForbidden, "websocket_path", store.OutcomeBlocked,
-			"sessctl carries WebSockets only on "+wsPath)
+		ex.refuse(w, refWebSocketPath.with(wsPath))
 		return
 	}
 	key, ok := ex.key()
 	if !ok {
-		ex.refuse(w, http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked,
-			"sessctl has no upstream API key configured for this request")
+		ex.refuse(w, refNoUpstreamKey)
 		return
 	}
 	hdr := outboundHeader(r.Header)
@@ -114,8 +112,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, ex *exch
 			return
 		}
 		s.log.Warn("upstream WebSocket handshake failed", "session", ex.rec.SessionID, "err", err)
-		ex.fail(w, http.StatusBadGateway, errUpstream, "upstream_unreachable", store.OutcomeUpstreamError,
-			"sessctl could not open the WebSocket to "+ex.t.host)
+		ex.fail(w, refUpstreamWSUnreachable.with(ex.t.host))
 		return
 	}
 	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{
@@ -271,29 +268,28 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 	if err != nil {
 		// What sessctl cannot classify for certain is not forwarded.
 		ex.rec.RequestBody = ex.rules.Request(msg).Body
-		c.sendError(ctx, ex, http.StatusBadRequest, errBadRequest, "invalid_event", store.OutcomeBlocked,
-			"sessctl refuses this event: "+err.Error())
+		c.sendError(ctx, ex, refInvalidEvent.with(err))
 		return true
 	}
 	if err := c.s.opt.Store.Healthy(); err != nil {
-		c.sendError(ctx, ex, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, msgStoreUnavailable)
+		c.sendError(ctx, ex, refStoreUnavailable)
 		return true
 	}
 	res := ex.rules.Request(msg)
 	ex.addHits(res)
 	ex.rec.RequestBody = res.Body
 	if res.Block != nil {
-		c.sendError(ctx, ex, http.StatusForbidden, errPolicyViolation, res.Block.Name, store.OutcomeBlocked, blockMessage(res.Block))
+		c.sendError(ctx, ex, forRule(res.Block))
 		return true
 	}
 	if why, ok := ex.needsApproval(res); ok && evType != "response.cancel" {
 		v := ex.awaitApproval(ctx, why, res.Body)
 		if v.clientGone {
-			ex.finish(ctx, 0, store.OutcomeClientGone, v.reason)
+			ex.finish(ctx, 0, store.OutcomeClientGone, v.msg)
 			return false
 		}
 		if !v.ok {
-			c.sendError(ctx, ex, v.status, v.typ, v.code, v.outcome, v.reason)
+			c.sendError(ctx, ex, v.refusal)
 			return true
 		}
 	}
@@ -311,7 +307,7 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 		ex.rec.Extra["warmup"] = "true"
 	}
 	if err := c.s.opt.Store.Begin(ctx, ex.rec); err != nil {
-		c.sendError(ctx, ex, http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, msgStoreUnavailable)
+		c.sendError(ctx, ex, refStoreUnavailable)
 		return true
 	}
 	c.push(ex)
@@ -341,15 +337,15 @@ func (c *wsConn) push(ex *exchange) *wsExchange {
 
 // sendError answers one client message with an error event in the API's
 // shape; the connection stays usable.
-func (c *wsConn) sendError(ctx context.Context, ex *exchange, status int, typ, code, outcome, msg string) {
+func (c *wsConn) sendError(ctx context.Context, ex *exchange, r refusal) {
 	ev, _ := json.Marshal(map[string]any{
 		"type":   "error",
-		"status": status,
-		"error":  map[string]any{"type": typ, "code": code, "message": msg, "param": nil},
+		"status": r.status,
+		"error":  map[string]any{"type": r.typ, "code": r.code, "message": r.msg, "param": nil},
 	})
 	ex.rec.Kind = store.KindRefused
 	ex.rec.ResponseBody = ev
-	ex.finish(ctx, status, outcome, msg)
+	ex.finish(ctx, r.status, r.outcome, r.msg)
 	c.writeClient(ctx, ev)
 }
 
@@ -395,7 +391,7 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 			ex.rec.Extra["ws_event"] = "unsolicited"
 			wx = c.newWSExchange(ex)
 		}
-		terminal := unsolicited || isTerminal(wsType(msg))
+		terminal := unsolicited || rules.IsTerminalEvent(wsType(msg))
 		out, err := wx.masker.Event(msg)
 		switch {
 		case wx.blocked:
@@ -506,14 +502,6 @@ func wsEventType(msg []byte) (string, error) {
 		return "", errors.New(`no "type"`)
 	}
 	return typ, nil
-}
-
-func isTerminal(t string) bool {
-	switch t {
-	case "response.completed", "response.failed", "response.incomplete", "error":
-		return true
-	}
-	return false
 }
 
 // wsType returns a message's "type" field.

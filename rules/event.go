@@ -23,19 +23,35 @@ type StreamOptions struct {
 	MaxEvent int
 }
 
-const (
-	defaultHoldback = 256
-	defaultMaxEvent = 16 << 20
-)
+// DefaultHoldback is the stream masker's held-back tail when
+// StreamOptions.Holdback is zero; config.Default's stream_holdback is it.
+const DefaultHoldback = 256
+
+const defaultMaxEvent = 16 << 20
 
 func (o StreamOptions) withDefaults() StreamOptions {
 	if o.Holdback <= 0 {
-		o.Holdback = defaultHoldback
+		o.Holdback = DefaultHoldback
 	}
 	if o.MaxEvent <= 0 {
 		o.MaxEvent = defaultMaxEvent
 	}
 	return o
+}
+
+// TerminalEvents returns the types of the events that end an answer of
+// OpenAI's Responses API, streamed (SSE) or over a WebSocket: it has
+// completed, failed or stopped incomplete, or an error event ended it.
+// The stream maskers end every text stream on one, and the proxy completes
+// a WebSocket answer's record on one.
+func TerminalEvents() []string {
+	return []string{"response.completed", "response.failed", "response.incomplete", "error"}
+}
+
+// IsTerminalEvent reports whether an event of type typ ends an answer
+// (see TerminalEvents).
+func IsTerminalEvent(typ string) bool {
+	return slices.Contains(TerminalEvents(), typ)
 }
 
 // EventMasker masks a stream of JSON events (the data of SSE events, or
@@ -462,11 +478,11 @@ func classify(src []byte, root *jnode) (deltas []deltaField, ends []func(*textSt
 			string(root.get(src, "content_index").raw(src)) + "|" +
 			string(root.get(src, "summary_index").raw(src))
 		deltas = append(deltas, deltaField{node: root.get(src, "delta"), st: textStream{key: key, kind: respText, itemID: id}})
-	case typ == "response.completed" || typ == "response.failed" || typ == "response.incomplete" || typ == "response.done":
+	case IsTerminalEvent(typ):
+		// The answer ends: every text stream ends with it. All but an
+		// error repeat the answer's text whole.
 		ends = append(ends, func(*textStream) bool { return true })
-		repeat = true
-	case typ == "error" || typ == "response.error":
-		ends = append(ends, func(*textStream) bool { return true })
+		repeat = typ != "error"
 	case strings.HasSuffix(typ, ".done"):
 		repeat = true
 		id := root.get(src, "item_id").text(src)

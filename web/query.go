@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sessctl/sessctl/config"
+	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -123,12 +124,7 @@ func (q Query) Values() url.Values {
 
 // claimOf returns the first non-empty claim among names.
 func claimOf(id *store.Identity, names ...string) string {
-	for _, n := range names {
-		if v := id.Claims[n]; v != "" {
-			return v
-		}
-	}
-	return ""
+	return (&identity.Identity{Claims: id.Claims}).Claim(names...)
 }
 
 // filter is q as a store filter, without the paging cursor and the limit

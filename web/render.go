@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -114,11 +115,5 @@ func jsonAnswerText(b []byte) string {
 // caller names the person or machine behind a record: the runner, else
 // the CI actor, else the OIDC subject.
 func caller(id store.Identity) string {
-	if id.Runner != "" {
-		return id.Runner
-	}
-	if a := claimOf(&id, "actor", "user_login"); a != "" {
-		return a
-	}
-	return id.Subject
+	return (&identity.Identity{Runner: id.Runner, Subject: id.Subject, Claims: id.Claims}).Caller()
 }

@@ -1,4 +1,4 @@
-package main
+package command
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sessctl/sessctl/ca"
+	"github.com/sessctl/sessctl/internal/testutil"
 )
 
 // The tests in this file run the real sessctl binary, as a user would:
@@ -35,7 +36,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	sessctlBin = filepath.Join(dir, "sessctl")
-	if out, err := exec.Command("go", "build", "-o", sessctlBin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", sessctlBin, "github.com/sessctl/sessctl").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building sessctl: %v\n%s", err, out)
 		os.Exit(2)
 	}
@@ -86,7 +87,7 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-type server struct {
+type serveProc struct {
 	cmd    *exec.Cmd
 	stdout *bytes.Buffer
 	stderr *bytes.Buffer
@@ -99,9 +100,9 @@ type server struct {
 
 // startServe runs `sessctl serve` with no config file, on fresh ports,
 // and waits until the first-run token is printed and the proxy listens.
-func startServe(t *testing.T, upAddr, upCA string) *server {
+func startServe(t *testing.T, upAddr, upCA string) *serveProc {
 	t.Helper()
-	s := &server{listen: freeAddr(t), admin: freeAddr(t), data: t.TempDir(), stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
+	s := &serveProc{listen: freeAddr(t), admin: freeAddr(t), data: t.TempDir(), stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
 	s.cmd = exec.Command(sessctlBin, "serve", "--listen", s.listen, "--admin_listen", s.admin,
 		"--data_dir", s.data, "--upstream_addr", upAddr, "--upstream_ca_file", upCA)
 	s.cmd.Env = append(os.Environ(), "OPENAI_API_KEY="+realKey, "HTTPS_PROXY=http://"+s.listen)
@@ -113,6 +114,12 @@ func startServe(t *testing.T, upAddr, upCA string) *server {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Cleanups run last registered first: stderr is read after the stop.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sessctl serve stderr:\n%s", s.stderr)
+		}
+	})
 	t.Cleanup(func() { s.stop(t) })
 	tokens, admins := make(chan string, 1), make(chan string, 1)
 	go func() {
@@ -139,22 +146,17 @@ func startServe(t *testing.T, upAddr, upCA string) *server {
 			t.Fatalf("no %s token printed on first run; stderr:\n%s", ch.what, s.stderr)
 		}
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testutil.WaitFor(t, 15*time.Second, "the proxy to listen", func() bool {
 		c, err := net.Dial("tcp", s.listen)
 		if err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy never listened; stderr:\n%s", s.stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	})
 	return s
 }
 
-func (s *server) stop(t *testing.T) {
+func (s *serveProc) stop(t *testing.T) {
 	if s.cmd.ProcessState != nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package main
+package command
 
 import (
 	"bytes"
@@ -126,7 +126,7 @@ func runSetup(t *testing.T, inputs map[string]string, extra ...string) *ghaRun {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "scripts/ci/setup.sh")
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(repoRoot(t), "scripts", "ci", "setup.sh"))
 	cmd.Env = append(env, extra...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -207,10 +207,7 @@ func TestGitHubActionSetup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := repoRoot(t)
 
 	const requestToken = "ghs-request-token-for-the-test"
 	var lastOIDC atomic.Value
@@ -386,7 +383,7 @@ type gitlabTemplate struct {
 
 func loadGitLabTemplate(t *testing.T) gitlabTemplate {
 	t.Helper()
-	b, err := os.ReadFile("ci/gitlab/sessctl.gitlab-ci.yml")
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "ci", "gitlab", "sessctl.gitlab-ci.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}

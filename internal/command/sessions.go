@@ -1,4 +1,4 @@
-package main
+package command
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/store"
 	"github.com/sessctl/sessctl/web"
 )
@@ -316,26 +317,11 @@ func printRecord(w io.Writer, d *web.SessionDetail) error {
 }
 
 func who(id store.Identity) string {
-	switch {
-	case id.Runner != "":
-		return id.Runner
-	case id.Claims["actor"] != "":
-		return id.Claims["actor"]
-	case id.Claims["user_login"] != "":
-		return id.Claims["user_login"]
-	case id.Subject != "":
-		return id.Subject
-	}
-	return ""
+	return (&identity.Identity{Runner: id.Runner, Subject: id.Subject, Claims: id.Claims}).Caller()
 }
 
 func claim(id store.Identity, names ...string) string {
-	for _, n := range names {
-		if v := id.Claims[n]; v != "" {
-			return v
-		}
-	}
-	return ""
+	return (&identity.Identity{Claims: id.Claims}).Claim(names...)
 }
 
 func status(s int) string {

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bytes"
@@ -10,11 +10,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sessctl/sessctl/config"
@@ -22,7 +20,6 @@ import (
 	"github.com/sessctl/sessctl/internal/keyfile"
 	"github.com/sessctl/sessctl/internal/runnerenv"
 	"github.com/sessctl/sessctl/rules"
-	"github.com/sessctl/sessctl/store"
 )
 
 // newAuthenticator builds the runner authenticator from the config and the
@@ -136,22 +133,20 @@ func loadRules(path string, cur *atomic.Pointer[rules.Set]) error {
 	return nil
 }
 
-// watchReload reloads the rules file on SIGHUP and when it changes, and
-// the CA on SIGHUP (after `sessctl ca promote`). A bad rules file or CA is
-// logged and what is in force stays.
-func watchReload(ctx context.Context, rulesPath string, cur *atomic.Pointer[rules.Set], reloadCA func() error, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	tick := time.NewTicker(2 * time.Second)
+// watchReload reloads the rules file on SIGHUP (s.hup) and when it
+// changes, and the CA on SIGHUP (after `sessctl ca promote`). A bad rules
+// file or CA is logged and what is in force stays.
+func (s *server) watchReload(ctx context.Context) {
+	rulesPath, log := s.cfg.RulesFile, s.log
+	tick := time.NewTicker(s.rulesPoll)
 	defer tick.Stop()
 	last := modTime(rulesPath)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
-			if err := reloadCA(); err != nil {
+		case <-s.hup:
+			if err := s.certs.reload(); err != nil {
 				log.Error("CA reload rejected; the current CA stays in force", "err", err)
 			} else {
 				log.Info("CA reloaded")
@@ -166,11 +161,11 @@ func watchReload(ctx context.Context, rulesPath string, cur *atomic.Pointer[rule
 		if rulesPath == "" {
 			continue
 		}
-		if err := loadRules(rulesPath, cur); err != nil {
+		if err := loadRules(rulesPath, &s.rules); err != nil {
 			log.Error("rules reload rejected; the previous rules stay in force", "file", rulesPath, "err", err)
 			continue
 		}
-		log.Info("rules reloaded", "file", rulesPath, "rules", len(cur.Load().Rules()))
+		log.Info("rules reloaded", "file", rulesPath, "rules", len(s.rules.Load().Rules()))
 	}
 }
 
@@ -210,20 +205,22 @@ func postCheckpoint(ctx context.Context, url string, log *slog.Logger) func([]by
 	}
 }
 
-// pruneBodies deletes bodies older than keep, at start and then hourly;
-// the records, chain and proofs stay. keep 0 keeps bodies for ever.
-func pruneBodies(ctx context.Context, st *store.Store, keep time.Duration, log *slog.Logger) {
+// pruneBodies deletes bodies older than retention.bodies, at start and
+// then every s.pruneEvery (an hour); the records, chain and proofs stay.
+// A retention of 0 keeps bodies for ever.
+func (s *server) pruneBodies(ctx context.Context) {
+	keep := time.Duration(s.cfg.Retention.Bodies)
 	if keep <= 0 {
 		return
 	}
-	tick := time.NewTicker(time.Hour)
+	tick := time.NewTicker(s.pruneEvery)
 	defer tick.Stop()
 	for {
-		res, err := st.Prune(ctx, time.Now().Add(-keep))
+		res, err := s.store.Prune(ctx, time.Now().Add(-keep))
 		if err != nil {
-			log.Error("pruning bodies", "err", err)
+			s.log.Error("pruning bodies", "err", err)
 		} else {
-			log.Debug("pruned bodies", "result", fmt.Sprintf("%+v", res))
+			s.log.Debug("pruned bodies", "result", fmt.Sprintf("%+v", res))
 		}
 		select {
 		case <-ctx.Done():

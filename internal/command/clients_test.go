@@ -1,4 +1,4 @@
-package main
+package command
 
 import (
 	"bufio"
@@ -286,6 +286,16 @@ func startFirstRun(t *testing.T, up *clientsUpstream, runnerDir string) *firstRu
 	return s
 }
 
+// repoRoot returns the repository's top directory (where go.mod is).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		t.Fatalf("go env GOMOD: %v %s", err, out)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
 // withoutProxyEnv drops the developer's proxy and CA settings.
 func withoutProxyEnv(env []string) []string {
 	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
@@ -374,11 +384,12 @@ func TestClientsWithPrintedExports(t *testing.T) {
 	up := newClientsUpstream(t)
 	work := t.TempDir() // the runner's directory: not sessctl's
 	s := startFirstRun(t, up, work)
-	root, err := os.Getwd()
+	here, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
 	}
-	clients := filepath.Join(root, "testdata", "clients")
+	root := repoRoot(t)
+	clients := filepath.Join(here, "testdata", "clients")
 
 	// The lines: the port the kernel picked, the CA by absolute path,
 	// every variable a client reads.
@@ -519,9 +530,9 @@ func TestClientsWithPrintedExports(t *testing.T) {
 	})
 
 	t.Run("codex cli", func(t *testing.T) {
-		codex := filepath.Join(root, "testdata", "codex", "node_modules", ".bin", "codex")
+		codex := filepath.Join(here, "testdata", "codex", "node_modules", ".bin", "codex")
 		if _, err := os.Stat(codex); err != nil {
-			t.Skip("the Codex CLI is absent: run `npm ci --prefix testdata/codex`")
+			t.Skip("the Codex CLI is absent: run `npm ci --prefix internal/command/testdata/codex`")
 		}
 		out := runClient(t, s, up, work, s.runner, codex, "exec", "--skip-git-repo-check", "say hello")
 		check(t, out, `^codex_exec/`)

@@ -1,6 +1,6 @@
 //go:build !nostepca
 
-package main
+package command
 
 import (
 	"bytes"
@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/sessctl/sessctl/ca"
-	"github.com/sessctl/sessctl/ca/stepca"
 	"github.com/urfave/cli/v2"
 )
 
@@ -61,29 +60,7 @@ func TestCAEnrollCommandErrors(t *testing.T) {
 			t.Errorf("%s: error quotes the password", tt.name)
 		}
 	}
-	if stepcaEnrolled(filepath.Join(dir, "e")) {
+	if _, err := os.Stat(filepath.Join(dir, "e", "stepca.json")); err == nil {
 		t.Error("a failed enrollment left stepca.json behind")
-	}
-}
-
-func TestOpenStepCA(t *testing.T) {
-	dir := t.TempDir()
-	if _, _, ok, err := openStepCA(dir, ca.LoadOptions{}); ok || err != nil {
-		t.Fatalf("openStepCA(not enrolled) = ok %v, %v; want not ok, no error", ok, err)
-	}
-	// A leaf-mode enrollment opens without contacting step-ca.
-	if err := ca.Init(filepath.Join(dir, "root"), ca.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	rootPEM, _ := os.ReadFile(filepath.Join(dir, "root", "ca.crt"))
-	os.WriteFile(filepath.Join(dir, "root.crt"), rootPEM, 0o644)
-	os.WriteFile(filepath.Join(dir, "stepca.json"), []byte(`{"mode":"leaf","ca_url":"https://127.0.0.1:1","hosts":["api.openai.com"]}`), 0o644)
-	certs, closer, ok, err := openStepCA(dir, ca.LoadOptions{})
-	if err != nil || !ok {
-		t.Fatalf("openStepCA(leaf) = ok %v, %v", ok, err)
-	}
-	defer closer.Close()
-	if _, isLeaves := certs.(*stepca.Leaves); !isLeaves {
-		t.Errorf("openStepCA(leaf) = %T, want *stepca.Leaves", certs)
 	}
 }

@@ -1,9 +1,7 @@
-package main
+package command
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -126,10 +124,4 @@ func parseDate(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("--retire-after: bad date %q: want YYYY-MM-DD or RFC 3339", s)
 	}
 	return t, nil
-}
-
-// stepcaEnrolled reports whether dir holds a step-ca enrollment.
-func stepcaEnrolled(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, "stepca.json"))
-	return err == nil
 }

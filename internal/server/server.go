@@ -1,4 +1,11 @@
-package main
+// Package server runs a sessctl gate from its configuration: [Run] opens
+// the CA (sessctl's own or a step-ca enrollment), the session log, the
+// runner and admin tokens, the rules and the upstream keys; serves the
+// proxy (explicit and transparent listeners) and the admin API; reloads the
+// rules when their file changes and the rules and CA on SIGHUP; prunes
+// bodies past retention.bodies; posts each signed checkpoint to
+// checkpoint_url; and closes it all when its context ends.
+package server
 
 import (
 	"context"
@@ -13,11 +20,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/urfave/cli/v2"
 
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/ca"
@@ -29,96 +35,73 @@ import (
 	"github.com/sessctl/sessctl/web"
 )
 
-func serveCommand() *cli.Command {
-	flags := []cli.Flag{&cli.StringFlag{Name: "config", Usage: "YAML config file (keys as in sessctl.example.yaml)", EnvVars: []string{"SESSCTL_CONFIG"}}}
-	for _, k := range config.Keys() {
-		env := []string{"SESSCTL_" + strings.ToUpper(k.Name)}
-		if k.List {
-			flags = append(flags, &cli.StringSliceFlag{Name: k.Name, Usage: k.Usage, EnvVars: env})
-		} else {
-			flags = append(flags, &cli.StringFlag{Name: k.Name, Usage: k.Usage, EnvVars: env})
-		}
+// Run opens what cfg names (the CA, the session log, the runner and admin
+// tokens, the rules, the upstream keys), serves the proxy and the admin
+// API, reloads the rules and the CA, prunes bodies, posts checkpoints, and
+// shuts everything down when ctx is done. A SIGHUP reloads the rules and
+// the CA.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	s, err := open(ctx, cfg, log)
+	if err != nil {
+		return err
 	}
-	return &cli.Command{
-		Name:  "serve",
-		Usage: "run the proxy (embedded defaults; CA, database and a runner token are created on first run)",
-		Flags: flags,
-		Action: func(c *cli.Context) error {
-			cfg, err := loadConfig(c)
-			if err != nil {
-				return cli.Exit(err.Error(), 2)
-			}
-			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			if err := serve(ctx, cfg, newLogger(cfg)); err != nil {
-				return cli.Exit("sessctl: "+err.Error(), 1)
-			}
-			return nil
-		},
-	}
+	defer s.close()
+	signal.Notify(s.hup, syscall.SIGHUP)
+	defer signal.Stop(s.hup)
+	return s.serve(ctx)
 }
 
-// loadConfig layers the defaults, the config file, then flags and
-// SESSCTL_* environment variables.
-func loadConfig(c *cli.Context) (*config.Config, error) {
-	cfg := config.Default()
-	if path := c.String("config"); path != "" {
-		var err error
-		if cfg, err = config.Load(path); err != nil {
-			return nil, err
+// server is one running sessctl: what open made, for serve to run and
+// close to release.
+type server struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	certs   *caSource
+	store   *store.Store
+	rules   atomic.Pointer[rules.Set]
+	queue   *approval.Queue
+	proxy   *proxy.Server
+	admin   *http.Server
+	proxyLn net.Listener
+	adminLn net.Listener
+	transLn net.Listener // nil without transparent_listen
+
+	// hup carries SIGHUP (Run subscribes it): reload the rules and the CA.
+	hup chan os.Signal
+	// rulesPoll is how often the rules file's modification time is checked.
+	rulesPoll time.Duration
+	// pruneEvery is how often bodies older than retention.bodies are pruned.
+	pruneEvery time.Duration
+}
+
+// open builds the server from cfg up to bound listeners; nothing is served
+// yet. On error, what was opened is closed again.
+func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server, err error) {
+	s := &server{cfg: cfg, log: log, hup: make(chan os.Signal, 1), rulesPoll: 2 * time.Second, pruneEvery: time.Hour}
+	defer func() {
+		if err != nil {
+			s.close()
 		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	for _, k := range config.Keys() {
-		if !c.IsSet(k.Name) {
-			continue
-		}
-		vals := []string{c.String(k.Name)}
-		if k.List {
-			vals = c.StringSlice(k.Name)
-		}
-		if err := cfg.Set(k.Name, vals); err != nil {
-			return nil, err
-		}
-	}
-	if err := cfg.Resolve(); err != nil {
+	if s.certs, err = openCA(cfg, log); err != nil {
 		return nil, err
 	}
-	return cfg, nil
-}
-
-func newLogger(cfg *config.Config) *slog.Logger {
-	var lvl slog.Level
-	lvl.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
-}
-
-// serve wires the parts together and runs until ctx is done.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data_dir: %w", err)
-	}
-	certs, err := openCA(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer certs.close()
 	keys, err := upstreamKeys(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, p := range cfg.Policies {
 		if p.Key != "" && keys[p.Key] == "" {
-			return fmt.Errorf("policy %s: key %q is not among upstream_keys", p.Name, p.Key)
+			return nil, fmt.Errorf("policy %s: key %q is not among upstream_keys", p.Name, p.Key)
 		}
 	}
 	if keys[""] == "" {
 		log.Warn("no upstream API key: set upstream_key_file or OPENAI_API_KEY; intercepted requests get 503 until then")
 	}
-	st, err := store.Open(cfg.DB, store.Options{
+	s.store, err = store.Open(cfg.DB, store.Options{
 		SigningKeyFile:     filepath.Join(cfg.DataDir, "log.key"),
 		CheckpointEvery:    cfg.CheckpointEvery,
 		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
@@ -127,63 +110,47 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Logger:             log,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() {
-		if err := st.Close(); err != nil {
-			log.Error("closing the store", "err", err)
-		}
-	}()
-	go pruneBodies(ctx, st, time.Duration(cfg.Retention.Bodies), log)
 	// Bound before first-run tokens are made, so that the lines printed
 	// name the ports in use (picked by the kernel for ":0").
-	pl, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+	if s.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
 	}
-	defer pl.Close()
-	al, err := net.Listen("tcp", cfg.AdminListen)
-	if err != nil {
-		return fmt.Errorf("admin_listen: %w", err)
+	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+		return nil, fmt.Errorf("admin_listen: %w", err)
 	}
-	defer al.Close()
 	auth, runnerTok, err := newAuthenticator(ctx, cfg, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	admins, adminTok, err := adminTokens(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := printFirstRun(cfg, pl.Addr(), al.Addr(), runnerTok, adminTok); err != nil {
-		return err
+	if err := printFirstRun(cfg, s.proxyLn.Addr(), s.adminLn.Addr(), runnerTok, adminTok); err != nil {
+		return nil, err
 	}
-	var ruleSet atomic.Pointer[rules.Set]
-	if err := loadRules(cfg.RulesFile, &ruleSet); err != nil {
-		return err
+	if err := loadRules(cfg.RulesFile, &s.rules); err != nil {
+		return nil, err
 	}
-	go watchReload(ctx, cfg.RulesFile, &ruleSet, certs.reload, log)
 
 	tr, dial, upTLS, err := proxy.NewTransport(proxy.UpstreamOptions{CAFile: cfg.UpstreamCAFile, Addr: cfg.UpstreamAddr})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	metrics := proxy.NewMetrics()
-	queue := approval.NewQueue(time.Duration(cfg.ApprovalTimeout))
-	if cfg.ApprovalWebhook != "" {
-		hook := &approval.Webhook{URL: cfg.ApprovalWebhook, LinkBase: "http://" + cfg.AdminListen + "/approvals/", Logger: log}
-		go hook.Run(ctx, queue)
-	}
+	s.queue = approval.NewQueue(time.Duration(cfg.ApprovalTimeout))
 	var exchanger proxy.Exchanger
-	if len(cfg.OIDC) > 0 && certs.tokenHost {
+	if len(cfg.OIDC) > 0 && s.certs.tokenHost {
 		exchanger = auth
 	}
-	px, err := proxy.New(proxy.Options{
+	s.proxy, err = proxy.New(proxy.Options{
 		Exchanger: exchanger,
 		Intercept: cfg.Intercept, Passthrough: cfg.Passthrough, Ports: cfg.ConnectPorts,
-		Certs: certs.Certs, Store: st, Auth: auth, Policies: cfg.Policies,
-		Rules:     ruleSet.Load,
-		Approvals: queue, ApprovalMode: cfg.ApprovalMode,
+		Certs: s.certs.Certs, Store: s.store, Auth: auth, Policies: cfg.Policies,
+		Rules:     s.rules.Load,
+		Approvals: s.queue, ApprovalMode: cfg.ApprovalMode,
 		Keys:     keys,
 		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
@@ -191,39 +158,80 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Logger: log, Metrics: metrics,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer px.Close()
 
-	if !isLoopback(al.Addr()) {
-		log.Warn("admin listener is not on loopback: keep it behind a firewall", "addr", al.Addr().String())
+	if !isLoopback(s.adminLn.Addr()) {
+		log.Warn("admin listener is not on loopback: keep it behind a firewall", "addr", s.adminLn.Addr().String())
 	}
-	admin := &http.Server{
+	s.admin = &http.Server{
 		Handler: web.NewHandler(web.Options{
-			Health: st.Healthy, Metrics: metrics.WritePrometheus, Logger: log,
-			Sessions: st, Approvals: queue, AdminTokens: admins,
-			Verify:   web.ProofVerifier(st, st.PublicKey()),
-			Snapshot: st.WriteSnapshot,
+			Health: s.store.Healthy, Metrics: metrics.WritePrometheus, Logger: log,
+			Sessions: s.store, Approvals: s.queue, AdminTokens: admins,
+			Verify:   web.ProofVerifier(s.store, s.store.PublicKey()),
+			Snapshot: s.store.WriteSnapshot,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	go admin.Serve(al)
-	defer admin.Close()
 	if cfg.TransparentListen != "" {
-		tl, err := net.Listen("tcp", cfg.TransparentListen)
-		if err != nil {
-			return fmt.Errorf("transparent_listen: %w", err)
+		if s.transLn, err = net.Listen("tcp", cfg.TransparentListen); err != nil {
+			return nil, fmt.Errorf("transparent_listen: %w", err)
 		}
+	}
+	return s, nil
+}
+
+// serve runs the listeners and the background work (rules and CA reload,
+// body pruning, the approval webhook) until ctx is done or the proxy
+// listener fails. The reload and prune loops have stopped when it returns.
+func (s *server) serve(ctx context.Context) error {
+	cfg, log := s.cfg, s.log
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() { s.pruneBodies(ctx) })
+	wg.Go(func() { s.watchReload(ctx) })
+	if cfg.ApprovalWebhook != "" {
+		hook := &approval.Webhook{URL: cfg.ApprovalWebhook, LinkBase: "http://" + cfg.AdminListen + "/approvals/", Logger: log}
+		go hook.Run(ctx, s.queue)
+	}
+	go s.admin.Serve(s.adminLn)
+	if s.transLn != nil {
 		go func() {
-			if err := px.ServeTransparent(ctx, tl, proxy.TransparentOptions{DstCheck: cfg.TransparentDstCheck}); err != nil {
+			if err := s.proxy.ServeTransparent(ctx, s.transLn, proxy.TransparentOptions{DstCheck: cfg.TransparentDstCheck}); err != nil {
 				log.Error("transparent listener stopped", "err", err)
 			}
 		}()
-		log.Info("transparent listener", "addr", tl.Addr().String(), "dst_check", cfg.TransparentDstCheck)
+		log.Info("transparent listener", "addr", s.transLn.Addr().String(), "dst_check", cfg.TransparentDstCheck)
 	}
-	log.Info("sessctl serving", "listen", pl.Addr().String(), "admin", al.Addr().String(),
+	log.Info("sessctl serving", "listen", s.proxyLn.Addr().String(), "admin", s.adminLn.Addr().String(),
 		"intercept", cfg.Intercept, "passthrough", cfg.Passthrough, "db", cfg.DB, "ca", cfg.CADir)
-	return px.ServeExplicit(ctx, pl)
+	return s.proxy.ServeExplicit(ctx, s.proxyLn)
+}
+
+// close releases what open made, in reverse order. It is safe on a server
+// that open left half built.
+func (s *server) close() {
+	if s.admin != nil {
+		s.admin.Close()
+	}
+	for _, l := range []net.Listener{s.transLn, s.adminLn, s.proxyLn} {
+		if l != nil {
+			l.Close()
+		}
+	}
+	if s.proxy != nil {
+		s.proxy.Close()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Error("closing the store", "err", err)
+		}
+	}
+	if s.certs != nil {
+		s.certs.close()
+	}
 }
 
 func isLoopback(a net.Addr) bool {

@@ -24,6 +24,7 @@ import (
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/internal/duration"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -120,22 +121,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// ParseDuration parses a Go duration, with "d" accepted for days.
-func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("invalid duration %q", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("invalid duration %q", s)
-	}
-	return v, nil
-}
+// ParseDuration parses a Go duration, with "d" accepted for days (see
+// internal/duration, which the session query filters share).
+func ParseDuration(s string) (time.Duration, error) { return duration.Parse(s) }
 
 // Default returns the embedded defaults: a proxy on loopback that
 // intercepts api.openai.com and keeps its state under ./data. It is the

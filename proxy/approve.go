@@ -100,7 +100,7 @@ func (ex *exchange) recordApproval(ctx context.Context, d approval.Decision) {
 	rec := &store.Record{
 		Kind: store.KindApproval, SessionID: ex.rec.SessionID, Start: now, End: now,
 		Identity: ex.rec.Identity, Conn: ex.rec.Conn, Host: ex.rec.Host, Method: ex.rec.Method,
-		Path: ex.rec.Path, Model: ex.rec.Model, Outcome: d.Decision,
+		Path: ex.rec.Path, Model: ex.rec.Model, Outcome: store.Outcome(d.Decision),
 		Approval: &store.Approval{ID: d.ID, Decision: d.Decision, By: d.By, At: d.At, Reason: d.Reason},
 	}
 	if _, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), rec); err != nil {

@@ -51,7 +51,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		Host:      t.host,
 		Method:    r.Method,
 		Path:      r.URL.Path,
-		Recording: "full",
+		Recording: store.RecordingFull,
 	}}
 	ex.rec.Meta = clientMeta(r.Header, s.opt.Rules())
 	s.opt.Metrics.add("requests_total", 1)
@@ -184,8 +184,8 @@ func (ex *exchange) authenticate(w http.ResponseWriter, r *http.Request) bool {
 	ex.rules = ex.s.opt.Rules()
 	if ex.policy != nil {
 		ex.rec.Identity.Policy = ex.policy.Name
-		if ex.policy.Record == "metadata" {
-			ex.rec.Recording = "metadata"
+		if ex.policy.Record == identity.RecordMetadata {
+			ex.rec.Recording = store.RecordingMetadata
 		}
 		if len(ex.policy.Rules) > 0 {
 			ex.rules = ex.rules.Subset(ex.policy.Rules)
@@ -237,9 +237,9 @@ func (ex *exchange) finish(ctx context.Context, status int, outcome, reason stri
 	r := ex.rec
 	r.End = time.Now().UTC()
 	r.Status = status
-	r.Outcome = outcome
+	r.Outcome = store.Outcome(outcome)
 	r.Reason = reason
-	if r.Recording == "metadata" {
+	if r.Recording == store.RecordingMetadata {
 		r.RequestBody, r.ResponseBody = nil, nil
 	}
 	key := ex.s.opt.Store.SecretKey()

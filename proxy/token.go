@@ -28,7 +28,7 @@ type Exchanger interface {
 // serveToken handles requests to TokenHost. Neither token is recorded:
 // the record keeps the OIDC token's hash only.
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, ex *exchange) {
-	ex.rec.Recording = "metadata"
+	ex.rec.Recording = store.RecordingMetadata
 	if r.URL.Path != tokenPath || r.Method != http.MethodPost {
 		ex.refuse(w, refTokenNotFound.with(tokenPath))
 		return

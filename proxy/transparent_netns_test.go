@@ -336,7 +336,7 @@ func TestTransparentNetns(t *testing.T) {
 	}
 	find := func(kind, host, reason string) *store.Record {
 		for _, r := range recs {
-			if r.Kind == kind && r.Host == host && strings.Contains(r.Reason, reason) && r.Conn.Mode == "transparent" {
+			if string(r.Kind) == kind && r.Host == host && strings.Contains(r.Reason, reason) && r.Conn.Mode == "transparent" {
 				return r
 			}
 		}

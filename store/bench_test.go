@@ -139,7 +139,7 @@ func BenchmarkVerify(b *testing.B) {
 					defer wg.Done()
 					for i := g; i < n; i += 8 {
 						r := exchange(i)
-						r.Recording = mode
+						r.Recording = Recording(mode)
 						r.RequestBody, r.ResponseBody = body[:1024], body
 						if _, err := s.Append(context.Background(), r); err != nil {
 							b.Error(err)

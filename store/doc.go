@@ -15,6 +15,9 @@
 // records per bbolt transaction (group commit) and acknowledges a record
 // only once it is fsynced. A [Reader] opens a log read-only for queries,
 // proofs and [Verify], which recomputes every hash from the stored bytes.
+// [Export] writes the log as JSON lines carrying each leaf's stored bytes,
+// and [VerifyExport] checks such an export offline against signed
+// checkpoints, with the same tree and checkpoint checks as Verify.
 //
 // Queries ([Store.List], [Filter]) use secondary indexes kept in the same
 // file (by start time, session, and each filterable field's value), which

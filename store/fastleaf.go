@@ -43,7 +43,7 @@ func fastHeader(leaf []byte) (h leafHeader, ok bool) {
 	if end <= 0 || bytes.IndexByte(b[:end], '\\') >= 0 {
 		return h, false
 	}
-	kind := string(b[:end])
+	kind := Kind(b[:end])
 	if kind == KindGenesis || kind == KindPrune || !bytes.HasSuffix(b, []byte("}")) {
 		return h, false
 	}

@@ -110,7 +110,7 @@ func FuzzNeedles(f *testing.F) {
 	f.Add("<b>&\"\\\x00\u2028", "ü\u00e9x", 2)
 	f.Add("\xff\xfe", "abc\xc3", 3)
 	f.Fuzz(func(t *testing.T, v, sha string, cut int) {
-		r := &Record{Kind: v, SessionID: v, Start: time.Unix(1, 0), Host: v, Outcome: v,
+		r := &Record{Kind: Kind(v), SessionID: v, Start: time.Unix(1, 0), Host: v, Outcome: Outcome(v),
 			Identity: Identity{Runner: v, Claims: map[string]string{"project_path": v, "pipeline_id": v, "user_login": v, "sha": sha}},
 			Rules:    []RuleHit{{Name: v}}}
 		leaf, err := EncodeLeaf(r)
@@ -125,7 +125,7 @@ func FuzzNeedles(f *testing.F) {
 		if cut = max(cut, 0); cut < len(sha) && cut >= minSHAAbbrev {
 			want = sha[:cut]
 		}
-		flt := Filter{Runner: v, Repo: v, Run: v, Actor: v, Outcome: v, Host: v, Kind: v, Rule: v, Session: v, SHA: want}
+		flt := Filter{Runner: v, Repo: v, Run: v, Actor: v, Outcome: Outcome(v), Host: v, Kind: Kind(v), Rule: v, Session: v, SHA: want}
 		// Where the decoded record matches, the leaf has every needle.
 		if flt.Match(dec) && !containsAll(leaf, flt.needles()) {
 			t.Fatalf("leaf %q lacks a needle of %q", leaf, flt.needles())

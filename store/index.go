@@ -78,8 +78,8 @@ type term struct{ field, value string }
 // alone selects most of the log, which the time index serves as well, so
 // indexing them would only cost writes.
 var unindexed = map[term]bool{
-	{fieldKind, KindExchange}:        true,
-	{fieldOutcome, OutcomeForwarded}: true,
+	{fieldKind, string(KindExchange)}:        true,
+	{fieldOutcome, string(OutcomeForwarded)}: true,
 }
 
 // recordTerms lists the terms r is indexed under: one per non-empty
@@ -98,9 +98,9 @@ func recordTerms(r *Record) []term {
 	add(fieldRun, claimOf(id.Claims, runClaims))
 	add(fieldSHA, id.Claims["sha"])
 	add(fieldActor, claimOf(id.Claims, actorClaims))
-	add(fieldOutcome, r.Outcome)
+	add(fieldOutcome, string(r.Outcome))
 	add(fieldHost, r.Host)
-	add(fieldKind, r.Kind)
+	add(fieldKind, string(r.Kind))
 	for i, h := range r.Rules {
 		if !slices.ContainsFunc(r.Rules[:i], func(x RuleHit) bool { return x.Name == h.Name }) {
 			add(fieldRule, h.Name)
@@ -174,12 +174,12 @@ func usableIndex(tx *bbolt.Tx) (*bbolt.Bucket, uint64) {
 
 // filterView is the part of a leaf the index and Filter.Match read.
 type filterView struct {
-	Kind      string    `json:"kind"`
+	Kind      Kind      `json:"kind"`
 	SessionID string    `json:"session_id"`
 	Start     time.Time `json:"start"`
 	Identity  Identity  `json:"identity"`
 	Host      string    `json:"host"`
-	Outcome   string    `json:"outcome"`
+	Outcome   Outcome   `json:"outcome"`
 	Rules     []RuleHit `json:"rules"`
 }
 

@@ -55,7 +55,7 @@ func DecodeLeaf(leaf []byte) (*Record, error) {
 type leafHeader struct {
 	Seq      uint64            `json:"seq"`
 	Prev     string            `json:"prev"`
-	Kind     string            `json:"kind"`
+	Kind     Kind              `json:"kind"`
 	Request  *Commitment       `json:"request"`
 	Response *Commitment       `json:"response"`
 	Extra    map[string]string `json:"extra"`

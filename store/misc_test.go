@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessctl/sessctl/internal/testutil"
 )
 
 func TestCheckpointIntervalFileAndHook(t *testing.T) {
@@ -37,8 +40,7 @@ func TestCheckpointIntervalFileAndHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The interval checkpoint covers the record without another append.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("a checkpoint covering record %d", rc.Seq), func() bool {
 		msg, err := s.LatestCheckpoint()
 		if err != nil {
 			t.Fatal(err)
@@ -47,17 +49,14 @@ func TestCheckpointIntervalFileAndHook(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if uint64(c.Size) > rc.Seq {
-			if c.Origin != s.Origin() {
-				t.Fatalf("origin %q, want %q", c.Origin, s.Origin())
-			}
-			break
+		if uint64(c.Size) <= rc.Seq {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint covers record %d", rc.Seq)
+		if c.Origin != s.Origin() {
+			t.Fatalf("origin %q, want %q", c.Origin, s.Origin())
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return true
+	})
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

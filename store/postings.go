@@ -205,7 +205,7 @@ func queryLists(tx *bbolt.Tx, f *Filter) ([]postings, uint64) {
 	}
 	for _, x := range []term{
 		{fieldRun, f.Run}, {fieldRepo, f.Repo}, {fieldActor, f.Actor}, {fieldRule, f.Rule},
-		{fieldRunner, f.Runner}, {fieldOutcome, f.Outcome}, {fieldHost, f.Host}, {fieldKind, f.Kind},
+		{fieldRunner, f.Runner}, {fieldOutcome, string(f.Outcome)}, {fieldHost, f.Host}, {fieldKind, string(f.Kind)},
 	} {
 		if x.value != "" && !unindexed[x] {
 			lists = append(lists, newCursorPostings(ix, indexPrefix(x.field, x.value)))

@@ -92,9 +92,9 @@ type Filter struct {
 	// SHA matches the sha claim in full, or by an abbreviation of at least
 	// 7 characters.
 	SHA     string
-	Outcome string
+	Outcome Outcome
 	Host    string
-	Kind    string
+	Kind    Kind
 	// Rule is the name of a rule that fired on the record.
 	Rule string
 	// Session is a session id; every record sharing it matches.
@@ -126,7 +126,7 @@ func (f *Filter) Match(r *Record) bool {
 // abbreviation. Most other leaves lack one, and are skipped undecoded.
 func (f *Filter) needles() [][]byte {
 	var ns [][]byte
-	for _, v := range []string{f.Runner, f.Repo, f.Run, f.Actor, f.Outcome, f.Host, f.Kind, f.Rule, f.Session} {
+	for _, v := range []string{f.Runner, f.Repo, f.Run, f.Actor, string(f.Outcome), f.Host, string(f.Kind), f.Rule, f.Session} {
 		if v != "" && utf8.ValidString(v) {
 			ns = append(ns, jsonString(v))
 		}

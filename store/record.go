@@ -2,7 +2,12 @@ package store
 
 import "time"
 
-// Record kinds.
+// Kind is what a record is about: an exchange, a refused request, the
+// log's genesis, a prune... It is stored as its string in the leaf JSON.
+type Kind string
+
+// Record kinds, the values of [Kind]. They are untyped so that code
+// holding a kind as a plain string compares and assigns them directly.
 const (
 	KindGenesis  = "genesis"
 	KindExchange = "exchange"
@@ -15,13 +20,29 @@ const (
 	KindAborted  = "aborted"
 )
 
-// Recording modes.
+// Kinds lists every record kind, exchanges first, in the order the UI
+// offers them.
+var Kinds = []Kind{KindExchange, KindRefused, KindConnect, KindApproval, KindGenesis,
+	KindPrune, KindShutdown, KindRestore, KindAborted}
+
+// Recording says whether a record's bodies are stored.
+type Recording string
+
+// Recording modes, the values of [Recording] (untyped, like the kinds).
 const (
 	RecordingFull     = "full"     // bodies stored, with commitments
 	RecordingMetadata = "metadata" // no bodies, no commitments
 )
 
-// Outcomes of an exchange.
+// Recordings lists the recording modes.
+var Recordings = []Recording{RecordingFull, RecordingMetadata}
+
+// Outcome is how an exchange ended. It is stored as its string in the
+// leaf JSON.
+type Outcome string
+
+// Outcomes of an exchange, the values of [Outcome] (untyped, like the
+// kinds).
 const (
 	OutcomeForwarded       = "forwarded"
 	OutcomeBlocked         = "blocked"
@@ -37,13 +58,18 @@ const (
 	OutcomePending         = "pending"
 )
 
+// Outcomes lists every outcome, in the order the UI offers them.
+var Outcomes = []Outcome{OutcomeForwarded, OutcomeBlocked, OutcomeDenied, OutcomeUnauthenticated,
+	OutcomeApprovalDenied, OutcomeApprovalTimeout, OutcomeUpstreamError, OutcomeClientGone,
+	OutcomeAborted, OutcomeRefused, OutcomeSpliced, OutcomePending}
+
 // Record is one entry of the log as the proxy hands it to Append. The store
 // assigns Seq and Prev, replaces the bodies with salted commitments, and
 // encodes the result as the leaf bytes that are hashed (see FORMAT.md).
 type Record struct {
 	Seq       uint64    `json:"seq"`
 	Prev      string    `json:"prev"` // hex SHA-256 leaf hash of record Seq-1
-	Kind      string    `json:"kind"`
+	Kind      Kind      `json:"kind"`
 	SessionID string    `json:"session_id,omitempty"` // uuid v7
 	Start     time.Time `json:"start"`
 	End       time.Time `json:"end"`
@@ -58,14 +84,14 @@ type Record struct {
 	Model  string `json:"model,omitempty"`
 	Status int    `json:"status,omitempty"`
 	// Outcome is one of the Outcome* constants.
-	Outcome string `json:"outcome,omitempty"`
+	Outcome Outcome `json:"outcome,omitempty"`
 	// Reason is a short human explanation (error text with no secrets).
 	Reason string `json:"reason,omitempty"`
 
 	Rules    []RuleHit `json:"rules,omitempty"`
 	Approval *Approval `json:"approval,omitempty"`
 	// Recording is "full" or "metadata" (bodies not stored).
-	Recording string `json:"recording,omitempty"`
+	Recording Recording `json:"recording,omitempty"`
 
 	// Request and Response commit to the bodies; filled by the store from
 	// RequestBody and ResponseBody.

@@ -456,7 +456,8 @@ func TestTruncationNeedsExternalCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := mustVerify(t, db, VerifyOptions{Checkpoints: SplitNotes(data)})
-	if rep.OK() || !strings.HasPrefix(rep.Problems[0].Kind, "truncated (checkpoint says 22, log has 15)") {
+	if rep.OK() || rep.Problems[0].Kind != ProblemTruncated || rep.Problems[0].Detail != "checkpoint says 22, log has 15" ||
+		rep.Problems[0].String() != "record 15: truncated (checkpoint says 22, log has 15)" {
 		t.Fatalf("external checkpoint missed the truncation: %v", rep.Problems)
 	}
 }

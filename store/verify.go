@@ -16,7 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// Problem kinds reported by Verify.
+// Problem kinds reported by Verify and VerifyExport.
 const (
 	ProblemModified           = "modified"
 	ProblemMissing            = "missing"
@@ -26,20 +26,36 @@ const (
 	ProblemBodyMissing        = "body missing"
 	ProblemBadSignature       = "bad checkpoint signature"
 	ProblemCheckpointMismatch = "checkpoint mismatch"
-	ProblemTruncated          = "truncated" // reported as "truncated (checkpoint says N, log has M)"
+	ProblemTruncated          = "truncated" // Detail: "checkpoint says N, log has M"
 	ProblemForked             = "forked"
+	ProblemChainBroken        = "chain broken" // VerifyExport: a record's prev is not its predecessor's hash
 )
 
 // Problem is one integrity failure found by Verify.
 type Problem struct {
 	Seq  uint64 `json:"seq"`
-	Kind string `json:"kind"` // one of the Problem* constants; truncated carries its counts
+	Kind string `json:"kind"` // one of the Problem* constants
 	// Detail says what was compared, for humans.
 	Detail string `json:"detail,omitempty"`
 }
 
-// String formats p as "record <seq>: <kind>".
-func (p Problem) String() string { return fmt.Sprintf("record %d: %s", p.Seq, p.Kind) }
+// String formats p as "record <seq>: <kind>"; a truncation carries its
+// counts: "record <seq>: truncated (checkpoint says N, log has M)".
+func (p Problem) String() string {
+	if p.Kind == ProblemTruncated {
+		return p.full()
+	}
+	return fmt.Sprintf("record %d: %s", p.Seq, p.Kind)
+}
+
+// full formats p with its detail: "record <seq>: <kind> (<detail>)", the
+// words of a problem in an export's report.
+func (p Problem) full() string {
+	if p.Detail == "" {
+		return p.String()
+	}
+	return fmt.Sprintf("record %d: %s (%s)", p.Seq, p.Kind, p.Detail)
+}
 
 // VerifyOptions tune Verify.
 type VerifyOptions struct {
@@ -107,7 +123,7 @@ type entry struct {
 	hash   tlog.Hash
 	prev   tlog.Hash
 	ok     bool // decoded, with a well-formed prev
-	kind   string
+	kind   Kind
 	extra  map[string]string
 	keyBad bool
 }
@@ -141,10 +157,7 @@ type verifier struct {
 	anomaly bool
 	maxSeq  uint64
 	haveSeq bool
-	cps     []int64 // checkpoint sizes to compute roots for, ascending
-	roots   map[int64]tlog.Hash
-	stack   []tlog.Hash // compact range of the tree so far
-	sizes   []int64     // subtree sizes in stack
+	tree    treeRoots // the tree so far, and its roots at checkpoint sizes
 	pruned  [][2]uint64
 	noBody  []bodyRef
 	lastSeq uint64
@@ -157,17 +170,54 @@ type bodyRef struct {
 	kind byte
 }
 
+// verifyTx runs the phases of Verify in order. Each phase is a function
+// of its own; the tree roots (treeRoots), the external checkpoints
+// (checkpointsOf) and the check of a checkpoint against the recomputed
+// roots (checkRoot) are shared with VerifyExport.
 func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
-	meta, leaves, bodies, cpb := tx.Bucket(bucketMeta), tx.Bucket(bucketLeaves), tx.Bucket(bucketBodies), tx.Bucket(bucketCheckpoints)
+	meta, leaves := tx.Bucket(bucketMeta), tx.Bucket(bucketLeaves)
 	if meta == nil || leaves == nil {
 		return nil, errors.New("store: verify: not a sessctl log (no meta or leaves bucket)")
 	}
-	v := &verifier{tx: tx, opts: opts, rep: &Report{Problems: []Problem{}}, seen: map[string]bool{}, roots: map[int64]tlog.Hash{}}
+	v := &verifier{tx: tx, opts: opts, rep: &Report{Problems: []Problem{}}, seen: map[string]bool{}}
+	if err := v.identify(meta, leaves); err != nil {
+		return nil, err
+	}
+	stored, ext, err := v.checkpoints()
+	if err != nil {
+		return nil, err
+	}
+	if err := v.walkChain(leaves, tx.Bucket(bucketBodies)); err != nil {
+		return nil, err
+	}
+	logSize := v.totals()
+	v.checkTail(meta, logSize)
+	firstBad := firstBreak(v.rep.Problems)
+	v.checkMissingBodies()
+	truncN := v.checkStored(stored, logSize, firstBad)
+	truncN = max(truncN, v.checkExternal(ext, logSize, firstBad))
+	if truncN >= 0 {
+		v.add(uint64(logSize), ProblemTruncated, fmt.Sprintf("checkpoint says %d, log has %d", truncN, logSize))
+	}
+	slices.SortStableFunc(v.rep.Problems, func(a, b Problem) int {
+		if a.Seq != b.Seq {
+			if a.Seq < b.Seq {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	return v.rep, nil
+}
+
+// identify takes the log's origin and checkpoint key from the meta bucket
+// and the genesis record (which names the key that signs checkpoints),
+// and checks them against the pinned key.
+func (v *verifier) identify(meta, leaves *bbolt.Bucket) error {
 	rep := v.rep
 	rep.Origin = string(meta.Get(metaOrigin))
 	rep.PublicKey = string(meta.Get(metaPublicKey))
-
-	// Genesis names the key that signs checkpoints.
 	if g := leaves.Get(u64key(0)); g != nil {
 		if h, err := decodeLeafHeader(g); err == nil && h.Kind == KindGenesis && h.Seq == 0 {
 			if k := h.Extra["public_key"]; k != "" {
@@ -178,23 +228,30 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 			}
 		}
 	}
-	if opts.PublicKey != "" {
-		if opts.PublicKey != rep.PublicKey {
-			return nil, fmt.Errorf("%w (log key %s, pinned %s)", ErrWrongKey, rep.PublicKey, opts.PublicKey)
+	if v.opts.PublicKey != "" {
+		if v.opts.PublicKey != rep.PublicKey {
+			return fmt.Errorf("%w (log key %s, pinned %s)", ErrWrongKey, rep.PublicKey, v.opts.PublicKey)
 		}
 		rep.KeyPinned = true
 	}
 	if _, err := note.NewVerifier(rep.PublicKey); err != nil {
-		return nil, fmt.Errorf("store: verify: the log names no usable public key: %w", err)
+		return fmt.Errorf("store: verify: the log names no usable public key: %w", err)
 	}
+	return nil
+}
 
-	// Collect checkpoint sizes first so the tree walk can compute their roots.
-	type storedCP struct {
-		key uint64
-		msg []byte
-	}
+// storedCP is a checkpoint from the checkpoints bucket, under its key.
+type storedCP struct {
+	key uint64
+	msg []byte
+}
+
+// checkpoints collects the stored and external checkpoints first, so that
+// the tree walk computes the roots at their sizes.
+func (v *verifier) checkpoints() ([]storedCP, []signedCheckpoint, error) {
 	var stored []storedCP
-	if cpb != nil {
+	var sizes []int64
+	if cpb := v.tx.Bucket(bucketCheckpoints); cpb != nil {
 		if err := cpb.ForEach(func(k, val []byte) error {
 			if len(k) != 8 {
 				return nil
@@ -202,51 +259,51 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 			kk := binary.BigEndian.Uint64(k)
 			stored = append(stored, storedCP{kk, val})
 			if kk <= 1<<62 {
-				v.cps = append(v.cps, int64(kk))
+				sizes = append(sizes, int64(kk))
 			}
 			return nil
 		}); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	type extCP struct {
-		c   Checkpoint
-		msg []byte
+	ext := checkpointsOf(v.opts.Checkpoints, v.rep.Origin)
+	if len(v.opts.Checkpoints) > 0 && len(ext) == 0 {
+		return nil, nil, fmt.Errorf("store: verify: no external checkpoint for origin %s", v.rep.Origin)
 	}
-	var ext []extCP
-	for _, msg := range opts.Checkpoints {
-		c, err := ParseCheckpoint(noteText(msg))
-		if err != nil || c.Origin != rep.Origin {
-			continue
-		}
-		ext = append(ext, extCP{c, msg})
-		v.cps = append(v.cps, c.Size)
+	for _, e := range ext {
+		sizes = append(sizes, e.c.Size)
 	}
-	if len(opts.Checkpoints) > 0 && len(ext) == 0 {
-		return nil, fmt.Errorf("store: verify: no external checkpoint for origin %s", rep.Origin)
-	}
-	slices.Sort(v.cps)
-	v.cps = slices.Compact(v.cps)
+	v.tree.want(sizes)
+	return stored, ext, nil
+}
 
-	// Pass 1: the chain, streaming.
-	var entries []entry // only when pass 2 is needed
+// walkChain hashes the chain in one streaming pass, checking the bodies
+// on all processors meanwhile; if the chain is damaged, a second pass
+// keeps every entry and classifies what happened.
+func (v *verifier) walkChain(leaves, bodies *bbolt.Bucket) error {
 	v.hashers = newHashPool()
 	err := v.walk(leaves, bodies, func(e entry) {})
 	for _, b := range v.hashers.wait() {
 		v.add(b.seq, ProblemBodyModified, fmt.Sprintf("%s body does not match its commitment", bodyName(b.kind)))
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if v.anomaly {
-		// Pass 2: keep every entry and work out what happened.
-		entries = make([]entry, 0, v.n)
-		v2 := &verifier{tx: tx, opts: opts, rep: &Report{}, seen: map[string]bool{}, roots: map[int64]tlog.Hash{}}
+		entries := make([]entry, 0, v.n)
+		v2 := &verifier{tx: v.tx, opts: v.opts, rep: &Report{}, seen: map[string]bool{}}
 		if err := v2.walk(leaves, nil, func(e entry) { entries = append(entries, e) }); err != nil {
-			return nil, err
+			return err
 		}
 		v.classify(entries)
 	}
+	return nil
+}
+
+// totals fills in the record count, head and root, and returns the size
+// of the log the sequence numbers claim.
+func (v *verifier) totals() int64 {
+	rep := v.rep
 	rep.Records = v.n
 	if v.n == 0 {
 		v.add(0, ProblemMissing, "the log has no records, not even genesis")
@@ -254,38 +311,47 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 	if v.n > 0 {
 		rep.Head = hex.EncodeToString(v.last[:])
 	}
-	rep.Root = v.root().String()
-
-	logSize := int64(0)
+	rep.Root = v.tree.root().String()
 	if v.haveSeq {
-		logSize = int64(v.maxSeq) + 1
+		return int64(v.maxSeq) + 1
 	}
-	// The last leaf has no successor to vouch for it: compare it with the
-	// stored tree and head (which an attacker can rewrite; the signed
-	// checkpoints are the real defence).
-	if v.n > 0 && v.lastOK {
-		switch sh := v.storedLeafHash(v.lastSeq); {
-		case sh == nil:
-			// The store writes a leaf and its tree hashes together.
-			v.add(v.lastSeq, ProblemInserted, "no stored tree hash: not appended by sessctl")
-		case !bytes.Equal(sh, v.last[:]):
-			v.add(v.lastSeq, ProblemModified, "leaf hash differs from the stored tree")
-		}
-		if h := meta.Get(metaHead); len(h) == 8+tlog.HashSize {
-			switch n := binary.BigEndian.Uint64(h); {
-			case n > uint64(logSize):
-				v.add(uint64(logSize), ProblemMissing, fmt.Sprintf("head says %d records", n))
-			case n < uint64(logSize):
-				for seq := n; seq < uint64(logSize); seq++ {
-					v.add(seq, ProblemInserted, fmt.Sprintf("beyond the head (%d records)", n))
-				}
-			case !bytes.Equal(h[8:], v.last[:]):
-				v.add(v.lastSeq, ProblemModified, "leaf hash differs from the stored head")
+	return 0
+}
+
+// checkTail compares the last leaf, which has no successor to vouch for
+// it, with the stored tree and head (which an attacker can rewrite; the
+// signed checkpoints are the real defence).
+func (v *verifier) checkTail(meta *bbolt.Bucket, logSize int64) {
+	if v.n == 0 || !v.lastOK {
+		return
+	}
+	switch sh := v.storedLeafHash(v.lastSeq); {
+	case sh == nil:
+		// The store writes a leaf and its tree hashes together.
+		v.add(v.lastSeq, ProblemInserted, "no stored tree hash: not appended by sessctl")
+	case !bytes.Equal(sh, v.last[:]):
+		v.add(v.lastSeq, ProblemModified, "leaf hash differs from the stored tree")
+	}
+	if h := meta.Get(metaHead); len(h) == 8+tlog.HashSize {
+		switch n := binary.BigEndian.Uint64(h); {
+		case n > uint64(logSize):
+			v.add(uint64(logSize), ProblemMissing, fmt.Sprintf("head says %d records", n))
+		case n < uint64(logSize):
+			for seq := n; seq < uint64(logSize); seq++ {
+				v.add(seq, ProblemInserted, fmt.Sprintf("beyond the head (%d records)", n))
 			}
+		case !bytes.Equal(h[8:], v.last[:]):
+			v.add(v.lastSeq, ProblemModified, "leaf hash differs from the stored head")
 		}
 	}
+}
+
+// firstBreak is the first record the chain problems found so far touch,
+// or -1: checkpoints over it are not compared again (their mismatch
+// follows from it).
+func firstBreak(problems []Problem) int64 {
 	firstBad := int64(-1)
-	for _, p := range rep.Problems {
+	for _, p := range problems {
 		switch p.Kind {
 		case ProblemModified, ProblemMissing, ProblemInserted, ProblemReordered:
 			if firstBad < 0 || int64(p.Seq) < firstBad {
@@ -293,18 +359,25 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 			}
 		}
 	}
+	return firstBad
+}
 
-	// Bodies missing outside pruned ranges.
+// checkMissingBodies reports the committed bodies that are gone outside
+// the pruned ranges, and counts those pruned.
+func (v *verifier) checkMissingBodies() {
 	for _, b := range v.noBody {
 		if v.isPruned(b.seq) {
-			rep.PrunedBodies++
+			v.rep.PrunedBodies++
 			continue
 		}
 		v.add(b.seq, ProblemBodyMissing, fmt.Sprintf("%s body", bodyName(b.kind)))
 	}
+}
 
-	truncN := int64(-1)
-	// Stored checkpoints.
+// checkStored checks each stored checkpoint's signature, key and root. It
+// returns the largest size past the end of the log, or -1.
+func (v *verifier) checkStored(stored []storedCP, logSize, firstBad int64) int64 {
+	rep, truncN := v.rep, int64(-1)
 	for _, s := range stored {
 		seq := uint64(0)
 		if s.key > 0 {
@@ -321,11 +394,18 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 			v.add(seq, ProblemCheckpointMismatch, fmt.Sprintf("stored under size %d but says %s size %d", s.key, c.Origin, c.Size))
 		case c.Size > logSize:
 			truncN = max(truncN, c.Size)
-		case c.Size <= v.n && v.roots[c.Size] != c.Root && !(firstBad >= 0 && firstBad < c.Size):
-			v.add(seq, ProblemCheckpointMismatch, fmt.Sprintf("checkpoint root %s, recomputed %s", c.Root, v.roots[c.Size]))
+		case c.Size <= v.n && !checkRoot(c, &v.tree, firstBad):
+			v.add(seq, ProblemCheckpointMismatch, fmt.Sprintf("checkpoint root %s, recomputed %s", c.Root, v.tree.roots[c.Size]))
 		}
 	}
-	// External checkpoints.
+	return truncN
+}
+
+// checkExternal checks each external checkpoint's signature and root: a
+// root that differs means the log was forked. It returns the largest size
+// past the end of the log, or -1.
+func (v *verifier) checkExternal(ext []signedCheckpoint, logSize, firstBad int64) int64 {
+	rep, truncN := v.rep, int64(-1)
 	for _, e := range ext {
 		seq := uint64(0)
 		if e.c.Size > 0 {
@@ -340,23 +420,11 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 		switch {
 		case e.c.Size > logSize:
 			truncN = max(truncN, e.c.Size)
-		case e.c.Size <= v.n && v.roots[e.c.Size] != e.c.Root && !(firstBad >= 0 && firstBad < e.c.Size):
-			v.add(seq, ProblemForked, fmt.Sprintf("external checkpoint root %s, recomputed %s", e.c.Root, v.roots[e.c.Size]))
+		case e.c.Size <= v.n && !checkRoot(e.c, &v.tree, firstBad):
+			v.add(seq, ProblemForked, fmt.Sprintf("external checkpoint root %s, recomputed %s", e.c.Root, v.tree.roots[e.c.Size]))
 		}
 	}
-	if truncN >= 0 {
-		v.add(uint64(logSize), fmt.Sprintf("%s (checkpoint says %d, log has %d)", ProblemTruncated, truncN, logSize), "")
-	}
-	slices.SortStableFunc(rep.Problems, func(a, b Problem) int {
-		if a.Seq != b.Seq {
-			if a.Seq < b.Seq {
-				return -1
-			}
-			return 1
-		}
-		return 0
-	})
-	return rep, nil
+	return truncN
 }
 
 func bodyName(kind byte) string {
@@ -521,23 +589,10 @@ func (p *hashPool) wait() []bodyCheck {
 	return p.bad
 }
 
-// push adds a leaf hash to the compact range and records the root when the
-// tree reaches a checkpoint size.
+// push adds a leaf hash to the tree.
 func (v *verifier) push(h tlog.Hash) {
-	v.stack = append(v.stack, h)
-	v.sizes = append(v.sizes, 1)
-	for n := len(v.stack); n >= 2 && v.sizes[n-1] == v.sizes[n-2]; n = len(v.stack) {
-		v.stack[n-2] = tlog.NodeHash(v.stack[n-2], v.stack[n-1])
-		v.sizes[n-2] *= 2
-		v.stack, v.sizes = v.stack[:n-1], v.sizes[:n-1]
-	}
+	v.tree.add(h)
 	v.n++
-	for len(v.cps) > 0 && v.cps[0] <= v.n {
-		if v.cps[0] == v.n {
-			v.roots[v.n] = v.root()
-		}
-		v.cps = v.cps[1:]
-	}
 }
 
 // storedLeafHash returns the level-0 hash the tree bucket holds for seq,
@@ -548,18 +603,6 @@ func (v *verifier) storedLeafHash(seq uint64) []byte {
 		return nil
 	}
 	return tree.Get(u64key(uint64(tlog.StoredHashIndex(0, int64(seq)))))
-}
-
-// root folds the compact range into the RFC 6962 tree hash.
-func (v *verifier) root() tlog.Hash {
-	if len(v.stack) == 0 {
-		return tlog.Hash{}
-	}
-	h := v.stack[len(v.stack)-1]
-	for i := len(v.stack) - 2; i >= 0; i-- {
-		h = tlog.NodeHash(v.stack[i], h)
-	}
-	return h
 }
 
 // classify explains the anomalies of a damaged chain. Each record names

@@ -11,12 +11,10 @@ import (
 	"time"
 
 	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/internal/admin"
+	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/store"
 )
-
-// MaxPageSize bounds the records one API listing returns; clients page on
-// with the returned cursor.
-const MaxPageSize = 1000
 
 // defaultPageSize is the page size when a listing names no limit.
 const defaultPageSize = 100
@@ -35,13 +33,8 @@ func principalFrom(ctx context.Context) *principal {
 	return p
 }
 
-// APIError is the body of every API error response.
-type APIError struct {
-	Error string `json:"error"`
-}
-
 func apiError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, APIError{Error: msg})
+	writeJSON(w, status, admin.APIError{Error: msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -50,78 +43,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(true)
 	enc.Encode(v)
-}
-
-// SessionList is the body of GET /api/v1/sessions.
-type SessionList struct {
-	Sessions []*store.Record `json:"sessions"`
-	// Next is the cursor for the following page (the after parameter),
-	// empty on the last page.
-	Next string `json:"next,omitempty"`
-}
-
-// SessionDetail is one record with its bodies: the body of
-// GET /api/v1/sessions/{id} and of `sessctl sessions show --json`.
-type SessionDetail struct {
-	*store.Record
-	// Prompt and Answer are the stored (masked) bodies, null when not
-	// recorded or pruned.
-	Prompt *string `json:"prompt"`
-	Answer *string `json:"answer"`
-	// Related are the other records of the same session (approval
-	// decisions, the exchange an approval belongs to), oldest first.
-	Related []*store.Record `json:"related,omitempty"`
-	// Verified tells whether the record is in the signed log, when that
-	// could be checked; VerifyError says why it could not.
-	Verified    *bool  `json:"verified,omitempty"`
-	VerifyError string `json:"verify_error,omitempty"`
-}
-
-// relatedWindow is how far around a record Detail looks for the other
-// records of its session (approval records are written while the request
-// is held, within the approval timeout).
-const relatedWindow = 15 * time.Minute
-
-// Detail returns the record id (session id or sequence number) with its
-// bodies and the other records of its session. verify may be nil.
-func Detail(src SessionSource, id string, verify func(uint64) (bool, error)) (*SessionDetail, error) {
-	rec, req, resp, err := src.Get(id)
-	if err != nil {
-		return nil, err
-	}
-	d := &SessionDetail{Record: rec, Prompt: strPtr(req), Answer: strPtr(resp)}
-	if rec.SessionID != "" {
-		q := Query{Session: rec.SessionID, Since: rec.Start.Add(-relatedWindow), Until: rec.End.Add(relatedWindow), Limit: 100}
-		var rel []*store.Record
-		if _, err := Find(src, q, func(r *store.Record) error {
-			if r.Seq != rec.Seq {
-				rel = append(rel, r)
-			}
-			return nil
-		}); err != nil {
-			return nil, err
-		}
-		for i, j := 0, len(rel)-1; i < j; i, j = i+1, j-1 {
-			rel[i], rel[j] = rel[j], rel[i]
-		}
-		d.Related = rel
-	}
-	if verify != nil {
-		ok, err := verify(rec.Seq)
-		d.Verified = &ok
-		if err != nil {
-			d.VerifyError = err.Error()
-		}
-	}
-	return d, nil
-}
-
-func strPtr(b []byte) *string {
-	if b == nil {
-		return nil
-	}
-	s := string(b)
-	return &s
 }
 
 func (h *handler) needSessions(w http.ResponseWriter) bool {
@@ -136,7 +57,7 @@ func (h *handler) apiSessions(w http.ResponseWriter, r *http.Request) {
 	if !h.needSessions(w) {
 		return
 	}
-	q, err := ParseQuery(r.URL.Query(), h.o.Now())
+	q, err := query.ParseQuery(r.URL.Query(), h.o.Now())
 	if err != nil {
 		apiError(w, http.StatusBadRequest, err.Error())
 		return
@@ -144,9 +65,9 @@ func (h *handler) apiSessions(w http.ResponseWriter, r *http.Request) {
 	if q.Limit == 0 {
 		q.Limit = defaultPageSize
 	}
-	q.Limit = min(q.Limit, MaxPageSize)
-	out := SessionList{Sessions: []*store.Record{}}
-	out.Next, err = Find(h.o.Sessions, q, func(rec *store.Record) error {
+	q.Limit = min(q.Limit, admin.MaxPageSize)
+	out := admin.SessionList{Sessions: []*store.Record{}}
+	out.Next, err = query.Find(h.o.Sessions, q, func(rec *store.Record) error {
 		out.Sessions = append(out.Sessions, rec)
 		return nil
 	})
@@ -162,7 +83,7 @@ func (h *handler) apiSession(w http.ResponseWriter, r *http.Request) {
 	if !h.needSessions(w) {
 		return
 	}
-	d, err := Detail(h.o.Sessions, r.PathValue("id"), h.o.Verify)
+	d, err := query.Detail(h.o.Sessions, r.PathValue("id"), h.o.Verify)
 	if errors.Is(err, store.ErrNotFound) {
 		apiError(w, http.StatusNotFound, "no such session or record")
 		return
@@ -221,7 +142,7 @@ func (h *handler) apiExport(w http.ResponseWriter, r *http.Request) {
 	if !h.needSessions(w) {
 		return
 	}
-	var o ExportOptions
+	var o store.ExportOptions
 	if s := r.URL.Query().Get("from"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
@@ -241,11 +162,18 @@ func (h *handler) apiExport(w http.ResponseWriter, r *http.Request) {
 	o.Bodies = r.URL.Query().Get("bodies") == "1" || r.URL.Query().Get("bodies") == "true"
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
-	if _, err := Export(r.Context(), fw, h.o.Sessions, o); err != nil {
+	ls, ok := h.o.Sessions.(store.LeafSource)
+	if !ok {
+		err := errors.New("export: the session log does not hand out its leaf bytes")
+		h.log.Error("export", "err", err)
+		json.NewEncoder(w).Encode(admin.APIError{Error: err.Error()})
+		return
+	}
+	if _, err := store.Export(r.Context(), fw, ls, o); err != nil {
 		// The status is sent; end the stream with an error line a reader
 		// cannot mistake for a record.
 		h.log.Error("export", "err", err)
-		json.NewEncoder(w).Encode(APIError{Error: err.Error()})
+		json.NewEncoder(w).Encode(admin.APIError{Error: err.Error()})
 	}
 }
 
@@ -271,16 +199,11 @@ func (h *handler) needApprovals(w http.ResponseWriter) bool {
 	return true
 }
 
-// ApprovalList is the body of GET /api/v1/approvals.
-type ApprovalList struct {
-	Approvals []approval.Request `json:"approvals"`
-}
-
 func (h *handler) apiApprovals(w http.ResponseWriter, r *http.Request) {
 	if !h.needApprovals(w) {
 		return
 	}
-	writeJSON(w, http.StatusOK, ApprovalList{Approvals: h.o.Approvals.Pending()})
+	writeJSON(w, http.StatusOK, admin.ApprovalList{Approvals: h.o.Approvals.Pending()})
 }
 
 func (h *handler) apiApproval(w http.ResponseWriter, r *http.Request) {
@@ -295,17 +218,12 @@ func (h *handler) apiApproval(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, req)
 }
 
-// DecisionRequest is the body of POST /api/v1/approvals/{id}/approve|deny.
-type DecisionRequest struct {
-	Reason string `json:"reason"`
-}
-
 func (h *handler) apiDecide(decision string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !h.needApprovals(w) {
 			return
 		}
-		var body DecisionRequest
+		var body admin.DecisionRequest
 		if r.ContentLength != 0 {
 			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxDecisionBody))
 			if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
@@ -375,7 +293,7 @@ func (h *handler) apiApprovalStream(w http.ResponseWriter, r *http.Request) {
 	if _, err := io.WriteString(w, "retry: 3000\n\n"); err != nil {
 		return
 	}
-	if err := send("pending", ApprovalList{Approvals: h.o.Approvals.Pending()}); err != nil {
+	if err := send("pending", admin.ApprovalList{Approvals: h.o.Approvals.Pending()}); err != nil {
 		return
 	}
 	tick := time.NewTicker(sseHeartbeat)
@@ -399,28 +317,5 @@ func (h *handler) apiApprovalStream(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-	}
-}
-
-// Prover makes inclusion proofs; *store.Store and *store.Reader implement
-// it.
-type Prover interface {
-	Prove(seq uint64) ([]byte, error)
-}
-
-// ProofVerifier returns an Options.Verify function that proves record seq
-// against the newest signed checkpoint and checks the proof with pubkey
-// (the log's note verifier key; "" trusts the key the proof names, which
-// shows consistency but not who signed).
-func ProofVerifier(p Prover, pubkey string) func(seq uint64) (bool, error) {
-	return func(seq uint64) (bool, error) {
-		b, err := p.Prove(seq)
-		if err != nil {
-			return false, err
-		}
-		if _, err := store.VerifyProof(b, pubkey); err != nil {
-			return false, err
-		}
-		return true, nil
 	}
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/internal/admin"
+	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -76,7 +78,7 @@ func TestAPIAuth(t *testing.T) {
 					if resp.Header.Get("WWW-Authenticate") == "" {
 						t.Error("401 without WWW-Authenticate")
 					}
-					e := decodeJSON[APIError](t, resp)
+					e := decodeJSON[admin.APIError](t, resp)
 					if e.Error == "" || strings.Contains(e.Error, aliceToken) {
 						t.Errorf("error body %q", e.Error)
 					}
@@ -96,7 +98,7 @@ func TestAPIDisabledWithoutAdminTokens(t *testing.T) {
 	if resp.StatusCode != 401 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	if e := decodeJSON[APIError](t, resp); !strings.Contains(e.Error, "admin_tokens") {
+	if e := decodeJSON[admin.APIError](t, resp); !strings.Contains(e.Error, "admin_tokens") {
 		t.Errorf("error %q does not say how to enable the API", e.Error)
 	}
 	// A bad admin token disables the API rather than letting anyone in.
@@ -167,7 +169,7 @@ func TestAPISessionFilters(t *testing.T) {
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
-			got := decodeJSON[SessionList](t, resp)
+			got := decodeJSON[admin.SessionList](t, resp)
 			if names := s.names(seqsOf(got.Sessions)); !slices.Equal(names, tc.want) {
 				t.Errorf("got %v, want %v", names, tc.want)
 			}
@@ -184,7 +186,7 @@ func TestAPISessionPaging(t *testing.T) {
 	s := newTestServer(t)
 	var all []uint64
 	resp := s.do(t, "GET", "/api/v1/sessions?limit=100", aliceToken, "")
-	for _, r := range decodeJSON[SessionList](t, resp).Sessions {
+	for _, r := range decodeJSON[admin.SessionList](t, resp).Sessions {
 		all = append(all, r.Seq)
 	}
 	if len(all) < 7 {
@@ -200,7 +202,7 @@ func TestAPISessionPaging(t *testing.T) {
 		if after != "" {
 			q.Set("after", after)
 		}
-		l := decodeJSON[SessionList](t, s.do(t, "GET", "/api/v1/sessions?"+q.Encode(), aliceToken, ""))
+		l := decodeJSON[admin.SessionList](t, s.do(t, "GET", "/api/v1/sessions?"+q.Encode(), aliceToken, ""))
 		paged = append(paged, seqsOf(l.Sessions)...)
 		if l.Next == "" {
 			break
@@ -219,7 +221,7 @@ func TestAPISessionDetail(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("%s: status %d", id, resp.StatusCode)
 		}
-		d := decodeJSON[SessionDetail](t, resp)
+		d := decodeJSON[query.SessionDetail](t, resp)
 		if d.Seq != s.log.seq["stream"] || d.Prompt == nil || *d.Prompt != streamPrompt || d.Answer == nil || !strings.HasPrefix(*d.Answer, "data: ") {
 			t.Fatalf("%s: %+v", id, d)
 		}
@@ -240,7 +242,7 @@ func TestAPISessionDetail(t *testing.T) {
 		t.Errorf("unknown session: %d", resp.StatusCode)
 	}
 	// A metadata-only record has no bodies.
-	d := decodeJSON[SessionDetail](t, s.do(t, "GET", "/api/v1/sessions/"+itoa(s.log.seq["other"]), aliceToken, ""))
+	d := decodeJSON[query.SessionDetail](t, s.do(t, "GET", "/api/v1/sessions/"+itoa(s.log.seq["other"]), aliceToken, ""))
 	if d.Prompt != nil || d.Answer != nil {
 		t.Errorf("metadata record has bodies: %+v", d)
 	}
@@ -266,7 +268,7 @@ func TestAPIAnswerBytes(t *testing.T) {
 func TestAPIApproveAndDeny(t *testing.T) {
 	s := newTestServer(t)
 	held := s.hold(t, approval.Request{ID: "req-approve", Requester: "runner ci-1", RequesterName: "ci-1", Host: "api.openai.com", Prompt: "hello"})
-	list := decodeJSON[ApprovalList](t, s.do(t, "GET", "/api/v1/approvals", aliceToken, ""))
+	list := decodeJSON[admin.ApprovalList](t, s.do(t, "GET", "/api/v1/approvals", aliceToken, ""))
 	if len(list.Approvals) != 1 || list.Approvals[0].ID != "req-approve" {
 		t.Fatalf("pending: %+v", list)
 	}

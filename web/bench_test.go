@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -49,17 +50,17 @@ func BenchmarkFind(b *testing.B) {
 	st := benchLog(b, 20000)
 	for _, bc := range []struct {
 		name string
-		q    Query
+		q    query.Query
 	}{
-		{"newest-100", Query{Limit: 100}},
-		{"repo-1pct-limit-50", Query{Repo: "acme/r7", Limit: 50}},
-		{"run-one-match", Query{Run: "42"}},
-		{"time-window-1h", Query{Since: time.Date(2025, 1, 1, 2, 0, 0, 0, time.UTC), Until: time.Date(2025, 1, 1, 3, 0, 0, 0, time.UTC)}},
+		{"newest-100", query.Query{Limit: 100}},
+		{"repo-1pct-limit-50", query.Query{Repo: "acme/r7", Limit: 50}},
+		{"run-one-match", query.Query{Run: "42"}},
+		{"time-window-1h", query.Query{Since: time.Date(2025, 1, 1, 2, 0, 0, 0, time.UTC), Until: time.Date(2025, 1, 1, 3, 0, 0, 0, time.UTC)}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
 				n := 0
-				if _, err := Find(st, bc.q, func(*store.Record) error { n++; return nil }); err != nil {
+				if _, err := query.Find(st, bc.q, func(*store.Record) error { n++; return nil }); err != nil {
 					b.Fatal(err)
 				}
 				if n == 0 {
@@ -74,7 +75,7 @@ func BenchmarkFind(b *testing.B) {
 func BenchmarkExport(b *testing.B) {
 	st := benchLog(b, 2000)
 	for b.Loop() {
-		if _, err := Export(context.Background(), discard{}, st, ExportOptions{}); err != nil {
+		if _, err := store.Export(context.Background(), discard{}, st, store.ExportOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}

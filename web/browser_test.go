@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/internal/testutil"
 )
 
 // chromiumPath finds Debian's chromium; CHROMIUM overrides it.
@@ -280,17 +281,13 @@ func TestBrowser(t *testing.T) {
 		step(t, ctx, "play", chromedp.Click(chromedp.CSS("#play")))
 		// Watch the text grow until the replay ends.
 		var seen []string
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
+		testutil.WaitFor(t, 30*time.Second, "the replay to end", func() bool {
 			st := eval[[]string](t, ctx, `[document.querySelector("#replay").dataset.state, document.querySelector("#replay-text").textContent]`)
 			if len(seen) == 0 || seen[len(seen)-1] != st[1] {
 				seen = append(seen, st[1])
 			}
-			if st[0] == "done" {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return st[0] == "done"
+		})
 		shot(t, ctx, "replay")
 		final := "one two three four five"
 		if len(seen) == 0 || seen[len(seen)-1] != final {

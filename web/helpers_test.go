@@ -13,6 +13,8 @@ import (
 
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/internal/query"
+	"github.com/sessctl/sessctl/internal/testutil"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -142,13 +144,10 @@ func newTestLog(t testing.TB, deltaGap time.Duration) *testLog {
 func (l *testLog) waitCheckpoint(t testing.TB) {
 	t.Helper()
 	last := l.seq["refused"]
-	for i := 0; i < 500; i++ {
-		if _, err := l.st.Prove(last); err == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("no checkpoint covers the test records")
+	testutil.WaitFor(t, 5*time.Second, "a checkpoint covering the test records", func() bool {
+		_, err := l.st.Prove(last)
+		return err == nil
+	})
 }
 
 // testServer runs the admin handler on a real loopback listener.
@@ -177,7 +176,7 @@ func newTestServerGap(t testing.TB, deltaGap time.Duration, opts ...func(*Option
 		Sessions:    l.st,
 		Approvals:   q,
 		AdminTokens: testAdmins,
-		Verify:      ProofVerifier(l.st, l.st.PublicKey()),
+		Verify:      query.ProofVerifier(l.st, l.st.PublicKey()),
 	}
 	for _, f := range opts {
 		f(&o)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/internal/admin"
+	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -46,7 +48,9 @@ var templateFuncs = template.FuncMap{
 	},
 	"duration": func(a, b time.Time) string { return b.Sub(a).Round(time.Millisecond).String() },
 	"caller":   caller,
-	"dash": func(s string) string {
+	// dash takes any string type (store.Outcome, store.Recording...).
+	"dash": func(v any) string {
+		s := fmt.Sprint(v)
 		if s == "" {
 			return "-"
 		}
@@ -213,48 +217,37 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request, p *principal) {
 
 // sessionsView is the sessions list page's data.
 type sessionsView struct {
-	Q        Query
+	Q        query.Query
 	Form     url.Values
 	Records  []*store.Record
 	NextURL  string
-	Outcomes []string
-	Kinds    []string
+	Outcomes []store.Outcome
+	Kinds    []store.Kind
 	Filtered bool
 }
 
-var outcomes = []string{store.OutcomeForwarded, store.OutcomeBlocked, store.OutcomeDenied, store.OutcomeUnauthenticated,
-	store.OutcomeApprovalDenied, store.OutcomeApprovalTimeout, store.OutcomeUpstreamError, store.OutcomeClientGone,
-	store.OutcomeAborted, store.OutcomeRefused, store.OutcomeSpliced, store.OutcomePending}
-
-var kinds = []string{store.KindExchange, store.KindRefused, store.KindConnect, store.KindApproval, store.KindGenesis,
-	store.KindPrune, store.KindShutdown, store.KindRestore, store.KindAborted}
-
 func (h *handler) sessionsPage(w http.ResponseWriter, r *http.Request, p *principal) {
 	form := r.URL.Query()
-	v := sessionsView{Form: form, Outcomes: outcomes, Kinds: kinds}
+	v := sessionsView{Form: form, Outcomes: store.Outcomes, Kinds: store.Kinds}
 	if h.o.Sessions == nil {
 		d := h.data(p, "Sessions", "sessions", v)
 		d.Error = "No session log is attached to the admin listener."
 		h.render(w, http.StatusServiceUnavailable, "sessions", d)
 		return
 	}
-	q, err := ParseQuery(form, h.o.Now())
+	q, err := query.ParseQuery(form, h.o.Now())
 	if err != nil {
 		d := h.data(p, "Sessions", "sessions", v)
 		d.Error = "Filter: " + err.Error()
 		h.render(w, http.StatusBadRequest, "sessions", d)
 		return
 	}
-	if q.Limit == 0 || q.Limit > MaxPageSize {
+	if q.Limit == 0 || q.Limit > admin.MaxPageSize {
 		q.Limit = uiPageSize
 	}
 	v.Q = q
-	for _, k := range queryParams {
-		if k != "limit" && k != "after" && form.Get(k) != "" {
-			v.Filtered = true
-		}
-	}
-	next, err := Find(h.o.Sessions, q, func(rec *store.Record) error {
+	v.Filtered = query.HasFilter(form)
+	next, err := query.Find(h.o.Sessions, q, func(rec *store.Record) error {
 		v.Records = append(v.Records, rec)
 		return nil
 	})
@@ -280,7 +273,7 @@ func (h *handler) sessionsPage(w http.ResponseWriter, r *http.Request, p *princi
 
 // sessionView is the session page's data.
 type sessionView struct {
-	D          *SessionDetail
+	D          *query.SessionDetail
 	Prompt     string
 	Answer     string
 	AnswerText string
@@ -289,14 +282,14 @@ type sessionView struct {
 	Others     []*store.Record
 }
 
-func (h *handler) loadSession(w http.ResponseWriter, r *http.Request, p *principal) (*SessionDetail, bool) {
+func (h *handler) loadSession(w http.ResponseWriter, r *http.Request, p *principal) (*query.SessionDetail, bool) {
 	if h.o.Sessions == nil {
 		d := h.data(p, "Session", "sessions", nil)
 		d.Error = "No session log is attached to the admin listener."
 		h.render(w, http.StatusServiceUnavailable, "error", d)
 		return nil, false
 	}
-	sd, err := Detail(h.o.Sessions, r.PathValue("id"), h.o.Verify)
+	sd, err := query.Detail(h.o.Sessions, r.PathValue("id"), h.o.Verify)
 	if err != nil {
 		status, msg := http.StatusInternalServerError, "Reading the session failed."
 		if errors.Is(err, store.ErrNotFound) {
@@ -344,7 +337,7 @@ func (h *handler) sessionPage(w http.ResponseWriter, r *http.Request, p *princip
 
 // replayView is the replay page's data.
 type replayView struct {
-	D      *SessionDetail
+	D      *query.SessionDetail
 	Prompt string
 	// Seq names the record for the script's API calls.
 	Seq string

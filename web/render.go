@@ -117,3 +117,13 @@ func jsonAnswerText(b []byte) string {
 func caller(id store.Identity) string {
 	return (&identity.Identity{Runner: id.Runner, Subject: id.Subject, Claims: id.Claims}).Caller()
 }
+
+// claimOf returns the first non-empty claim among names.
+func claimOf(id *store.Identity, names ...string) string {
+	for _, n := range names {
+		if v := id.Claims[n]; v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -34,7 +34,8 @@
 //
 // # Cost of queries
 //
-// [Find] hands every filter to the store, whose secondary indexes
+// Listings go through the query service (internal/query), whose Find
+// hands every filter to the store, whose secondary indexes
 // (repository, run, sha, actor, rule, runner, outcome, host, kind) are
 // intersected newest first, so a query decodes about one record per record
 // it returns: a repo+run query over a million records answers in under a
@@ -50,18 +51,8 @@ import (
 
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/identity"
-	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/internal/query"
 )
-
-// SessionSource is the read side of a session log; *store.Store and
-// *store.Reader implement it.
-type SessionSource interface {
-	// Get returns the record named by id (session id or sequence number)
-	// with its request and response bodies.
-	Get(id string) (*store.Record, []byte, []byte, error)
-	// List calls fn for each record matching f, newest first.
-	List(f store.Filter, fn func(*store.Record) error) error
-}
 
 // Options configure the admin handler.
 type Options struct {
@@ -74,7 +65,7 @@ type Options struct {
 
 	// Sessions is the session log the API and UI read. Without it the
 	// session endpoints answer 503.
-	Sessions SessionSource
+	Sessions query.Source
 	// Approvals is the queue of held requests. Without it the approval
 	// endpoints answer 503.
 	Approvals *approval.Queue

@@ -14,7 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sessctl/sessctl/approval"
-	"github.com/sessctl/sessctl/web"
+	"github.com/sessctl/sessctl/internal/admin"
 )
 
 // adminFlags locate a running sessctl's admin API.
@@ -27,7 +27,7 @@ func adminFlags() []cli.Flag {
 }
 
 // adminClient builds an admin API client from the flags.
-func adminClient(c *cli.Context) (*web.Client, error) {
+func adminClient(c *cli.Context) (*admin.Client, error) {
 	base := c.String("admin")
 	if base == "" {
 		return nil, errors.New("--admin URL (or SESSCTL_ADMIN_URL) is required")
@@ -40,7 +40,7 @@ func adminClient(c *cli.Context) (*web.Client, error) {
 		}
 		tok = strings.TrimSpace(string(b))
 	}
-	cl, err := web.NewClient(base, tok, nil)
+	cl, err := admin.NewClient(base, tok, nil)
 	if err != nil {
 		return nil, err
 	}

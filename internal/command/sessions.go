@@ -15,8 +15,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/internal/admin"
+	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/store"
-	"github.com/sessctl/sessctl/web"
 )
 
 // sessionsCommand queries the session log: from the database file (--db,
@@ -87,7 +88,7 @@ func sessionsCommand() *cli.Command {
 // or the admin API.
 type sessionSource struct {
 	reader *store.Reader
-	client *web.Client
+	client *admin.Client
 }
 
 func (s *sessionSource) Close() {
@@ -118,20 +119,20 @@ func openSource(c *cli.Context) (*sessionSource, error) {
 
 // queryFlags reads the filters; relative times are resolved here so the
 // server sees the same instants.
-func queryFlags(c *cli.Context) (web.Query, error) {
+func queryFlags(c *cli.Context) (query.Query, error) {
 	now := time.Now()
-	since, err := web.ParseTime(c.String("since"), now)
+	since, err := query.ParseTime(c.String("since"), now)
 	if err != nil {
-		return web.Query{}, fmt.Errorf("--since: %w", err)
+		return query.Query{}, fmt.Errorf("--since: %w", err)
 	}
-	until, err := web.ParseTime(c.String("until"), now)
+	until, err := query.ParseTime(c.String("until"), now)
 	if err != nil {
-		return web.Query{}, fmt.Errorf("--until: %w", err)
+		return query.Query{}, fmt.Errorf("--until: %w", err)
 	}
 	if c.Int("limit") < 0 {
-		return web.Query{}, errors.New("--limit: must not be negative")
+		return query.Query{}, errors.New("--limit: must not be negative")
 	}
-	return web.Query{
+	return query.Query{
 		Since: since, Until: until,
 		Runner: c.String("runner"), Repo: c.String("repo"), Run: c.String("run"), SHA: c.String("sha"),
 		Actor: c.String("actor"), Outcome: c.String("outcome"), Rule: c.String("rule"), Host: c.String("host"),
@@ -168,14 +169,14 @@ func sessionsLs(c *cli.Context) error {
 				rec.Kind, orDash(who(rec.Identity)), orDash(claim(rec.Identity, "repository", "project_path")),
 				orDash(claim(rec.Identity, "run_id", "pipeline_id")),
 				orDash(strings.TrimSpace(rec.Method+" "+rec.Host+rec.Path)), status(rec.Status),
-				orDash(rec.Outcome), orDash(strings.Join(rules, ",")), orDash(rec.SessionID))
+				orDash(string(rec.Outcome)), orDash(strings.Join(rules, ",")), orDash(rec.SessionID))
 			return err
 		}
 	}
 	if src.client != nil {
 		err = src.client.Sessions(c.Context, q, emit)
 	} else {
-		_, err = web.Find(src.reader, q, emit)
+		_, err = query.Find(src.reader, q, emit)
 	}
 	if tw != nil {
 		tw.Flush()
@@ -196,11 +197,11 @@ func sessionsShow(c *cli.Context) error {
 		return cli.Exit("sessctl sessions show: "+err.Error(), 2)
 	}
 	defer src.Close()
-	var d *web.SessionDetail
+	var d *query.SessionDetail
 	if src.client != nil {
 		d, err = src.client.Session(c.Context, id)
 	} else {
-		d, err = web.Detail(src.reader, id, web.ProofVerifier(src.reader, ""))
+		d, err = query.Detail(src.reader, id, query.ProofVerifier(src.reader, ""))
 	}
 	if err != nil {
 		return cli.Exit("sessctl sessions show: "+err.Error(), exitCode(err))
@@ -220,7 +221,7 @@ func sessionsExport(c *cli.Context) error {
 	if c.Int("limit") < 0 {
 		return cli.Exit("sessctl sessions export: --limit must not be negative", 2)
 	}
-	o := web.ExportOptions{From: c.Uint64("from"), Limit: c.Int("limit"), Bodies: c.Bool("bodies")}
+	o := store.ExportOptions{From: c.Uint64("from"), Limit: c.Int("limit"), Bodies: c.Bool("bodies")}
 	var w io.Writer = os.Stdout
 	var f *os.File
 	if p := c.String("out"); p != "" && p != "-" {
@@ -237,7 +238,7 @@ func sessionsExport(c *cli.Context) error {
 			err = ferr
 		}
 	} else {
-		n, err = web.Export(c.Context, w, src.reader, o)
+		n, err = store.Export(c.Context, w, src.reader, o)
 	}
 	if f != nil {
 		if cerr := f.Close(); err == nil {
@@ -254,14 +255,14 @@ func sessionsExport(c *cli.Context) error {
 // exitCode is 1 for "not found" and refusals by the server, 2 for the rest
 // (could not ask).
 func exitCode(err error) int {
-	var se *web.StatusError
+	var se *admin.StatusError
 	if errors.Is(err, store.ErrNotFound) || (errors.As(err, &se) && se.Status < 500 && se.Status != 401) {
 		return 1
 	}
 	return 2
 }
 
-func printRecord(w io.Writer, d *web.SessionDetail) error {
+func printRecord(w io.Writer, d *query.SessionDetail) error {
 	rec := d.Record
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "record %d  %s  session %s\n", rec.Seq, rec.Kind, orDash(rec.SessionID))
@@ -289,7 +290,7 @@ func printRecord(w io.Writer, d *web.SessionDetail) error {
 	}
 	fmt.Fprintf(bw, "conn      %s %s %s\n", orDash(rec.Conn.Mode), rec.Conn.Client, rec.Conn.ID)
 	fmt.Fprintf(bw, "request   %s %s%s  model %s\n", orDash(rec.Method), rec.Host, rec.Path, orDash(rec.Model))
-	fmt.Fprintf(bw, "result    %s %s %s\n", status(rec.Status), orDash(rec.Outcome), rec.Reason)
+	fmt.Fprintf(bw, "result    %s %s %s\n", status(rec.Status), orDash(string(rec.Outcome)), rec.Reason)
 	for _, h := range rec.Rules {
 		fmt.Fprintf(bw, "rule      %s %s on %s x%d\n", h.Name, h.Action, h.Scope, h.Count)
 	}
@@ -306,7 +307,7 @@ func printRecord(w io.Writer, d *web.SessionDetail) error {
 			fmt.Fprintf(bw, "related   record %d %s %s\n", r.Seq, r.Kind, r.Outcome)
 		}
 	}
-	fmt.Fprintf(bw, "recording %s, %d deltas\n", orDash(rec.Recording), len(rec.Deltas))
+	fmt.Fprintf(bw, "recording %s, %d deltas\n", orDash(string(rec.Recording)), len(rec.Deltas))
 	if d.Prompt != nil {
 		fmt.Fprintf(bw, "--- prompt (%d bytes)\n%s\n", len(*d.Prompt), *d.Prompt)
 	}

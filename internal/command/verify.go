@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/sessctl/sessctl/store"
-	"github.com/sessctl/sessctl/web"
 	"github.com/urfave/cli/v2"
 )
 
@@ -153,7 +152,7 @@ func verifyExportFile(c *cli.Context, file, pubkey string) error {
 		defer f.Close()
 		in = f
 	}
-	rep, err := web.VerifyExport(in, store.SplitNotes(data), pubkey)
+	rep, err := store.VerifyExport(in, store.SplitNotes(data), pubkey)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("sessctl verify: %s: could not verify: %v", file, err), 2)
 	}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/sessctl/sessctl/store"
-	"github.com/sessctl/sessctl/web"
 )
 
 // TestVerifyExportCommand exports a closed log with `sessctl sessions
@@ -69,7 +68,7 @@ func TestVerifyExportCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--json: %v: %s", err, jout)
 	}
-	var rep web.ExportReport
+	var rep store.ExportReport
 	if err := json.Unmarshal(jout, &rep); err != nil || !rep.OK() || rep.Records != 10 || rep.Size != 10 || rep.Checkpoints != 4 {
 		t.Fatalf("--json: %v %s", err, jout)
 	}

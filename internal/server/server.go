@@ -29,6 +29,7 @@ import (
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/internal/keyfile"
+	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
@@ -168,7 +169,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Handler: web.NewHandler(web.Options{
 			Health: s.store.Healthy, Metrics: metrics.WritePrometheus, Logger: log,
 			Sessions: s.store, Approvals: s.queue, AdminTokens: admins,
-			Verify:   web.ProofVerifier(s.store, s.store.PublicKey()),
+			Verify:   query.ProofVerifier(s.store, s.store.PublicKey()),
 			Snapshot: s.store.WriteSnapshot,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -1,4 +1,8 @@
-package web
+// Package query is the session query service shared by the CLI (reading a
+// log file) and the admin API (serving a running log): the filters of
+// `sessctl sessions ls` and GET /api/v1/sessions with the same meaning,
+// paging cursors, and the detail of one record with its session.
+package query
 
 import (
 	"errors"
@@ -8,8 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sessctl/sessctl/config"
-	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/internal/duration"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -42,8 +45,19 @@ type Query struct {
 	After string
 }
 
-// Query parameter names, shared by the API and the CLI's live mode.
-var queryParams = []string{"since", "until", "runner", "repo", "run", "sha", "actor", "outcome", "rule", "host", "kind", "session", "limit", "after"}
+// params are the URL query parameter names of a Query.
+var params = []string{"since", "until", "runner", "repo", "run", "sha", "actor", "outcome", "rule", "host", "kind", "session", "limit", "after"}
+
+// HasFilter reports whether the URL query parameters v set a filter
+// (any parameter of a Query but the limit and the paging cursor).
+func HasFilter(v url.Values) bool {
+	for _, k := range params {
+		if k != "limit" && k != "after" && v.Get(k) != "" {
+			return true
+		}
+	}
+	return false
+}
 
 // ParseTime reads a time filter: an RFC 3339 time, or a duration back from
 // now ("90m", "24h", "7d"). The empty string is the zero time.
@@ -55,7 +69,7 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
-	d, err := config.ParseDuration(s)
+	d, err := duration.Parse(s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%q is neither a duration (like 24h or 7d) nor an RFC 3339 time", s)
 	}
@@ -122,18 +136,13 @@ func (q Query) Values() url.Values {
 	return v
 }
 
-// claimOf returns the first non-empty claim among names.
-func claimOf(id *store.Identity, names ...string) string {
-	return (&identity.Identity{Claims: id.Claims}).Claim(names...)
-}
-
 // filter is q as a store filter, without the paging cursor and the limit
 // (which Find applies).
 func (q *Query) filter() store.Filter {
 	return store.Filter{
 		Since: q.Since, Until: q.Until,
 		Runner: q.Runner, Repo: q.Repo, Run: q.Run, SHA: q.SHA, Actor: q.Actor,
-		Outcome: q.Outcome, Rule: q.Rule, Host: q.Host, Kind: q.Kind, Session: q.Session,
+		Outcome: store.Outcome(q.Outcome), Rule: q.Rule, Host: q.Host, Kind: store.Kind(q.Kind), Session: q.Session,
 	}
 }
 
@@ -163,6 +172,16 @@ func parseCursor(s string) (time.Time, uint64, error) {
 	return time.Unix(0, n), sq, nil
 }
 
+// Source is the read side of a session log; *store.Store and
+// *store.Reader implement it.
+type Source interface {
+	// Get returns the record named by id (session id or sequence number)
+	// with its request and response bodies.
+	Get(id string) (*store.Record, []byte, []byte, error)
+	// List calls fn for each record matching f, newest first.
+	List(f store.Filter, fn func(*store.Record) error) error
+}
+
 // errStop ends a store walk early.
 var errStop = errors.New("stop")
 
@@ -174,7 +193,7 @@ var errStop = errors.New("stop")
 // runner, outcome, rule, host, kind, session; see store.Filter): a
 // selective filter reads about as many records as it returns, however
 // large the log.
-func Find(src SessionSource, q Query, fn func(*store.Record) error) (next string, err error) {
+func Find(src Source, q Query, fn func(*store.Record) error) (next string, err error) {
 	f := q.filter()
 	var curTime time.Time
 	var curSeq uint64
@@ -214,4 +233,92 @@ func Find(src SessionSource, q Query, fn func(*store.Record) error) (next string
 		return "", err
 	}
 	return "", nil
+}
+
+// SessionDetail is one record with its bodies: the body of
+// GET /api/v1/sessions/{id} and of `sessctl sessions show --json`.
+type SessionDetail struct {
+	*store.Record
+	// Prompt and Answer are the stored (masked) bodies, null when not
+	// recorded or pruned.
+	Prompt *string `json:"prompt"`
+	Answer *string `json:"answer"`
+	// Related are the other records of the same session (approval
+	// decisions, the exchange an approval belongs to), oldest first.
+	Related []*store.Record `json:"related,omitempty"`
+	// Verified tells whether the record is in the signed log, when that
+	// could be checked; VerifyError says why it could not.
+	Verified    *bool  `json:"verified,omitempty"`
+	VerifyError string `json:"verify_error,omitempty"`
+}
+
+// relatedWindow is how far around a record Detail looks for the other
+// records of its session (approval records are written while the request
+// is held, within the approval timeout).
+const relatedWindow = 15 * time.Minute
+
+// Detail returns the record id (session id or sequence number) with its
+// bodies and the other records of its session. verify may be nil.
+func Detail(src Source, id string, verify func(uint64) (bool, error)) (*SessionDetail, error) {
+	rec, req, resp, err := src.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	d := &SessionDetail{Record: rec, Prompt: strPtr(req), Answer: strPtr(resp)}
+	if rec.SessionID != "" {
+		q := Query{Session: rec.SessionID, Since: rec.Start.Add(-relatedWindow), Until: rec.End.Add(relatedWindow), Limit: 100}
+		var rel []*store.Record
+		if _, err := Find(src, q, func(r *store.Record) error {
+			if r.Seq != rec.Seq {
+				rel = append(rel, r)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		for i, j := 0, len(rel)-1; i < j; i, j = i+1, j-1 {
+			rel[i], rel[j] = rel[j], rel[i]
+		}
+		d.Related = rel
+	}
+	if verify != nil {
+		ok, err := verify(rec.Seq)
+		d.Verified = &ok
+		if err != nil {
+			d.VerifyError = err.Error()
+		}
+	}
+	return d, nil
+}
+
+func strPtr(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
+
+// Prover makes inclusion proofs; *store.Store and *store.Reader implement
+// it.
+type Prover interface {
+	Prove(seq uint64) ([]byte, error)
+}
+
+// ProofVerifier returns a function for [Detail] (and the admin handler's
+// Options.Verify) that proves record seq
+// against the newest signed checkpoint and checks the proof with pubkey
+// (the log's note verifier key; "" trusts the key the proof names, which
+// shows consistency but not who signed).
+func ProofVerifier(p Prover, pubkey string) func(seq uint64) (bool, error) {
+	return func(seq uint64) (bool, error) {
+		b, err := p.Prove(seq)
+		if err != nil {
+			return false, err
+		}
+		if _, err := store.VerifyProof(b, pubkey); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
 }

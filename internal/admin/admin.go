@@ -1,4 +1,7 @@
-package web
+// Package admin is the client side of a running sessctl's admin API
+// (the CLI's --admin mode) and the API's wire types, which the handler in
+// package web encodes and this client decodes.
+package admin
 
 import (
 	"bufio"
@@ -16,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sessctl/sessctl/approval"
+	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -27,7 +31,7 @@ type Client struct {
 	base  *url.URL
 	token string
 	hc    *http.Client
-	// pageSize is the number of records asked for per page (tests).
+	// pageSize is the number of records asked for per page.
 	pageSize int
 }
 
@@ -37,6 +41,7 @@ type StatusError struct {
 	Message string
 }
 
+// Error names the status and the server's message.
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("admin API: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 }
@@ -66,6 +71,15 @@ func NewClient(baseURL, token string, hc *http.Client) (*Client, error) {
 		}}
 	}
 	return &Client{base: u, token: token, hc: hc, pageSize: MaxPageSize}, nil
+}
+
+// SetPageSize sets how many records [Client.Sessions] asks for per
+// request: n between 1 and MaxPageSize (the default); other values are
+// ignored.
+func (c *Client) SetPageSize(n int) {
+	if n >= 1 && n <= MaxPageSize {
+		c.pageSize = n
+	}
 }
 
 // Insecure reports whether the token would cross the network unencrypted:
@@ -135,7 +149,7 @@ func (c *Client) getJSON(ctx context.Context, path string, q url.Values, v any) 
 
 // Sessions calls fn for each record matching q, newest first, paging
 // through the API; q.Limit 0 means all.
-func (c *Client) Sessions(ctx context.Context, q Query, fn func(*store.Record) error) error {
+func (c *Client) Sessions(ctx context.Context, q query.Query, fn func(*store.Record) error) error {
 	want := q.Limit
 	n := 0
 	for {
@@ -162,8 +176,8 @@ func (c *Client) Sessions(ctx context.Context, q Query, fn func(*store.Record) e
 }
 
 // Session returns one record with its bodies.
-func (c *Client) Session(ctx context.Context, id string) (*SessionDetail, error) {
-	var d SessionDetail
+func (c *Client) Session(ctx context.Context, id string) (*query.SessionDetail, error) {
+	var d query.SessionDetail
 	if err := c.getJSON(ctx, "/api/v1/sessions/"+url.PathEscape(id), nil, &d); err != nil {
 		return nil, err
 	}
@@ -176,7 +190,7 @@ func (c *Client) Session(ctx context.Context, id string) (*SessionDetail, error)
 // Export copies the server's JSONL export to w, line by line, and returns
 // the number of records. An error the server reports after it started
 // streaming is returned as an error, not written to w.
-func (c *Client) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, error) {
+func (c *Client) Export(ctx context.Context, w io.Writer, o store.ExportOptions) (int, error) {
 	q := url.Values{}
 	if o.From > 0 {
 		q.Set("from", strconv.FormatUint(o.From, 10))
@@ -254,4 +268,31 @@ func (c *Client) Decide(ctx context.Context, id, decision, reason string) (*appr
 		return nil, fmt.Errorf("admin API: decoding the decision: %w", err)
 	}
 	return &d, nil
+}
+
+// MaxPageSize bounds the records one API listing returns; clients page on
+// with the returned cursor.
+const MaxPageSize = 1000
+
+// APIError is the body of every API error response.
+type APIError struct {
+	Error string `json:"error"`
+}
+
+// SessionList is the body of GET /api/v1/sessions.
+type SessionList struct {
+	Sessions []*store.Record `json:"sessions"`
+	// Next is the cursor for the following page (the after parameter),
+	// empty on the last page.
+	Next string `json:"next,omitempty"`
+}
+
+// ApprovalList is the body of GET /api/v1/approvals.
+type ApprovalList struct {
+	Approvals []approval.Request `json:"approvals"`
+}
+
+// DecisionRequest is the body of POST /api/v1/approvals/{id}/approve|deny.
+type DecisionRequest struct {
+	Reason string `json:"reason"`
 }

@@ -1,4 +1,4 @@
-package web
+package store
 
 import (
 	"bufio"
@@ -13,8 +13,6 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
-
-	"github.com/sessctl/sessctl/store"
 )
 
 // ExportOptions select what [Export] writes.
@@ -30,7 +28,7 @@ type ExportOptions struct {
 // ExportLine is one line of a JSONL export. Record holds the leaf's JSON
 // byte for byte as stored, so that
 //
-//	tlog.RecordHash([]byte(store.LeafPrefix) + Record) == Hash
+//	tlog.RecordHash([]byte(LeafPrefix) + Record) == Hash
 //
 // and a complete export (from 0) rebuilds the Merkle tree whose root a
 // signed checkpoint names.
@@ -43,9 +41,9 @@ type ExportLine struct {
 	Answer *string         `json:"answer,omitempty"`
 }
 
-// leafSource is a session log that hands out its stored leaf bytes, as
-// *store.Store and *store.Reader do.
-type leafSource interface {
+// LeafSource is a session log that hands out its stored leaf bytes, as
+// [Store] and [Reader] do (see [Reader.Leaves]).
+type LeafSource interface {
 	Leaves(from uint64, fn func(seq uint64, leaf, req, resp []byte) error) error
 }
 
@@ -53,17 +51,12 @@ type leafSource interface {
 // from o.From, in constant memory, and returns the number of records
 // written. It stops at the end of the log or when ctx is done.
 //
-// Each line carries the leaf's bytes as stored (src must implement
-// Leaves, as the store does), never a re-encoding. The store checks the
+// Each line carries the leaf's bytes as stored, never a re-encoding. The store checks the
 // chain as it hands the leaves out; Export writes a record only once the
 // next one has been read and names its hash as prev, so a log altered in
 // place fails the export before the altered record's line. The newest
 // record has no successor to vouch for it.
-func Export(ctx context.Context, w io.Writer, src SessionSource, o ExportOptions) (n int, err error) {
-	ls, ok := src.(leafSource)
-	if !ok {
-		return 0, errors.New("export: the session log does not hand out its leaf bytes")
-	}
+func Export(ctx context.Context, w io.Writer, ls LeafSource, o ExportOptions) (n int, err error) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	defer func() {
 		// Lines written before a failure still reach w.
@@ -74,9 +67,9 @@ func Export(ctx context.Context, w io.Writer, src SessionSource, o ExportOptions
 	// held is the newest record read, written when its successor comes.
 	var held *storedLeaf
 	write := func(l *storedLeaf) error {
-		record, ok := bytes.CutPrefix(l.leaf, []byte(store.LeafPrefix))
+		record, ok := bytes.CutPrefix(l.leaf, []byte(LeafPrefix))
 		if !ok {
-			return fmt.Errorf("record %d: leaf does not start with %q", l.seq, store.LeafPrefix)
+			return fmt.Errorf("record %d: leaf does not start with %q", l.seq, LeafPrefix)
 		}
 		h := tlog.RecordHash(l.leaf)
 		if err := writeExportLine(bw, hex.EncodeToString(h[:]), record, l.req, l.resp, o.Bodies); err != nil {
@@ -109,12 +102,6 @@ func Export(ctx context.Context, w io.Writer, src SessionSource, o ExportOptions
 	return n, nil
 }
 
-// storedLeaf is one record as [Export] reads it.
-type storedLeaf struct {
-	seq             uint64
-	leaf, req, resp []byte
-}
-
 // writeExportLine writes one ExportLine without re-encoding the record:
 // encoding/json would rewrite "<" and ">" in a RawMessage.
 func writeExportLine(w *bufio.Writer, hash string, record, req, resp []byte, bodies bool) error {
@@ -144,12 +131,12 @@ func writeExportLine(w *bufio.Writer, hash string, record, req, resp []byte, bod
 
 // ParseExportLine decodes one line of an export and checks that its record
 // hashes to its hash. It returns the decoded record.
-func ParseExportLine(line []byte) (*ExportLine, *store.Record, error) {
+func ParseExportLine(line []byte) (*ExportLine, *Record, error) {
 	l, leaf, h, err := decodeExportLine(line)
 	if err != nil {
 		return nil, nil, err
 	}
-	rec, err := store.DecodeLeaf(leaf)
+	rec, err := DecodeLeaf(leaf)
 	if err != nil {
 		return nil, nil, fmt.Errorf("export line: %w", err)
 	}
@@ -160,7 +147,7 @@ func ParseExportLine(line []byte) (*ExportLine, *store.Record, error) {
 }
 
 // decodeExportLine decodes the JSON of a line and returns the leaf bytes
-// it carries (store.LeafPrefix ‖ record) and their hash.
+// it carries (LeafPrefix ‖ record) and their hash.
 func decodeExportLine(line []byte) (*ExportLine, []byte, tlog.Hash, error) {
 	var l ExportLine
 	if err := json.Unmarshal(line, &l); err != nil {
@@ -170,7 +157,7 @@ func decodeExportLine(line []byte) (*ExportLine, []byte, tlog.Hash, error) {
 	if len(record) == 0 || record[0] != '{' {
 		return nil, nil, tlog.Hash{}, errors.New("export line: no record object")
 	}
-	leaf := append([]byte(store.LeafPrefix), record...)
+	leaf := append([]byte(LeafPrefix), record...)
 	return &l, leaf, tlog.RecordHash(leaf), nil
 }
 
@@ -195,7 +182,9 @@ type ExportReport struct {
 	// Beyond counts the checkpoints of this log larger than the export
 	// (signed after it was taken), which could not be checked.
 	Beyond int `json:"beyond"`
-	// Problems lists what does not verify, one line each.
+	// Problems lists what does not verify, one line each: a record's
+	// problem as [Problem] words it with its detail ("record 6: modified
+	// (...)"), a line that cannot be read as "line N: ...".
 	Problems []string `json:"problems"`
 }
 
@@ -217,7 +206,7 @@ const maxExportLine = 512 << 20
 // hold records 0, 1, 2, … each naming the hash of the one before as prev,
 // and that the Merkle tree of the hashes has, at each checkpoint's size,
 // the root the checkpoint signs. checkpoints are signed notes (see
-// store.SplitNotes); those of other logs are ignored. pubkey pins the
+// SplitNotes); those of other logs are ignored. pubkey pins the
 // signer (a note verifier key); empty trusts the key the export's genesis
 // record names, which proves consistency, not origin.
 //
@@ -229,11 +218,9 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxExportLine)
 	var (
-		tree     compactTree
-		prevHash string // the hash the previous line claims
-		prevSeq  int64  // the previous line's record, -1 if none or unreadable
-		roots    = map[int64]tlog.Hash{}
-		sizes    map[int64]bool
+		tree     treeRoots   // the tree of the lines' bytes, with the roots at checkpoint sizes
+		prevHash string      // the hash the previous line claims
+		prevSeq  int64       // the previous line's record, -1 if none or unreadable
 		firstBad = int64(-1) // first position with a problem
 		expect   uint64      // the seq the next line should hold
 	)
@@ -244,11 +231,9 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 			firstBad = pos
 		}
 	}
-	type cp struct {
-		c   store.Checkpoint
-		msg []byte
-	}
-	var cps []cp
+	// recordProblem reports p in the words of Verify (see Problem.full).
+	recordProblem := func(pos int64, p Problem) { problem(pos, "%s", p.full()) }
+	var cps []signedCheckpoint
 	for sc.Scan() {
 		line := sc.Bytes()
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -257,27 +242,28 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 		pos := rep.Records
 		lineNo := pos + 1
 		l, leaf, h, err := decodeExportLine(line)
-		var rec *store.Record
+		var rec *Record
 		if err == nil {
-			rec, err = store.DecodeLeaf(leaf)
+			rec, err = DecodeLeaf(leaf)
 		}
 		if pos == 0 {
 			// The genesis record names the log and its key.
 			if err := exportGenesis(rep, rec); err != nil {
 				return nil, err
 			}
-			for _, msg := range checkpoints {
-				if c, err := store.ParseCheckpoint(noteText(msg)); err == nil && c.Origin == rep.Origin && c.Size > 0 {
-					cps = append(cps, cp{c, msg})
+			for _, c := range checkpointsOf(checkpoints, rep.Origin) {
+				if c.c.Size > 0 {
+					cps = append(cps, c)
 				}
 			}
 			if len(cps) == 0 {
 				return nil, fmt.Errorf("verify export: no checkpoint of the log %s", rep.Origin)
 			}
-			sizes = map[int64]bool{}
-			for _, c := range cps {
-				sizes[c.c.Size] = true
+			sizes := make([]int64, len(cps))
+			for i, c := range cps {
+				sizes[i] = c.c.Size
 			}
+			tree.want(sizes)
 		}
 		switch {
 		case err != nil:
@@ -287,15 +273,15 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 		}
 		if err == nil {
 			if hex.EncodeToString(h[:]) != l.Hash {
-				problem(pos, "record %d: modified (its bytes do not hash to the line's hash)", rec.Seq)
+				recordProblem(pos, Problem{rec.Seq, ProblemModified, "its bytes do not hash to the line's hash"})
 			}
 			// Links between lines out of order are not checked: their
 			// order is reported already.
 			switch {
-			case rec.Seq == 0 && rec.Prev != strings.Repeat("0", 2*tlog.HashSize):
-				problem(pos, "record 0: modified (genesis names a prev)")
+			case rec.Seq == 0 && rec.Prev != genesisPrev:
+				recordProblem(pos, Problem{0, ProblemModified, "genesis names a prev"})
 			case rec.Seq > 0 && prevSeq == int64(rec.Seq)-1 && rec.Prev != prevHash:
-				problem(pos, "record %d: chain broken (its prev is not the hash of record %d, so one of the two was modified)", rec.Seq, rec.Seq-1)
+				recordProblem(pos, Problem{rec.Seq, ProblemChainBroken, fmt.Sprintf("its prev is not the hash of record %d, so one of the two was modified", rec.Seq-1)})
 			}
 			expect, prevHash, prevSeq = max(expect, rec.Seq+1), l.Hash, int64(rec.Seq)
 		} else {
@@ -305,9 +291,6 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 		// The tree is built from the bytes, whatever the lines claim.
 		tree.add(h)
 		rep.Records++
-		if sizes[rep.Records] {
-			roots[rep.Records] = tree.root()
-		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("verify export: line %d: %w", rep.Records+1, err)
@@ -324,14 +307,14 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 			rep.Beyond++ // exported before the log grew this far
 			continue
 		}
-		if _, err := store.OpenCheckpoint(c.msg, rep.PublicKey); err != nil {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("record %d: bad checkpoint signature (checkpoint of size %d: %v)", c.c.Size-1, c.c.Size, err))
+		if _, err := OpenCheckpoint(c.msg, rep.PublicKey); err != nil {
+			rep.Problems = append(rep.Problems, Problem{uint64(c.c.Size - 1), ProblemBadSignature, fmt.Sprintf("checkpoint of size %d: %v", c.c.Size, err)}.full())
 			continue
 		}
 		rep.Checkpoints++
-		root := roots[c.c.Size]
-		if root != c.c.Root && (firstBad < 0 || firstBad >= c.c.Size) {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("record %d: checkpoint mismatch (the checkpoint of size %d signs root %s, the export's records give %s)", c.c.Size-1, c.c.Size, c.c.Root, root))
+		if root := tree.roots[c.c.Size]; !checkRoot(c.c, &tree, firstBad) {
+			rep.Problems = append(rep.Problems, Problem{uint64(c.c.Size - 1), ProblemCheckpointMismatch,
+				fmt.Sprintf("the checkpoint of size %d signs root %s, the export's records give %s", c.c.Size, c.c.Root, root)}.full())
 		}
 		if c.c.Size > rep.Size {
 			rep.Size, rep.Root = c.c.Size, c.c.Root.String()
@@ -346,12 +329,12 @@ func VerifyExport(r io.Reader, checkpoints [][]byte, pubkey string) (*ExportRepo
 // exportGenesis takes the log's origin and key from the genesis record (or
 // checks them against the pinned key). rec is nil if the first line does
 // not decode.
-func exportGenesis(rep *ExportReport, rec *store.Record) error {
+func exportGenesis(rep *ExportReport, rec *Record) error {
 	if rec != nil && rec.Seq != 0 {
 		return fmt.Errorf("verify export: the export starts at record %d; only a complete export (from record 0) can be checked against a checkpoint", rec.Seq)
 	}
 	var origin, key string
-	if rec != nil && rec.Kind == store.KindGenesis {
+	if rec != nil && rec.Kind == KindGenesis {
 		origin, key = rec.Extra["origin"], rec.Extra["public_key"]
 	}
 	switch {
@@ -370,38 +353,4 @@ func exportGenesis(rep *ExportReport, rec *store.Record) error {
 	}
 	rep.Origin = origin
 	return nil
-}
-
-// noteText returns the text of a signed note without checking it.
-func noteText(msg []byte) string {
-	i := bytes.LastIndex(msg, []byte("\n\n"))
-	if i < 0 {
-		return ""
-	}
-	return string(msg[:i+1])
-}
-
-// compactTree computes RFC 6962 tree roots in O(log n) memory: the roots
-// of the perfect subtrees that make up the leaves so far, largest first.
-type compactTree struct {
-	hashes []tlog.Hash
-	sizes  []int64
-}
-
-func (t *compactTree) add(h tlog.Hash) {
-	t.hashes, t.sizes = append(t.hashes, h), append(t.sizes, 1)
-	for n := len(t.sizes); n >= 2 && t.sizes[n-1] == t.sizes[n-2]; n = len(t.sizes) {
-		t.hashes[n-2] = tlog.NodeHash(t.hashes[n-2], t.hashes[n-1])
-		t.sizes[n-2] *= 2
-		t.hashes, t.sizes = t.hashes[:n-1], t.sizes[:n-1]
-	}
-}
-
-// root is the tree hash of the leaves added so far (at least one).
-func (t *compactTree) root() tlog.Hash {
-	h := t.hashes[len(t.hashes)-1]
-	for i := len(t.hashes) - 2; i >= 0; i-- {
-		h = tlog.NodeHash(t.hashes[i], h)
-	}
-	return h
 }

@@ -67,7 +67,7 @@ oidc:
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { (&firstRun{cmd: s.cmd}).stop(t) })
+	t.Cleanup(func() { stopServe(t, s.cmd) })
 	testutil.WaitFor(t, 60*time.Second, "sessctl serve to listen", func() bool {
 		if s.cmd.ProcessState != nil {
 			t.Fatalf("sessctl serve exited: %s", s.stderr)
@@ -179,7 +179,7 @@ func chatThrough(t *testing.T, env []string, key string) (string, error) {
 // holds claim=value.
 func forwardedBy(t *testing.T, s *ciServe, claim, value string) []store.Record {
 	t.Helper()
-	(&firstRun{cmd: s.cmd}).stop(t)
+	stopServe(t, s.cmd)
 	out, code := run(t, sessctlBin, "sessions", "ls", "--db", filepath.Join(s.data, "sessions.db"), "--json", "--outcome", "forwarded")
 	if code != 0 {
 		t.Fatalf("sessions ls: exit %d: %s", code, out)
@@ -198,6 +198,7 @@ func forwardedBy(t *testing.T, s *ciServe, claim, value string) []store.Record {
 }
 
 func TestGitHubActionSetup(t *testing.T) {
+	t.Parallel()
 	needCITools(t)
 	up := newClientsUpstream(t)
 	is := oidctest.NewIssuer(t)
@@ -289,6 +290,7 @@ func TestGitHubActionSetup(t *testing.T) {
 // TestGitHubActionSetupRefusals checks that setup.sh stops with a GitHub
 // error annotation, and exports no key, where it cannot do its job.
 func TestGitHubActionSetupRefusals(t *testing.T) {
+	t.Parallel()
 	needCITools(t)
 	up := newClientsUpstream(t)
 	is := oidctest.NewIssuer(t)
@@ -402,6 +404,7 @@ func loadGitLabTemplate(t *testing.T) gitlabTemplate {
 // runner does with the job's script after it, with a GitLab-shaped ID
 // token in the variable the template's id_tokens names.
 func TestGitLabTemplate(t *testing.T) {
+	t.Parallel()
 	needCITools(t)
 	tmpl := loadGitLabTemplate(t)
 	idTok, ok := tmpl.IDTokens["SESSCTL_ID_TOKEN"]

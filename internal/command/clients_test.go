@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -325,17 +326,21 @@ func setenv(env []string, name, value string) []string {
 	return append(out, name+"="+value)
 }
 
-func (s *firstRun) stop(t *testing.T) {
-	if s.cmd.ProcessState != nil {
+func (s *firstRun) stop(t *testing.T) { stopServe(t, s.cmd) }
+
+// stopServe stops a `sessctl serve` with SIGTERM, as an operator does.
+func stopServe(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if cmd.ProcessState != nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
+	go func() { done <- cmd.Wait() }()
 	select {
 	case <-done:
 	case <-time.After(15 * time.Second):
-		s.cmd.Process.Kill()
+		cmd.Process.Kill()
 		<-done
 		t.Errorf("sessctl serve did not stop on SIGTERM")
 	}
@@ -378,6 +383,7 @@ func pythonWith(t *testing.T, module, install string) string {
 }
 
 func TestClientsWithPrintedExports(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("sh"); err != nil {
 		t.Skip("no sh: cannot evaluate the printed lines")
 	}
@@ -426,7 +432,7 @@ func TestClientsWithPrintedExports(t *testing.T) {
 			return k != keep && slices.Contains([]string{"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE"}, k)
 		})
 	}
-	ran := 0
+	var ran atomic.Int32 // requests the clients made
 	check := func(t *testing.T, out string, ua string) {
 		t.Helper()
 		if !strings.Contains(out, upstreamAnswer) {
@@ -435,122 +441,135 @@ func TestClientsWithPrintedExports(t *testing.T) {
 		if !up.sawClient(regexp.MustCompile(ua)) {
 			t.Errorf("the upstream saw no request with the real key from a client matching %s; it saw:\n%s", ua, up)
 		}
-		ran++
+		ran.Add(1)
 	}
 
-	t.Run("curl", func(t *testing.T) {
-		if _, err := exec.LookPath("curl"); err != nil {
-			t.Skip("curl is not installed (apt-get install curl)")
-		}
-		check(t, runClient(t, s, up, work, s.runner, "sh", "-c", chat), `^curl/`)
-		check(t, runClient(t, s, up, work, onlyCA("CURL_CA_BUNDLE"), "sh", "-c", chat), `^curl/`)
-		check(t, runClient(t, s, up, work, onlyCA("SSL_CERT_FILE"), "sh", "-c", chat), `^curl/`)
+	// The clients run side by side, each in its own subtest; the group
+	// ends when they all have.
+	t.Run("clients", func(t *testing.T) {
+		t.Run("curl", func(t *testing.T) {
+			t.Parallel()
+			if _, err := exec.LookPath("curl"); err != nil {
+				t.Skip("curl is not installed (apt-get install curl)")
+			}
+			check(t, runClient(t, s, up, work, s.runner, "sh", "-c", chat), `^curl/`)
+			check(t, runClient(t, s, up, work, onlyCA("CURL_CA_BUNDLE"), "sh", "-c", chat), `^curl/`)
+			check(t, runClient(t, s, up, work, onlyCA("SSL_CERT_FILE"), "sh", "-c", chat), `^curl/`)
+		})
+
+		t.Run("curl with another CURL_CA_BUNDLE", func(t *testing.T) {
+			t.Parallel()
+			// A runner image that sets CURL_CA_BUNDLE to its own bundle:
+			// curl reads it before SSL_CERT_FILE, so SSL_CERT_FILE alone
+			// does not make curl trust sessctl, which is why the printed
+			// lines set CURL_CA_BUNDLE too.
+			if _, err := exec.LookPath("curl"); err != nil {
+				t.Skip("curl is not installed (apt-get install curl)")
+			}
+			other := t.TempDir()
+			if err := ca.Init(other, ca.InitOptions{Hosts: []string{"example.com"}}); err != nil {
+				t.Fatal(err)
+			}
+			env := setenv(s.runner, "CURL_CA_BUNDLE", filepath.Join(other, "ca.crt"))
+			cmd := exec.Command("sh", "-c", chat)
+			cmd.Dir, cmd.Env = work, env
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 60 {
+				t.Fatalf("curl with SSL_CERT_FILE=sessctl's CA but CURL_CA_BUNDLE=another: %v, want exit 60 (certificate not trusted): %s", err, out)
+			}
+		})
+
+		t.Run("python requests", func(t *testing.T) {
+			t.Parallel()
+			py := pythonWith(t, "requests", "apt-get install python3-requests")
+			check(t, runClient(t, s, up, work, s.runner, py, filepath.Join(clients, "requests_chat.py")), `^python-requests/`)
+			check(t, runClient(t, s, up, work, onlyCA("REQUESTS_CA_BUNDLE"), py, filepath.Join(clients, "requests_chat.py")), `^python-requests/`)
+		})
+
+		t.Run("python httpx", func(t *testing.T) {
+			t.Parallel()
+			py := pythonWith(t, "httpx", "apt-get install python3-httpx")
+			check(t, runClient(t, s, up, work, s.runner, py, filepath.Join(clients, "httpx_chat.py")), `^python-httpx/`)
+			check(t, runClient(t, s, up, work, onlyCA("SSL_CERT_FILE"), py, filepath.Join(clients, "httpx_chat.py")), `^python-httpx/`)
+		})
+
+		t.Run("python openai", func(t *testing.T) {
+			t.Parallel()
+			py := pythonWith(t, "openai", "the openai Python package is not in Debian bookworm; pip install openai where PyPI is reachable")
+			check(t, runClient(t, s, up, work, s.runner, py, filepath.Join(clients, "openai_chat.py")), `^OpenAI/Python`)
+		})
+
+		t.Run("node openai sdk", func(t *testing.T) {
+			t.Parallel()
+			node, err := exec.LookPath("node")
+			if err != nil {
+				t.Skip("node is not installed (apt-get install nodejs)")
+			}
+			sdk := filepath.Join(root, "proxy", "testdata", "node")
+			if _, err := os.Stat(filepath.Join(sdk, "node_modules", "undici", "package.json")); err != nil {
+				t.Skip("proxy/testdata/node/node_modules is absent or stale: run `npm ci --prefix proxy/testdata/node`")
+			}
+			check(t, runClient(t, s, up, work, s.runner, node, filepath.Join(sdk, "chat.mjs")), `^OpenAI/JS `)
+			check(t, runClient(t, s, up, work, onlyCA("NODE_EXTRA_CA_CERTS"), node, filepath.Join(sdk, "chat.mjs")), `^OpenAI/JS `)
+		})
+
+		t.Run("go", func(t *testing.T) {
+			t.Parallel()
+			bin := filepath.Join(t.TempDir(), "gochat")
+			if out, err := exec.Command("go", "build", "-o", bin, "./testdata/clients/gochat").CombinedOutput(); err != nil {
+				t.Fatalf("building testdata/clients/gochat: %v\n%s", err, out)
+			}
+			check(t, runClient(t, s, up, work, s.runner, bin), `^Go-http-client/`)
+			check(t, runClient(t, s, up, work, onlyCA("SSL_CERT_FILE"), bin), `^Go-http-client/`)
+		})
+
+		t.Run("java", func(t *testing.T) {
+			t.Parallel()
+			java, err1 := exec.LookPath("java")
+			keytool, err2 := exec.LookPath("keytool")
+			if err1 != nil || err2 != nil {
+				t.Skip("java or keytool is not installed (apt-get install default-jdk-headless)")
+			}
+			// As README says: import the CA with keytool (here into a trust
+			// store of the runner's own, not the JDK's cacerts), proxy from
+			// JAVA_TOOL_OPTIONS.
+			store := filepath.Join(work, "sessctl-truststore.p12")
+			runClient(t, s, up, work, s.runner, keytool, "-importcert", "-noprompt", "-alias", "sessctl",
+				"-file", getenv(s.runner, "SSL_CERT_FILE"), "-keystore", store, "-storetype", "PKCS12", "-storepass", "changeit")
+			pu, err := url.Parse(proxyURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := append(slices.Clone(s.runner), fmt.Sprintf("JAVA_TOOL_OPTIONS=-Dhttps.proxyHost=%s -Dhttps.proxyPort=%s "+
+				"-Djavax.net.ssl.trustStore=%s -Djavax.net.ssl.trustStorePassword=changeit", pu.Hostname(), pu.Port(), store))
+			check(t, runClient(t, s, up, work, env, java, filepath.Join(clients, "Chat.java")), `^Java-http-client/`)
+		})
+
+		t.Run("codex cli", func(t *testing.T) {
+			t.Parallel()
+			codex := filepath.Join(here, "testdata", "codex", "node_modules", ".bin", "codex")
+			if _, err := os.Stat(codex); err != nil {
+				t.Skip("the Codex CLI is absent: run `npm ci --prefix internal/command/testdata/codex`")
+			}
+			out := runClient(t, s, up, work, s.runner, codex, "exec", "--skip-git-repo-check", "say hello")
+			check(t, out, `^codex_exec/`)
+
+			// The Codex CLI sends CODEX_API_KEY: with OPENAI_API_KEY alone it
+			// sends no credential sessctl knows, and fails.
+			env := slices.DeleteFunc(slices.Clone(s.runner), func(kv string) bool { return strings.HasPrefix(kv, "CODEX_API_KEY=") })
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, codex, "exec", "--skip-git-repo-check", "say hello")
+			cmd.Dir, cmd.Env = work, env
+			out2, err := cmd.CombinedOutput()
+			if err == nil || strings.Contains(string(out2), upstreamAnswer) || !strings.Contains(string(out2), "401") {
+				t.Errorf("codex exec with OPENAI_API_KEY but no CODEX_API_KEY: %v, want a 401 from sessctl:\n%s", err, out2)
+			}
+		})
 	})
 
-	t.Run("curl with another CURL_CA_BUNDLE", func(t *testing.T) {
-		// A runner image that sets CURL_CA_BUNDLE to its own bundle:
-		// curl reads it before SSL_CERT_FILE, so SSL_CERT_FILE alone
-		// does not make curl trust sessctl, which is why the printed
-		// lines set CURL_CA_BUNDLE too.
-		if _, err := exec.LookPath("curl"); err != nil {
-			t.Skip("curl is not installed (apt-get install curl)")
-		}
-		other := t.TempDir()
-		if err := ca.Init(other, ca.InitOptions{Hosts: []string{"example.com"}}); err != nil {
-			t.Fatal(err)
-		}
-		env := setenv(s.runner, "CURL_CA_BUNDLE", filepath.Join(other, "ca.crt"))
-		cmd := exec.Command("sh", "-c", chat)
-		cmd.Dir, cmd.Env = work, env
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 60 {
-			t.Fatalf("curl with SSL_CERT_FILE=sessctl's CA but CURL_CA_BUNDLE=another: %v, want exit 60 (certificate not trusted): %s", err, out)
-		}
-	})
-
-	t.Run("python requests", func(t *testing.T) {
-		py := pythonWith(t, "requests", "apt-get install python3-requests")
-		check(t, runClient(t, s, up, work, s.runner, py, filepath.Join(clients, "requests_chat.py")), `^python-requests/`)
-		check(t, runClient(t, s, up, work, onlyCA("REQUESTS_CA_BUNDLE"), py, filepath.Join(clients, "requests_chat.py")), `^python-requests/`)
-	})
-
-	t.Run("python httpx", func(t *testing.T) {
-		py := pythonWith(t, "httpx", "apt-get install python3-httpx")
-		check(t, runClient(t, s, up, work, s.runner, py, filepath.Join(clients, "httpx_chat.py")), `^python-httpx/`)
-		check(t, runClient(t, s, up, work, onlyCA("SSL_CERT_FILE"), py, filepath.Join(clients, "httpx_chat.py")), `^python-httpx/`)
-	})
-
-	t.Run("python openai", func(t *testing.T) {
-		py := pythonWith(t, "openai", "the openai Python package is not in Debian bookworm; pip install openai where PyPI is reachable")
-		check(t, runClient(t, s, up, work, s.runner, py, filepath.Join(clients, "openai_chat.py")), `^OpenAI/Python`)
-	})
-
-	t.Run("node openai sdk", func(t *testing.T) {
-		node, err := exec.LookPath("node")
-		if err != nil {
-			t.Skip("node is not installed (apt-get install nodejs)")
-		}
-		sdk := filepath.Join(root, "proxy", "testdata", "node")
-		if _, err := os.Stat(filepath.Join(sdk, "node_modules", "undici", "package.json")); err != nil {
-			t.Skip("proxy/testdata/node/node_modules is absent or stale: run `npm ci --prefix proxy/testdata/node`")
-		}
-		check(t, runClient(t, s, up, work, s.runner, node, filepath.Join(sdk, "chat.mjs")), `^OpenAI/JS `)
-		check(t, runClient(t, s, up, work, onlyCA("NODE_EXTRA_CA_CERTS"), node, filepath.Join(sdk, "chat.mjs")), `^OpenAI/JS `)
-	})
-
-	t.Run("go", func(t *testing.T) {
-		bin := filepath.Join(t.TempDir(), "gochat")
-		if out, err := exec.Command("go", "build", "-o", bin, "./testdata/clients/gochat").CombinedOutput(); err != nil {
-			t.Fatalf("building testdata/clients/gochat: %v\n%s", err, out)
-		}
-		check(t, runClient(t, s, up, work, s.runner, bin), `^Go-http-client/`)
-		check(t, runClient(t, s, up, work, onlyCA("SSL_CERT_FILE"), bin), `^Go-http-client/`)
-	})
-
-	t.Run("java", func(t *testing.T) {
-		java, err1 := exec.LookPath("java")
-		keytool, err2 := exec.LookPath("keytool")
-		if err1 != nil || err2 != nil {
-			t.Skip("java or keytool is not installed (apt-get install default-jdk-headless)")
-		}
-		// As README says: import the CA with keytool (here into a trust
-		// store of the runner's own, not the JDK's cacerts), proxy from
-		// JAVA_TOOL_OPTIONS.
-		store := filepath.Join(work, "sessctl-truststore.p12")
-		runClient(t, s, up, work, s.runner, keytool, "-importcert", "-noprompt", "-alias", "sessctl",
-			"-file", getenv(s.runner, "SSL_CERT_FILE"), "-keystore", store, "-storetype", "PKCS12", "-storepass", "changeit")
-		pu, err := url.Parse(proxyURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		env := append(slices.Clone(s.runner), fmt.Sprintf("JAVA_TOOL_OPTIONS=-Dhttps.proxyHost=%s -Dhttps.proxyPort=%s "+
-			"-Djavax.net.ssl.trustStore=%s -Djavax.net.ssl.trustStorePassword=changeit", pu.Hostname(), pu.Port(), store))
-		check(t, runClient(t, s, up, work, env, java, filepath.Join(clients, "Chat.java")), `^Java-http-client/`)
-	})
-
-	t.Run("codex cli", func(t *testing.T) {
-		codex := filepath.Join(here, "testdata", "codex", "node_modules", ".bin", "codex")
-		if _, err := os.Stat(codex); err != nil {
-			t.Skip("the Codex CLI is absent: run `npm ci --prefix internal/command/testdata/codex`")
-		}
-		out := runClient(t, s, up, work, s.runner, codex, "exec", "--skip-git-repo-check", "say hello")
-		check(t, out, `^codex_exec/`)
-
-		// The Codex CLI sends CODEX_API_KEY: with OPENAI_API_KEY alone it
-		// sends no credential sessctl knows, and fails.
-		env := slices.DeleteFunc(slices.Clone(s.runner), func(kv string) bool { return strings.HasPrefix(kv, "CODEX_API_KEY=") })
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, codex, "exec", "--skip-git-repo-check", "say hello")
-		cmd.Dir, cmd.Env = work, env
-		out2, err := cmd.CombinedOutput()
-		if err == nil || strings.Contains(string(out2), upstreamAnswer) || !strings.Contains(string(out2), "401") {
-			t.Errorf("codex exec with OPENAI_API_KEY but no CODEX_API_KEY: %v, want a 401 from sessctl:\n%s", err, out2)
-		}
-	})
-
-	if ran == 0 {
+	if ran.Load() == 0 {
 		t.Skip("no client could run")
 	}
 	// Every exchange is in the log, attributed to the first-run runner.
@@ -569,7 +588,7 @@ func TestClientsWithPrintedExports(t *testing.T) {
 			n++
 		}
 	}
-	if n < ran {
-		t.Errorf("%d forwarded records of runner-1 for %d clients that ran:\n%s", n, ran, out)
+	if n < int(ran.Load()) {
+		t.Errorf("%d forwarded records of runner-1 for %d requests the clients made:\n%s", n, ran.Load(), out)
 	}
 }

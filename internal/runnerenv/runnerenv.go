@@ -33,27 +33,38 @@ type Env struct {
 }
 
 // New builds the Env for a proxy whose listen address was configured as
-// listen and is bound to bound (the same, but for a port 0 the kernel
-// picked). An unspecified listen host (":3128", "0.0.0.0:3128") is shown
-// as 127.0.0.1: a runner elsewhere uses this machine's name instead. The
-// CA path is made absolute, so the lines work from any directory.
+// listen and is bound to bound (see URL). The CA path is made absolute, so
+// the lines work from any directory.
 func New(listen string, bound net.Addr, token, caFile string) (Env, error) {
-	host, _, err := net.SplitHostPort(listen)
+	u, err := URL(listen, bound)
 	if err != nil {
-		return Env{}, fmt.Errorf("runnerenv: listen address %q: %w", listen, err)
-	}
-	_, port, err := net.SplitHostPort(bound.String())
-	if err != nil {
-		return Env{}, fmt.Errorf("runnerenv: bound address %q: %w", bound, err)
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
+		return Env{}, err
 	}
 	abs, err := filepath.Abs(caFile)
 	if err != nil {
 		return Env{}, fmt.Errorf("runnerenv: CA file %s: %w", caFile, err)
 	}
-	return Env{ProxyURL: "http://" + net.JoinHostPort(host, port), Token: token, CAFile: abs}, nil
+	return Env{ProxyURL: u, Token: token, CAFile: abs}, nil
+}
+
+// URL returns http://host:port for a listener configured as listen and
+// bound to bound: the configured host, and the port bound (the one the
+// kernel picked for a port 0). An unspecified host (":3128",
+// "0.0.0.0:3128", "[::]:3128") is shown as 127.0.0.1: a client elsewhere
+// uses this machine's name instead.
+func URL(listen string, bound net.Addr) (string, error) {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("runnerenv: listen address %q: %w", listen, err)
+	}
+	_, port, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return "", fmt.Errorf("runnerenv: bound address %q: %w", bound, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
 }
 
 // Vars returns the variables in the order they are printed, each as

@@ -57,10 +57,14 @@ func printFirstRun(cfg *config.Config, proxyAddr, adminAddr net.Addr, runnerTok,
 		fmt.Fprintln(os.Stdout)
 	}
 	if adminTok != "" {
-		fmt.Fprintf(os.Stdout, `sessctl: first run: created admin token %q for the admin API and UI at http://%s/ (shown once; its hash is in %s):
-  export SESSCTL_ADMIN_URL=http://%s SESSCTL_ADMIN_TOKEN=%s
+		adminURL, err := runnerenv.URL(cfg.AdminListen, adminAddr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stdout, `sessctl: first run: created admin token %q for the admin API and UI at %s/ (shown once; its hash is in %s):
+  export SESSCTL_ADMIN_URL=%s SESSCTL_ADMIN_TOKEN=%s
 
-`, "admin", adminAddr, cfg.AdminTokensFile, adminAddr, adminTok)
+`, "admin", adminURL, cfg.AdminTokensFile, adminURL, adminTok)
 	}
 	return nil
 }

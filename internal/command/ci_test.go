@@ -514,3 +514,64 @@ func TestGitLabTemplate(t *testing.T) {
 		t.Errorf("forwarded records of acme/infra: %d, want 2 (one for each form of the CA)", len(recs))
 	}
 }
+
+// TestActionYAML checks that action.yml stays a thin, composite wrapper
+// around scripts/ci/setup.sh: no other action used, inputs reach the
+// script only through the environment (never expanded into its text), and
+// every input is one the script reads.
+func TestActionYAML(t *testing.T) {
+	root := repoRoot(t)
+	b, err := os.ReadFile(filepath.Join(root, "action.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var action struct {
+		Name   string `yaml:"name"`
+		Inputs map[string]struct {
+			Required bool   `yaml:"required"`
+			Default  string `yaml:"default"`
+		} `yaml:"inputs"`
+		Runs struct {
+			Using string `yaml:"using"`
+			Steps []struct {
+				ID    string            `yaml:"id"`
+				Uses  string            `yaml:"uses"`
+				Shell string            `yaml:"shell"`
+				Run   string            `yaml:"run"`
+				Env   map[string]string `yaml:"env"`
+			} `yaml:"steps"`
+		} `yaml:"runs"`
+	}
+	if err := yaml.Unmarshal(b, &action); err != nil {
+		t.Fatalf("action.yml: %v", err)
+	}
+	if action.Runs.Using != "composite" || len(action.Runs.Steps) != 1 {
+		t.Fatalf("runs: using %q with %d steps, want one composite step", action.Runs.Using, len(action.Runs.Steps))
+	}
+	for _, in := range []string{"proxy", "ca"} {
+		if !action.Inputs[in].Required {
+			t.Errorf("input %s is not required", in)
+		}
+	}
+	step := action.Runs.Steps[0]
+	if step.Uses != "" || step.Shell != "bash" || strings.Contains(step.Run, "${{") ||
+		!strings.Contains(step.Run, "$GITHUB_ACTION_PATH/scripts/ci/setup.sh") {
+		t.Errorf("the step = %+v, want bash running $GITHUB_ACTION_PATH/scripts/ci/setup.sh with no expression in its text", step)
+	}
+	script, err := os.ReadFile(filepath.Join(root, "scripts", "ci", "setup.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range action.Inputs {
+		env := "INPUT_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if got, want := step.Env[env], "${{ inputs."+name+" }}"; got != want {
+			t.Errorf("env %s = %q, want %q", env, got, want)
+		}
+		if !bytes.Contains(script, []byte("${"+env+":-")) {
+			t.Errorf("scripts/ci/setup.sh does not read %s", env)
+		}
+	}
+	if len(step.Env) != len(action.Inputs) {
+		t.Errorf("the step's env has %d entries for %d inputs: %v", len(step.Env), len(action.Inputs), step.Env)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"github.com/sessctl/sessctl/internal/claims"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -82,13 +83,7 @@ func (id *Identity) Caller() string {
 	if id == nil {
 		return ""
 	}
-	if id.Runner != "" {
-		return id.Runner
-	}
-	if v := id.Claim("actor", "user_login"); v != "" {
-		return v
-	}
-	return id.Subject
+	return claims.Caller(id.Runner, id.Subject, id.Claims)
 }
 
 // Claim returns the first non-empty claim among names (say "repository",
@@ -97,12 +92,7 @@ func (id *Identity) Claim(names ...string) string {
 	if id == nil {
 		return ""
 	}
-	for _, n := range names {
-		if v := id.Claims[n]; v != "" {
-			return v
-		}
-	}
-	return ""
+	return claims.First(id.Claims, names...)
 }
 
 // Config configures an Authenticator.

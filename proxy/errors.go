@@ -33,8 +33,8 @@ const (
 type refusal struct {
 	status  int
 	typ     string
-	code    string // empty: the code is the name of the rule that fired
-	outcome string // empty: no exchange record is written for it
+	code    string        // empty: the code is the name of the rule that fired
+	outcome store.Outcome // empty: no exchange record is written for it
 	msg     string
 }
 

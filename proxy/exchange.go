@@ -233,11 +233,11 @@ func (ex *exchange) fail(w http.ResponseWriter, r refusal) {
 
 // finish completes and appends the record. It reports whether the record
 // is durable.
-func (ex *exchange) finish(ctx context.Context, status int, outcome, reason string) bool {
+func (ex *exchange) finish(ctx context.Context, status int, outcome store.Outcome, reason string) bool {
 	r := ex.rec
 	r.End = time.Now().UTC()
 	r.Status = status
-	r.Outcome = store.Outcome(outcome)
+	r.Outcome = outcome
 	r.Reason = reason
 	if r.Recording == store.RecordingMetadata {
 		r.RequestBody, r.ResponseBody = nil, nil
@@ -246,7 +246,7 @@ func (ex *exchange) finish(ctx context.Context, status int, outcome, reason stri
 	for _, sec := range ex.secrets {
 		r.SecretHMACs = append(r.SecretHMACs, rules.SecretHMAC(key, sec))
 	}
-	ex.s.opt.Metrics.add("outcome_"+outcome, 1)
+	ex.s.opt.Metrics.add("outcome_"+string(outcome), 1)
 	if _, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), r); err != nil {
 		ex.s.log.Error("cannot record exchange", "session", r.SessionID, "err", err)
 		ex.s.opt.Metrics.add("record_errors_total", 1)

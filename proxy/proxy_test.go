@@ -108,7 +108,7 @@ func TestRefusals(t *testing.T) {
 		name, token string
 		wantStatus  int
 		wantType    string
-		wantOutcome string
+		wantOutcome store.Outcome
 	}{
 		{"no credential", "", 401, errUnauthenticated, store.OutcomeUnauthenticated},
 		{"unknown token", "sct_not-a-runner", 401, errUnauthenticated, store.OutcomeUnauthenticated},
@@ -127,7 +127,7 @@ func TestRefusals(t *testing.T) {
 				t.Error("refusal lacks x-should-retry: false")
 			}
 			recs := e.records()
-			if last := recs[len(recs)-1]; last.Kind != store.KindRefused || string(last.Outcome) != tc.wantOutcome {
+			if last := recs[len(recs)-1]; last.Kind != store.KindRefused || last.Outcome != tc.wantOutcome {
 				t.Errorf("last record kind %q outcome %q", last.Kind, last.Outcome)
 			}
 		})

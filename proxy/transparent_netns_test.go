@@ -334,9 +334,9 @@ func TestTransparentNetns(t *testing.T) {
 	if err := json.Unmarshal(readFile(t, recordsFile), &recs); err != nil {
 		t.Fatal(err)
 	}
-	find := func(kind, host, reason string) *store.Record {
+	find := func(kind store.Kind, host, reason string) *store.Record {
 		for _, r := range recs {
-			if string(r.Kind) == kind && r.Host == host && strings.Contains(r.Reason, reason) && r.Conn.Mode == "transparent" {
+			if r.Kind == kind && r.Host == host && strings.Contains(r.Reason, reason) && r.Conn.Mode == "transparent" {
 				return r
 			}
 		}

@@ -440,7 +440,7 @@ func (c *wsConn) fromUpstream(ctx context.Context) {
 
 // complete finishes an exchange's record, once; it reports whether the
 // record is durable.
-func (c *wsConn) complete(ctx context.Context, wx *wsExchange, status int, outcome, reason string) bool {
+func (c *wsConn) complete(ctx context.Context, wx *wsExchange, status int, outcome store.Outcome, reason string) bool {
 	c.mu.Lock()
 	if i := slices.Index(c.pending, wx); i >= 0 {
 		c.pending = slices.Delete(c.pending, i, i+1)
@@ -458,7 +458,7 @@ func (c *wsConn) complete(ctx context.Context, wx *wsExchange, status int, outco
 }
 
 // abandon records every exchange still waiting for its answer.
-func (c *wsConn) abandon(outcome, reason string) {
+func (c *wsConn) abandon(outcome store.Outcome, reason string) {
 	c.mu.Lock()
 	pending := c.pending
 	c.pending = nil

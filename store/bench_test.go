@@ -119,8 +119,8 @@ func BenchmarkAppendClaims(b *testing.B) {
 // BenchmarkVerify verifies a closed log of 20,000 exchanges, with their
 // bodies and with metadata recording only.
 func BenchmarkVerify(b *testing.B) {
-	for _, mode := range []string{RecordingFull, RecordingMetadata} {
-		b.Run("recording="+mode, func(b *testing.B) {
+	for _, mode := range []Recording{RecordingFull, RecordingMetadata} {
+		b.Run("recording="+string(mode), func(b *testing.B) {
 			const n = 20000
 			dir := b.TempDir()
 			path := filepath.Join(dir, "bench.db")

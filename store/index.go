@@ -61,16 +61,6 @@ var (
 	actorClaims = []string{"actor", "user_login"}
 )
 
-// claimOf returns the first non-empty claim among names.
-func claimOf(claims map[string]string, names []string) string {
-	for _, n := range names {
-		if v := claims[n]; v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
 // term is one (field, value) a record is indexed under.
 type term struct{ field, value string }
 
@@ -94,10 +84,10 @@ func recordTerms(r *Record) []term {
 		}
 	}
 	add(fieldRunner, id.Runner)
-	add(fieldRepo, claimOf(id.Claims, repoClaims))
-	add(fieldRun, claimOf(id.Claims, runClaims))
+	add(fieldRepo, id.Claim(repoClaims...))
+	add(fieldRun, id.Claim(runClaims...))
 	add(fieldSHA, id.Claims["sha"])
-	add(fieldActor, claimOf(id.Claims, actorClaims))
+	add(fieldActor, id.Claim(actorClaims...))
 	add(fieldOutcome, string(r.Outcome))
 	add(fieldHost, r.Host)
 	add(fieldKind, string(r.Kind))

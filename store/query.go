@@ -107,10 +107,10 @@ type Filter struct {
 func (f *Filter) Match(r *Record) bool {
 	id := &r.Identity
 	if (f.Runner != "" && id.Runner != f.Runner) ||
-		(f.Repo != "" && claimOf(id.Claims, repoClaims) != f.Repo) ||
-		(f.Run != "" && claimOf(id.Claims, runClaims) != f.Run) ||
+		(f.Repo != "" && id.Claim(repoClaims...) != f.Repo) ||
+		(f.Run != "" && id.Claim(runClaims...) != f.Run) ||
 		(f.SHA != "" && !shaMatch(id.Claims["sha"], f.SHA)) ||
-		(f.Actor != "" && claimOf(id.Claims, actorClaims) != f.Actor) ||
+		(f.Actor != "" && id.Claim(actorClaims...) != f.Actor) ||
 		(f.Outcome != "" && r.Outcome != f.Outcome) ||
 		(f.Host != "" && r.Host != f.Host) ||
 		(f.Kind != "" && r.Kind != f.Kind) ||

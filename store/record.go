@@ -1,23 +1,26 @@
 package store
 
-import "time"
+import (
+	"time"
+
+	"github.com/sessctl/sessctl/internal/claims"
+)
 
 // Kind is what a record is about: an exchange, a refused request, the
 // log's genesis, a prune... It is stored as its string in the leaf JSON.
 type Kind string
 
-// Record kinds, the values of [Kind]. They are untyped so that code
-// holding a kind as a plain string compares and assigns them directly.
+// Record kinds, the values of [Kind].
 const (
-	KindGenesis  = "genesis"
-	KindExchange = "exchange"
-	KindRefused  = "refused"
-	KindConnect  = "connect"
-	KindApproval = "approval"
-	KindPrune    = "prune"
-	KindShutdown = "shutdown"
-	KindRestore  = "restore"
-	KindAborted  = "aborted"
+	KindGenesis  Kind = "genesis"
+	KindExchange Kind = "exchange"
+	KindRefused  Kind = "refused"
+	KindConnect  Kind = "connect"
+	KindApproval Kind = "approval"
+	KindPrune    Kind = "prune"
+	KindShutdown Kind = "shutdown"
+	KindRestore  Kind = "restore"
+	KindAborted  Kind = "aborted"
 )
 
 // Kinds lists every record kind, exchanges first, in the order the UI
@@ -28,10 +31,10 @@ var Kinds = []Kind{KindExchange, KindRefused, KindConnect, KindApproval, KindGen
 // Recording says whether a record's bodies are stored.
 type Recording string
 
-// Recording modes, the values of [Recording] (untyped, like the kinds).
+// Recording modes, the values of [Recording].
 const (
-	RecordingFull     = "full"     // bodies stored, with commitments
-	RecordingMetadata = "metadata" // no bodies, no commitments
+	RecordingFull     Recording = "full"     // bodies stored, with commitments
+	RecordingMetadata Recording = "metadata" // no bodies, no commitments
 )
 
 // Recordings lists the recording modes.
@@ -41,21 +44,20 @@ var Recordings = []Recording{RecordingFull, RecordingMetadata}
 // leaf JSON.
 type Outcome string
 
-// Outcomes of an exchange, the values of [Outcome] (untyped, like the
-// kinds).
+// Outcomes of an exchange, the values of [Outcome].
 const (
-	OutcomeForwarded       = "forwarded"
-	OutcomeBlocked         = "blocked"
-	OutcomeDenied          = "denied"
-	OutcomeUnauthenticated = "unauthenticated"
-	OutcomeApprovalDenied  = "approval_denied"
-	OutcomeApprovalTimeout = "approval_timeout"
-	OutcomeUpstreamError   = "upstream_error"
-	OutcomeClientGone      = "client_gone"
-	OutcomeAborted         = "aborted"
-	OutcomeRefused         = "refused"
-	OutcomeSpliced         = "spliced"
-	OutcomePending         = "pending"
+	OutcomeForwarded       Outcome = "forwarded"
+	OutcomeBlocked         Outcome = "blocked"
+	OutcomeDenied          Outcome = "denied"
+	OutcomeUnauthenticated Outcome = "unauthenticated"
+	OutcomeApprovalDenied  Outcome = "approval_denied"
+	OutcomeApprovalTimeout Outcome = "approval_timeout"
+	OutcomeUpstreamError   Outcome = "upstream_error"
+	OutcomeClientGone      Outcome = "client_gone"
+	OutcomeAborted         Outcome = "aborted"
+	OutcomeRefused         Outcome = "refused"
+	OutcomeSpliced         Outcome = "spliced"
+	OutcomePending         Outcome = "pending"
 )
 
 // Outcomes lists every outcome, in the order the UI offers them.
@@ -123,6 +125,13 @@ type Identity struct {
 	Claims    map[string]string `json:"claims,omitempty"`
 	Policy    string            `json:"policy,omitempty"`
 }
+
+// Caller names who made the request: the runner, else the CI actor claim,
+// else the OIDC subject (as identity.Identity.Caller does).
+func (id Identity) Caller() string { return claims.Caller(id.Runner, id.Subject, id.Claims) }
+
+// Claim returns the first non-empty claim among names, or "".
+func (id Identity) Claim(names ...string) string { return claims.First(id.Claims, names...) }
 
 // Conn describes the client connection an exchange arrived on.
 type Conn struct {

@@ -120,10 +120,5 @@ func caller(id store.Identity) string {
 
 // claimOf returns the first non-empty claim among names.
 func claimOf(id *store.Identity, names ...string) string {
-	for _, n := range names {
-		if v := id.Claims[n]; v != "" {
-			return v
-		}
-	}
-	return ""
+	return id.Claim(names...)
 }

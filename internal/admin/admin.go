@@ -233,6 +233,20 @@ func (c *Client) Export(ctx context.Context, w io.Writer, o store.ExportOptions)
 	}
 }
 
+// Snapshot copies a consistent snapshot of the running log (a bbolt file,
+// streamed by store.Store.WriteSnapshot) to w.
+func (c *Client) Snapshot(ctx context.Context, w io.Writer) error {
+	resp, err := c.do(ctx, http.MethodGet, "/api/v1/snapshot", nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("admin API: snapshot: %w", err)
+	}
+	return nil
+}
+
 // Approvals returns the pending approval requests.
 func (c *Client) Approvals(ctx context.Context) ([]approval.Request, error) {
 	var l ApprovalList

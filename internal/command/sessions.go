@@ -14,7 +14,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/internal/admin"
 	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/store"
@@ -166,8 +165,8 @@ func sessionsLs(c *cli.Context) error {
 				rules = append(rules, h.Name)
 			}
 			_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rec.Seq, rec.Start.Local().Format("2006-01-02 15:04:05"),
-				rec.Kind, orDash(who(rec.Identity)), orDash(claim(rec.Identity, "repository", "project_path")),
-				orDash(claim(rec.Identity, "run_id", "pipeline_id")),
+				rec.Kind, orDash(rec.Identity.Caller()), orDash(rec.Identity.Claim("repository", "project_path")),
+				orDash(rec.Identity.Claim("run_id", "pipeline_id")),
 				orDash(strings.TrimSpace(rec.Method+" "+rec.Host+rec.Path)), status(rec.Status),
 				orDash(string(rec.Outcome)), orDash(strings.Join(rules, ",")), orDash(rec.SessionID))
 			return err
@@ -275,7 +274,7 @@ func printRecord(w io.Writer, d *query.SessionDetail) error {
 		fmt.Fprintf(bw, "chain     prev %s\n", orDash(rec.Prev))
 	}
 	fmt.Fprintf(bw, "time      %s .. %s (%s)\n", rec.Start.Format(time.RFC3339Nano), rec.End.Format(time.RFC3339Nano), rec.End.Sub(rec.Start).Round(time.Millisecond))
-	fmt.Fprintf(bw, "identity  %s (%s)\n", orDash(who(rec.Identity)), orDash(rec.Identity.Method))
+	fmt.Fprintf(bw, "identity  %s (%s)\n", orDash(rec.Identity.Caller()), orDash(rec.Identity.Method))
 	if rec.Identity.Issuer != "" {
 		fmt.Fprintf(bw, "  issuer  %s\n  subject %s\n", rec.Identity.Issuer, rec.Identity.Subject)
 	}
@@ -315,14 +314,6 @@ func printRecord(w io.Writer, d *query.SessionDetail) error {
 		fmt.Fprintf(bw, "--- answer (%d bytes)\n%s\n", len(*d.Answer), *d.Answer)
 	}
 	return bw.Flush()
-}
-
-func who(id store.Identity) string {
-	return (&identity.Identity{Runner: id.Runner, Subject: id.Subject, Claims: id.Claims}).Caller()
-}
-
-func claim(id store.Identity, names ...string) string {
-	return (&identity.Identity{Claims: id.Claims}).Claim(names...)
 }
 
 func status(s int) string {

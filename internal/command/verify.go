@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 
+	"github.com/sessctl/sessctl/internal/admin"
 	"github.com/sessctl/sessctl/store"
 	"github.com/urfave/cli/v2"
 )
@@ -181,38 +181,24 @@ func verifyExportFile(c *cli.Context, file, pubkey string) error {
 	return nil
 }
 
-// fetchSnapshot downloads a snapshot of a running log (the admin API
-// streams it with store.Store.WriteSnapshot) into a temporary file.
-func fetchSnapshot(ctx context.Context, admin string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(admin, "/")+"/api/v1/snapshot", nil)
+// fetchSnapshot downloads a snapshot of a running log through the admin
+// API (token from SESSCTL_ADMIN_TOKEN) into a temporary file.
+func fetchSnapshot(ctx context.Context, adminURL string) (string, error) {
+	client, err := admin.NewClient(adminURL, os.Getenv("SESSCTL_ADMIN_TOKEN"), nil)
 	if err != nil {
-		return "", fmt.Errorf("--admin: %v", err)
-	}
-	if tok := os.Getenv("SESSCTL_ADMIN_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	// The admin listener is local; never go through a proxy to reach it.
-	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("fetch snapshot: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("fetch snapshot: %s", resp.Status)
+		return "", fmt.Errorf("--admin: %w", err)
 	}
 	f, err := os.CreateTemp("", "sessctl-snapshot-*.db")
 	if err != nil {
 		return "", err
 	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return "", fmt.Errorf("fetch snapshot: %v", err)
+	err = client.Snapshot(ctx, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
+	if err != nil {
 		os.Remove(f.Name())
-		return "", err
+		return "", fmt.Errorf("fetch snapshot: %w", err)
 	}
 	return f.Name(), nil
 }

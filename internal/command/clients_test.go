@@ -101,6 +101,7 @@ func (u *clientsUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/v1/responses" && hit.websocket:
 		u.responsesWebSocket(w, r)
 	case r.URL.Path == "/v1/responses" && r.Method == http.MethodPost:
+		// The Codex CLI falls back to this when its WebSocket fails.
 		w.Header().Set("Content-Type", "text/event-stream")
 		for _, ev := range responseEvents("resp_http") {
 			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", eventType(ev), ev)

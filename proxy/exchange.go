@@ -30,6 +30,8 @@ type exchange struct {
 	policy       *identity.Policy
 	rules        *rules.Set
 	secrets      [][]byte
+	// begun waits for the in-flight note to be durable (see begin).
+	begun func(context.Context) error
 }
 
 // serveExchange handles one request inside an intercepted tunnel: pin the
@@ -137,13 +139,28 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 }
 
 // begin notes the exchange as in flight before anything is forwarded; if
-// that cannot be written, nothing is (fail closed).
+// the note cannot be queued (the store is failing or closed), nothing is
+// (fail closed). The note's commit runs while the request is forwarded:
+// awaitBegun makes it durable before the runner sees an answer byte, so
+// one fsync, not two, waits on the request path.
 func (ex *exchange) begin(w http.ResponseWriter, r *http.Request) bool {
-	if err := ex.s.opt.Store.Begin(r.Context(), ex.rec); err != nil {
+	wait, err := ex.s.opt.Store.BeginQueued(r.Context(), ex.rec)
+	if err != nil {
 		ex.s.storeUnavailable(w, err)
 		return false
 	}
+	ex.begun = wait
 	return true
+}
+
+// awaitBegun returns once the in-flight note of a forwarded exchange is
+// durable. Answers whose record is appended before their first byte (the
+// whole, masked ones) need not call it: the record commits after the note.
+func (ex *exchange) awaitBegun(ctx context.Context) error {
+	if ex.begun == nil {
+		return nil
+	}
+	return ex.begun(context.WithoutCancel(ctx))
 }
 
 // storeUnavailable refuses a request that cannot be recorded (fail closed).
@@ -387,4 +404,15 @@ func clientMeta(h http.Header, rs *rules.Set) map[string]string {
 		m[strings.ToLower(name)] = string(rs.Request([]byte(val)).Body)
 	}
 	return m
+}
+
+// begin notes r as in flight and waits until the note is durable: for
+// WebSocket turns, whose answer events may reach the runner as soon as the
+// upstream sends them.
+func begin(ctx context.Context, st Recorder, r *store.Record) error {
+	wait, err := st.BeginQueued(ctx, r)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
 }

@@ -21,9 +21,12 @@ import (
 
 // Recorder is where exchanges are recorded. *store.Store implements it.
 type Recorder interface {
-	// Begin durably notes an exchange about to be forwarded, so that a
-	// crash before its record leaves an aborted record, not silence.
-	Begin(ctx context.Context, r *store.Record) error
+	// BeginQueued notes an exchange about to be forwarded, so that a
+	// crash before its record leaves an aborted record, not silence. The
+	// note is committed while the exchange is forwarded; wait returns once
+	// it is durable, and is called before any answer byte reaches the
+	// runner.
+	BeginQueued(ctx context.Context, r *store.Record) (wait func(context.Context) error, err error)
 	// Append returns once the record is durable.
 	Append(ctx context.Context, r *store.Record) (store.Receipt, error)
 	// Healthy reports whether records can be written; traffic is refused

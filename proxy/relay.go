@@ -83,6 +83,15 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 // appended before the final chunk: the runner's answer is complete only
 // once it is durable.
 func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status int, body io.Reader, sse bool) {
+	if err := ex.awaitBegun(r.Context()); err != nil {
+		// The request reached the upstream but sessctl could not note it:
+		// the runner gets no answer it could act on unrecorded.
+		ex.s.log.Error("cannot record exchange", "session", ex.rec.SessionID, "err", err)
+		clear(w.Header())
+		writeError(w, refNotRecorded)
+		ex.finish(r.Context(), refNotRecorded.status, store.OutcomeAborted, "forwarded, but the in-flight note could not be written: the answer was withheld")
+		return
+	}
 	cw := &clientWriter{w: w, rc: http.NewResponseController(w), start: ex.rec.Start, limit: ex.s.opt.RecordBodyLimit}
 	// The last write's deadline must not cut the final chunk, written
 	// after the record.

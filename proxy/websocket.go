@@ -306,7 +306,7 @@ func (c *wsConn) handleClientMessage(ctx context.Context, msg []byte) bool {
 	if isWarmup(msg) {
 		ex.rec.Extra["warmup"] = "true"
 	}
-	if err := c.s.opt.Store.Begin(ctx, ex.rec); err != nil {
+	if err := begin(ctx, c.s.opt.Store, ex.rec); err != nil {
 		c.sendError(ctx, ex, refStoreUnavailable)
 		return true
 	}

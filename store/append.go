@@ -134,10 +134,32 @@ func (s *Store) Append(ctx context.Context, r *Record) (Receipt, error) {
 // Begin durably notes that the exchange r (which must have a SessionID)
 // is in flight. If sessctl stops before a record with the same SessionID
 // is appended, the next Open appends an aborted record for it. Bodies are
-// not kept.
+// not kept. Begin is BeginQueued followed by waiting for the note.
 func (s *Store) Begin(ctx context.Context, r *Record) error {
+	wait, err := s.BeginQueued(ctx, r)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// BeginQueued is Begin without the wait: it hands the in-flight note to
+// the next group commit and returns at once, so that the commit runs
+// while the exchange is forwarded instead of before. The returned wait
+// returns once the note is durable (or with the commit's error). A caller
+// must wait before any byte of the answer reaches its client, so that
+// every exchange the client saw an answer to leaves a trace.
+//
+// A commit holding only notes waits up to noteDelay for more work: when
+// the exchange's record arrives within it, the note is dropped (the
+// record says more) and the exchange costs one commit, not two; when
+// someone waits for a note, it is committed at once. The price is a
+// window of at most noteDelay plus one commit after forwarding in which
+// a crash leaves no trace of the exchange (before BeginQueued it was one
+// commit before forwarding).
+func (s *Store) BeginQueued(ctx context.Context, r *Record) (wait func(context.Context) error, err error) {
 	if r == nil || r.SessionID == "" {
-		return errors.New("store: begin: record has no session id")
+		return nil, errors.New("store: begin: record has no session id")
 	}
 	p := *r
 	p.RequestBody, p.ResponseBody, p.Request, p.Response = nil, nil, nil, nil
@@ -146,13 +168,30 @@ func (s *Store) Begin(ctx context.Context, r *Record) error {
 	}
 	v, err := json.Marshal(&p)
 	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
+		return nil, fmt.Errorf("store: begin: %w", err)
 	}
 	j := &job{rec: &p, pending: v, done: make(chan struct{})}
-	return s.submit(ctx, j)
+	if err := s.enqueue(ctx, j); err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		select {
+		case s.urgent <- struct{}{}:
+		default: // a request to commit is already pending
+		}
+		return s.await(ctx, j)
+	}, nil
 }
 
 func (s *Store) submit(ctx context.Context, j *job) error {
+	if err := s.enqueue(ctx, j); err != nil {
+		return err
+	}
+	return s.await(ctx, j)
+}
+
+// enqueue hands j to the appender.
+func (s *Store) enqueue(ctx context.Context, j *job) error {
 	select {
 	case <-s.quit:
 		return ErrClosed
@@ -160,11 +199,16 @@ func (s *Store) submit(ctx context.Context, j *job) error {
 	}
 	select {
 	case s.jobs <- j:
+		return nil
 	case <-s.quit:
 		return ErrClosed
 	case <-ctx.Done():
 		return fmt.Errorf("store: append: %w", ctx.Err())
 	}
+}
+
+// await returns once j is committed (or failed).
+func (s *Store) await(ctx context.Context, j *job) error {
 	select {
 	case <-j.done:
 		return j.err
@@ -211,6 +255,9 @@ func (s *Store) appender() {
 					runtime.Gosched()
 				}
 			}
+			if special == nil && onlyNotes(batch) {
+				batch, special = s.holdNotes(batch)
+			}
 			if len(batch) > 0 {
 				s.runBatch(batch)
 			}
@@ -234,6 +281,52 @@ func (s *Store) appender() {
 	}
 }
 
+// noteDelay is how long a commit of in-flight notes alone waits for the
+// records that would make them moot (see BeginQueued).
+const noteDelay = 2 * time.Millisecond
+
+func onlyNotes(batch []*job) bool {
+	for _, j := range batch {
+		if j.pending == nil {
+			return false
+		}
+	}
+	return len(batch) > 0
+}
+
+// holdNotes waits up to noteDelay for more jobs to join a batch of
+// in-flight notes: it returns as soon as a record (or a special job, which
+// is returned apart) arrives, someone waits for a note, the batch is full
+// or the store closes.
+func (s *Store) holdNotes(batch []*job) ([]*job, *job) {
+	select {
+	case <-s.urgent:
+		return batch, nil
+	default:
+	}
+	timer := time.NewTimer(noteDelay)
+	defer timer.Stop()
+	for len(batch) < maxBatch {
+		select {
+		case j := <-s.jobs:
+			if j.fn != nil {
+				return batch, j
+			}
+			batch = append(batch, j)
+			if j.pending == nil {
+				return batch, nil
+			}
+		case <-s.urgent:
+			return batch, nil
+		case <-timer.C:
+			return batch, nil
+		case <-s.quit:
+			return batch, nil
+		}
+	}
+	return batch, nil
+}
+
 func (s *Store) runBatch(batch []*job) {
 	err := s.commitBatch(batch, false)
 	s.setHealth(err)
@@ -252,6 +345,7 @@ func (s *Store) commitBatch(batch []*job, flush bool) error {
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		st = chainState{size: s.size, head: s.head}
 		packAppendOnly(tx)
+		recorded := recordedSessions(batch)
 		for _, j := range batch {
 			if j.fn != nil {
 				if err := j.fn(tx, &st); err != nil {
@@ -259,6 +353,9 @@ func (s *Store) commitBatch(batch []*job, flush bool) error {
 				}
 			}
 			if j.pending != nil {
+				if recorded[j.rec.SessionID] {
+					continue // its record is in this commit: the note is moot
+				}
 				if err := tx.Bucket(bucketPending).Put([]byte(j.rec.SessionID), j.pending); err != nil {
 					return err
 				}
@@ -281,6 +378,30 @@ func (s *Store) commitBatch(batch []*job, flush bool) error {
 	s.size, s.head = st.size, st.head
 	s.indexed(st)
 	return nil
+}
+
+// recordedSessions is the set of session ids whose record (not note) is
+// in batch; nil when the batch holds no note.
+func recordedSessions(batch []*job) map[string]bool {
+	var m map[string]bool
+	notes := false
+	for _, j := range batch {
+		if j.pending != nil {
+			notes = true
+		}
+	}
+	if !notes {
+		return nil
+	}
+	for _, j := range batch {
+		if j.pending == nil && j.rec != nil && j.rec.SessionID != "" {
+			if m == nil {
+				m = make(map[string]bool)
+			}
+			m[j.rec.SessionID] = true
+		}
+	}
+	return m
 }
 
 // flushIndex writes the index keys held back since the last flush and

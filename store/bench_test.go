@@ -170,3 +170,45 @@ func BenchmarkVerify(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkExchangeCommit is one exchange's store work at concurrency 1,
+// with fsync, as the proxy does it: note the exchange in flight, wait
+// for a simulated upstream of 300 µs, append the record. "blocking" waits
+// for the note before forwarding (two commits on the path); "queued"
+// commits the note while the upstream works (BeginQueued). ns/op is the
+// time the store adds to an exchange plus the 300 µs.
+func BenchmarkExchangeCommit(b *testing.B) {
+	const upstream = 300 * time.Microsecond
+	for _, mode := range []string{"blocking", "queued"} {
+		b.Run(mode, func(b *testing.B) {
+			s, _ := openTest(b, Options{CheckpointEvery: 1000, NoSync: os.Getenv("SESSCTL_BENCH_NOSYNC") != ""})
+			defer s.Close()
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := range b.N {
+				r := exchange(i)
+				r.SessionID = uuid.Must(uuid.NewV7()).String()
+				var wait func(context.Context) error
+				if mode == "blocking" {
+					if err := s.Begin(ctx, r); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					var err error
+					if wait, err = s.BeginQueued(ctx, r); err != nil {
+						b.Fatal(err)
+					}
+				}
+				time.Sleep(upstream)
+				if wait != nil {
+					if err := wait(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := s.Append(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -79,8 +79,11 @@ type Store struct {
 	origin string
 	secret []byte
 
-	jobs      chan *job
-	quit      chan struct{}
+	jobs chan *job
+	quit chan struct{}
+	// urgent asks the appender to commit held in-flight notes now: someone
+	// waits for one (see BeginQueued).
+	urgent    chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -131,13 +134,14 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, openError(path, err)
 	}
 	s := &Store{
-		db:   db,
-		path: path,
-		opts: opts,
-		log:  opts.Logger.With("db", path),
-		jobs: make(chan *job),
-		quit: make(chan struct{}),
-		done: make(chan struct{}),
+		db:     db,
+		path:   path,
+		opts:   opts,
+		log:    opts.Logger.With("db", path),
+		jobs:   make(chan *job),
+		quit:   make(chan struct{}),
+		urgent: make(chan struct{}, 1),
+		done:   make(chan struct{}),
 	}
 	s.health.Store(&healthState{})
 	if err := s.init(); err != nil {

@@ -575,3 +575,110 @@ func TestActionYAML(t *testing.T) {
 		t.Errorf("the step's env has %d entries for %d inputs: %v", len(step.Env), len(action.Inputs), step.Env)
 	}
 }
+
+// TestGitHubActionInstallsCA runs setup.sh with install-ca (the default)
+// in a mount namespace of its own, where the system trust store
+// (/usr/local/share/ca-certificates, /etc/ssl/certs) is a private copy: the
+// CA lands in the trust store and the system bundle, as on a runner, and
+// this machine's own store is never touched.
+func TestGitHubActionInstallsCA(t *testing.T) {
+	t.Parallel()
+	needCITools(t)
+	if os.Geteuid() != 0 {
+		t.Skip("not root: cannot make a mount namespace with a private trust store")
+	}
+	for _, tool := range []string{"unshare", "mount", "mountpoint", "update-ca-certificates", "openssl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed: cannot test installing into a Debian trust store", tool)
+		}
+	}
+	for _, dir := range []string{"/usr/local/share/ca-certificates", "/etc/ssl/certs"} {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			t.Skipf("%s is not a directory: not a Debian-style trust store", dir)
+		}
+	}
+	up := newClientsUpstream(t)
+	is := oidctest.NewIssuer(t)
+	kid := is.AddKey(t, jose.ES256)
+	s := startCIServe(t, up, is)
+	tokenURL, _ := githubTokenService(t, "req-token", func(aud string) string {
+		c := is.GitHubClaims(time.Now())
+		c["aud"] = aud
+		return is.Sign(t, kid, c)
+	})
+
+	dir := t.TempDir()
+	for _, sub := range []string{"local", "certs", "temp"} {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Private copies of the store, mounted over the real one inside the
+	// namespace only; the script refuses to go on unless both are mounts.
+	if out, err := exec.Command("cp", "-a", "/etc/ssl/certs/.", filepath.Join(dir, "certs")).CombinedOutput(); err != nil {
+		t.Fatalf("copying /etc/ssl/certs: %v: %s", err, out)
+	}
+	if out, err := exec.Command("cp", "-a", "/usr/local/share/ca-certificates/.", filepath.Join(dir, "local")).CombinedOutput(); err != nil {
+		t.Fatalf("copying /usr/local/share/ca-certificates: %v: %s", err, out)
+	}
+	for _, f := range []string{"env", "path"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := `set -eu
+mount --bind "$D/local" /usr/local/share/ca-certificates || exit 97
+mount --bind "$D/certs" /etc/ssl/certs || exit 97
+mountpoint -q /usr/local/share/ca-certificates && mountpoint -q /etc/ssl/certs || { echo "private trust store not mounted" >&2; exit 97; }
+bash "$SETUP"
+# What a later step of the job sees: the system bundle and the store.
+cat /etc/ssl/certs/ca-certificates.crt > "$D/system-bundle.pem"
+ls /usr/local/share/ca-certificates > "$D/store.txt"
+`
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "bash", "-c", script)
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "D=" + dir,
+		"SETUP=" + filepath.Join(repoRoot(t), "scripts", "ci", "setup.sh"),
+		"GITHUB_ENV=" + filepath.Join(dir, "env"), "GITHUB_PATH=" + filepath.Join(dir, "path"),
+		"RUNNER_TEMP=" + filepath.Join(dir, "temp"),
+		"INPUT_PROXY=http://" + s.listen, "INPUT_CA=" + s.caFile,
+		"ACTIONS_ID_TOKEN_REQUEST_URL=" + tokenURL, "ACTIONS_ID_TOKEN_REQUEST_TOKEN=req-token",
+	}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 97 || err != nil && strings.Contains(string(out), "unshare failed") {
+		t.Skipf("no private mount namespace here: %s", out)
+	}
+	if err != nil {
+		t.Fatalf("setup.sh in a mount namespace: %v\n%s", err, out)
+	}
+
+	caPEM, err := os.ReadFile(s.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := bytes.TrimSpace(caPEM)
+	if store, _ := os.ReadFile(filepath.Join(dir, "store.txt")); !strings.Contains(string(store), "sessctl-1.crt") {
+		t.Errorf("the trust store holds %q, want sessctl-1.crt\n%s", store, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "system-bundle.pem")); !bytes.Contains(b, ca) {
+		t.Errorf("the system bundle lacks sessctl's CA after install\n%s", out)
+	}
+	if b, _ := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); bytes.Contains(b, ca) {
+		t.Fatalf("sessctl's CA reached this machine's own trust store")
+	}
+	if _, err := os.Stat("/usr/local/share/ca-certificates/sessctl-1.crt"); err == nil {
+		t.Fatalf("setup.sh wrote into this machine's own trust store")
+	}
+	env, err := os.ReadFile(filepath.Join(dir, "env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := strings.Split(strings.TrimSpace(string(env)), "\n")
+	if b, _ := os.ReadFile(getenv(vars, "SSL_CERT_FILE")); !bytes.Contains(b, ca) {
+		t.Errorf("SSL_CERT_FILE's bundle lacks sessctl's CA")
+	}
+	if out, err := chatThrough(t, vars, "OPENAI_API_KEY"); err != nil || !strings.Contains(out, upstreamAnswer) {
+		t.Errorf("curl with the exported key: %v: %s", err, out)
+	}
+}

@@ -576,27 +576,92 @@ func TestActionYAML(t *testing.T) {
 	}
 }
 
-// TestGitHubActionInstallsCA runs setup.sh with install-ca (the default)
-// in a mount namespace of its own, where the system trust store
-// (/usr/local/share/ca-certificates, /etc/ssl/certs) is a private copy: the
-// CA lands in the trust store and the system bundle, as on a runner, and
-// this machine's own store is never touched.
-func TestGitHubActionInstallsCA(t *testing.T) {
-	t.Parallel()
-	needCITools(t)
+// privateTrustStore prepares a mount namespace in which the system trust
+// store (/usr/local/share/ca-certificates, /etc/ssl/certs) is a private copy,
+// or skips the test where that cannot be made (not root, no unshare, not a
+// Debian-style store). Run runs script there with env (plus D, the work
+// directory); after it, D/store.txt lists the store and
+// D/system-bundle.pem is the system bundle, as seen inside.
+type privateTrustStore struct{ dir string }
+
+func newPrivateTrustStore(t *testing.T) *privateTrustStore {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("not root: cannot make a mount namespace with a private trust store")
 	}
-	for _, tool := range []string{"unshare", "mount", "mountpoint", "update-ca-certificates", "openssl"} {
+	for _, tool := range []string{"unshare", "mount", "mountpoint", "update-ca-certificates", "cp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s is not installed: cannot test installing into a Debian trust store", tool)
 		}
 	}
-	for _, dir := range []string{"/usr/local/share/ca-certificates", "/etc/ssl/certs"} {
-		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			t.Skipf("%s is not a directory: not a Debian-style trust store", dir)
+	p := &privateTrustStore{dir: t.TempDir()}
+	for sys, sub := range map[string]string{"/usr/local/share/ca-certificates": "local", "/etc/ssl/certs": "certs"} {
+		if fi, err := os.Stat(sys); err != nil || !fi.IsDir() {
+			t.Skipf("%s is not a directory: not a Debian-style trust store", sys)
+		}
+		if err := os.Mkdir(filepath.Join(p.dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("cp", "-a", sys+"/.", filepath.Join(p.dir, sub)).CombinedOutput(); err != nil {
+			t.Fatalf("copying %s: %v: %s", sys, err, out)
 		}
 	}
+	return p
+}
+
+func (p *privateTrustStore) run(t *testing.T, script string, env []string) (string, error) {
+	t.Helper()
+	// The copies are mounted over the real store inside the namespace
+	// only; nothing runs unless both are mounts.
+	wrapped := `set -eu
+mount --bind "$D/local" /usr/local/share/ca-certificates || exit 97
+mount --bind "$D/certs" /etc/ssl/certs || exit 97
+mountpoint -q /usr/local/share/ca-certificates && mountpoint -q /etc/ssl/certs || exit 97
+set +eu
+( ` + script + `
+)
+rc=$?
+cat /etc/ssl/certs/ca-certificates.crt > "$D/system-bundle.pem"
+ls /usr/local/share/ca-certificates > "$D/store.txt"
+exit $rc
+`
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "bash", "-c", wrapped)
+	cmd.Env = append(slices.Clone(env), "D="+p.dir)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 97 || err != nil && strings.Contains(string(out), "unshare failed") {
+		t.Skipf("no private mount namespace here: %s", out)
+	}
+	return string(out), err
+}
+
+// check fails the test unless the CA is in the private store's bundle and
+// nowhere in this machine's own store.
+func (p *privateTrustStore) check(t *testing.T, caPEM []byte, file, out string) {
+	t.Helper()
+	ca := bytes.TrimSpace(caPEM)
+	if store, _ := os.ReadFile(filepath.Join(p.dir, "store.txt")); !strings.Contains(string(store), file) {
+		t.Errorf("the trust store holds %q, want %s\n%s", store, file, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(p.dir, "system-bundle.pem")); !bytes.Contains(b, ca) {
+		t.Errorf("the system bundle lacks sessctl's CA after install\n%s", out)
+	}
+	if b, _ := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); bytes.Contains(b, ca) {
+		t.Fatalf("sessctl's CA reached this machine's own trust store")
+	}
+	if _, err := os.Stat(filepath.Join("/usr/local/share/ca-certificates", file)); err == nil {
+		t.Fatalf("%s was written into this machine's own trust store", file)
+	}
+}
+
+// TestGitHubActionInstallsCA runs setup.sh with install-ca (the default)
+// in a mount namespace whose system trust store is a private copy: the CA
+// lands in the trust store and the system bundle, as on a runner, and this
+// machine's own store is never touched.
+func TestGitHubActionInstallsCA(t *testing.T) {
+	t.Parallel()
+	needCITools(t)
+	ts := newPrivateTrustStore(t)
 	up := newClientsUpstream(t)
 	is := oidctest.NewIssuer(t)
 	kid := is.AddKey(t, jose.ES256)
@@ -606,79 +671,83 @@ func TestGitHubActionInstallsCA(t *testing.T) {
 		c["aud"] = aud
 		return is.Sign(t, kid, c)
 	})
-
 	dir := t.TempDir()
-	for _, sub := range []string{"local", "certs", "temp"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Private copies of the store, mounted over the real one inside the
-	// namespace only; the script refuses to go on unless both are mounts.
-	if out, err := exec.Command("cp", "-a", "/etc/ssl/certs/.", filepath.Join(dir, "certs")).CombinedOutput(); err != nil {
-		t.Fatalf("copying /etc/ssl/certs: %v: %s", err, out)
-	}
-	if out, err := exec.Command("cp", "-a", "/usr/local/share/ca-certificates/.", filepath.Join(dir, "local")).CombinedOutput(); err != nil {
-		t.Fatalf("copying /usr/local/share/ca-certificates: %v: %s", err, out)
+	if err := os.Mkdir(filepath.Join(dir, "temp"), 0o755); err != nil {
+		t.Fatal(err)
 	}
 	for _, f := range []string{"env", "path"} {
 		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	script := `set -eu
-mount --bind "$D/local" /usr/local/share/ca-certificates || exit 97
-mount --bind "$D/certs" /etc/ssl/certs || exit 97
-mountpoint -q /usr/local/share/ca-certificates && mountpoint -q /etc/ssl/certs || { echo "private trust store not mounted" >&2; exit 97; }
-bash "$SETUP"
-# What a later step of the job sees: the system bundle and the store.
-cat /etc/ssl/certs/ca-certificates.crt > "$D/system-bundle.pem"
-ls /usr/local/share/ca-certificates > "$D/store.txt"
-`
-	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "bash", "-c", script)
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "D=" + dir,
+	out, err := ts.run(t, `bash "$SETUP"`, []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + dir,
 		"SETUP=" + filepath.Join(repoRoot(t), "scripts", "ci", "setup.sh"),
 		"GITHUB_ENV=" + filepath.Join(dir, "env"), "GITHUB_PATH=" + filepath.Join(dir, "path"),
 		"RUNNER_TEMP=" + filepath.Join(dir, "temp"),
 		"INPUT_PROXY=http://" + s.listen, "INPUT_CA=" + s.caFile,
 		"ACTIONS_ID_TOKEN_REQUEST_URL=" + tokenURL, "ACTIONS_ID_TOKEN_REQUEST_TOKEN=req-token",
-	}
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && ee.ExitCode() == 97 || err != nil && strings.Contains(string(out), "unshare failed") {
-		t.Skipf("no private mount namespace here: %s", out)
-	}
+	})
 	if err != nil {
 		t.Fatalf("setup.sh in a mount namespace: %v\n%s", err, out)
 	}
-
 	caPEM, err := os.ReadFile(s.caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := bytes.TrimSpace(caPEM)
-	if store, _ := os.ReadFile(filepath.Join(dir, "store.txt")); !strings.Contains(string(store), "sessctl-1.crt") {
-		t.Errorf("the trust store holds %q, want sessctl-1.crt\n%s", store, out)
-	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "system-bundle.pem")); !bytes.Contains(b, ca) {
-		t.Errorf("the system bundle lacks sessctl's CA after install\n%s", out)
-	}
-	if b, _ := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); bytes.Contains(b, ca) {
-		t.Fatalf("sessctl's CA reached this machine's own trust store")
-	}
-	if _, err := os.Stat("/usr/local/share/ca-certificates/sessctl-1.crt"); err == nil {
-		t.Fatalf("setup.sh wrote into this machine's own trust store")
-	}
+	ts.check(t, caPEM, "sessctl-1.crt", out)
 	env, err := os.ReadFile(filepath.Join(dir, "env"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	vars := strings.Split(strings.TrimSpace(string(env)), "\n")
-	if b, _ := os.ReadFile(getenv(vars, "SSL_CERT_FILE")); !bytes.Contains(b, ca) {
+	if b, _ := os.ReadFile(getenv(vars, "SSL_CERT_FILE")); !bytes.Contains(b, bytes.TrimSpace(caPEM)) {
 		t.Errorf("SSL_CERT_FILE's bundle lacks sessctl's CA")
 	}
 	if out, err := chatThrough(t, vars, "OPENAI_API_KEY"); err != nil || !strings.Contains(out, upstreamAnswer) {
 		t.Errorf("curl with the exported key: %v: %s", err, out)
 	}
+}
+
+// TestGitLabTemplateInstallsCA runs the template's before_script with
+// SESSCTL_INSTALL_CA "true" (its default) in a mount namespace whose
+// system trust store is a private copy.
+func TestGitLabTemplateInstallsCA(t *testing.T) {
+	t.Parallel()
+	needCITools(t)
+	ts := newPrivateTrustStore(t)
+	tmpl := loadGitLabTemplate(t)
+	if tmpl.Variables["SESSCTL_INSTALL_CA"] != "true" {
+		t.Errorf("SESSCTL_INSTALL_CA defaults to %q, want \"true\"", tmpl.Variables["SESSCTL_INSTALL_CA"])
+	}
+	up := newClientsUpstream(t)
+	is := oidctest.NewIssuer(t)
+	kid := is.AddKey(t, jose.ES256)
+	s := startCIServe(t, up, is)
+	now := time.Now()
+	idToken := is.Sign(t, kid, map[string]any{
+		"iss": is.URL(), "aud": "sessctl", "sub": "project_path:acme/infra:ref_type:branch:ref:main",
+		"project_path": "acme/infra", "nbf": now.Add(-5 * time.Second).Unix(), "iat": now.Add(-5 * time.Second).Unix(),
+		"exp": now.Add(5 * time.Minute).Unix(),
+	})
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "TMPDIR=" + t.TempDir(),
+		"SESSCTL_PROXY=http://" + s.listen, "SESSCTL_CA=" + s.caFile, "SESSCTL_ID_TOKEN=" + idToken}
+	for k, v := range tmpl.Variables {
+		env = append(env, k+"="+v)
+	}
+	// The job's script after the before_script: the key works from the
+	// system store alone (curl with CURL_CA_BUNDLE and SSL_CERT_FILE unset).
+	job := strings.Join(tmpl.BeforeScript, "\n") + `
+unset CURL_CA_BUNDLE SSL_CERT_FILE REQUESTS_CA_BUNDLE
+curl -sS --fail-with-body https://api.openai.com/v1/chat/completions -H "Authorization: Bearer $OPENAI_API_KEY" \
+  -H 'Content-Type: application/json' -d '{"model":"m","messages":[{"role":"user","content":"hi"}]}'`
+	out, err := ts.run(t, job, env)
+	if err != nil || !strings.Contains(out, upstreamAnswer) {
+		t.Fatalf("before_script and curl in a mount namespace: %v\n%s\nsessctl:\n%s", err, out, s.stderr)
+	}
+	caPEM, err := os.ReadFile(s.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.check(t, caPEM, "sessctl.crt", out)
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -96,6 +97,13 @@ type Config struct {
 	LeafValidity Duration `yaml:"leaf_validity" usage:"lifetime of minted leaf certificates"`
 	LogLevel     string   `yaml:"log_level" usage:"debug, info, warn or error"`
 	LogFormat    string   `yaml:"log_format" usage:"text or json"`
+	// OtelEndpoint, when set, receives one OpenTelemetry span per exchange
+	// over OTLP/HTTP: a collector's base URL (http://host:4318; the path
+	// /v1/traces is added when none is given).
+	OtelEndpoint string `yaml:"otel_endpoint" usage:"OTLP/HTTP collector URL for per-exchange traces (off when empty)"`
+	// Quiet turns off the progress lines long work draws on a terminal
+	// (serve --quiet); not a key of the file.
+	Quiet bool `yaml:"-"`
 }
 
 // Runner is a static credential: a runner token or an admin token, given
@@ -367,6 +375,11 @@ func (c *Config) Resolve() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("config: log_format: %q is neither text nor json", c.LogFormat)
+	}
+	if c.OtelEndpoint != "" {
+		if u, err := url.Parse(c.OtelEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("config: otel_endpoint: %q is not an http:// or https:// URL", c.OtelEndpoint)
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -70,6 +70,8 @@ func TestResolveRejects(t *testing.T) {
 		{"approval mode", func(c *Config) { c.ApprovalMode = "maybe" }, "approval_mode"},
 		{"dst check", func(c *Config) { c.TransparentDstCheck = "trust" }, "transparent_dst_check"},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log_level"},
+		{"otel endpoint without scheme", func(c *Config) { c.OtelEndpoint = "collector:4318" }, "otel_endpoint"},
+		{"otel endpoint grpc scheme", func(c *Config) { c.OtelEndpoint = "grpc://collector:4317" }, "otel_endpoint"},
 		{"runner token and hash", func(c *Config) {
 			c.Runners = []Runner{{Name: "a", Token: "x", TokenSHA256: strings.Repeat("0", 64)}}
 		}, "not both"},

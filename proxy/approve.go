@@ -28,7 +28,9 @@ type verdict struct {
 // mode, checks for one). It reports whether the request may go on;
 // otherwise it has answered the runner and recorded why.
 func (ex *exchange) approve(w http.ResponseWriter, r *http.Request, why string, body []byte) bool {
+	t0 := time.Now()
 	v := ex.awaitApproval(r.Context(), why, body)
+	ex.tm.wait(t0)
 	switch {
 	case v.ok:
 		return true

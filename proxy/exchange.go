@@ -32,6 +32,7 @@ type exchange struct {
 	secrets      [][]byte
 	// begun waits for the in-flight note to be durable (see begin).
 	begun func(context.Context) error
+	tm    timing // for metrics and the span (observe.go)
 }
 
 // serveExchange handles one request inside an intercepted tunnel: pin the
@@ -56,7 +57,8 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		Recording: store.RecordingFull,
 	}}
 	ex.rec.Meta = clientMeta(r.Header, s.opt.Rules())
-	s.opt.Metrics.add("requests_total", 1)
+	ex.tm.parent = s.traceParent(r.Header)
+	defer s.opt.Metrics.track()()
 
 	// Pin the host: every request in a tunnel is for the tunnel's host, so
 	// that the real key can never be steered elsewhere.
@@ -104,7 +106,9 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	// ended: a stalled upload does not hold a connection for ever.
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(bodyTimeout))
+	t0 := time.Now()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxBody))
+	ex.tm.wait(t0)
 	if err != nil {
 		// The read deadline stays expired and the connection closes:
 		// the rest of a stalled body is not drained.
@@ -166,7 +170,7 @@ func (ex *exchange) awaitBegun(ctx context.Context) error {
 // storeUnavailable refuses a request that cannot be recorded (fail closed).
 func (s *Server) storeUnavailable(w http.ResponseWriter, err error) {
 	s.log.Error("refusing traffic: store cannot record", "err", err)
-	s.opt.Metrics.add("store_unavailable_total", 1)
+	s.opt.Metrics.storeUnavailable.Inc()
 	writeError(w, refStoreUnavailable)
 }
 
@@ -245,6 +249,7 @@ func (ex *exchange) refuse(w http.ResponseWriter, r refusal) {
 // fail answers with an OpenAI-shaped error and records the exchange.
 func (ex *exchange) fail(w http.ResponseWriter, r refusal) {
 	writeError(w, r)
+	ex.tm.errType = r.typ
 	ex.finish(context.Background(), r.status, r.outcome, r.msg)
 }
 
@@ -256,6 +261,7 @@ func (ex *exchange) finish(ctx context.Context, status int, outcome store.Outcom
 	r.Status = status
 	r.Outcome = outcome
 	r.Reason = reason
+	answer := r.ResponseBody
 	if r.Recording == store.RecordingMetadata {
 		r.RequestBody, r.ResponseBody = nil, nil
 	}
@@ -263,10 +269,11 @@ func (ex *exchange) finish(ctx context.Context, status int, outcome store.Outcom
 	for _, sec := range ex.secrets {
 		r.SecretHMACs = append(r.SecretHMACs, rules.SecretHMAC(key, sec))
 	}
-	ex.s.opt.Metrics.add("outcome_"+string(outcome), 1)
-	if _, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), r); err != nil {
+	_, err := ex.s.opt.Store.Append(context.WithoutCancel(ctx), r)
+	ex.observe(status, outcome, answer)
+	if err != nil {
 		ex.s.log.Error("cannot record exchange", "session", r.SessionID, "err", err)
-		ex.s.opt.Metrics.add("record_errors_total", 1)
+		ex.s.opt.Metrics.recordErrors.Inc()
 		return false
 	}
 	return true

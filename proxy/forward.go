@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sessctl/sessctl/store"
 )
@@ -31,7 +32,9 @@ func (ex *exchange) forward(w http.ResponseWriter, r *http.Request, body []byte)
 		up.Header.Del("Content-Length")
 	}
 	up.Host = ex.t.host
+	ex.tm.upOut = time.Now()
 	resp, err := ex.s.opt.Upstream.RoundTrip(up)
+	ex.upstreamAnswered(err)
 	if err != nil {
 		if r.Context().Err() != nil {
 			ex.finish(r.Context(), 0, store.OutcomeClientGone, "client went away before the answer")

@@ -86,7 +86,7 @@ func (s *Server) terminate(raw net.Conn, t *tunnel) {
 	defer cancel()
 	if err := conn.HandshakeContext(ctx); err != nil {
 		s.log.Debug("runner TLS handshake failed", "conn", t.id, "client", t.client, "host", t.host, "err", err)
-		s.opt.Metrics.add("tls_handshake_errors", 1)
+		s.opt.Metrics.tlsErrors.Inc()
 		raw.Close()
 		return
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
@@ -103,6 +105,9 @@ type Options struct {
 	WSMaxMessage int64
 	Logger       *slog.Logger
 	Metrics      *Metrics
+	// Tracing, when set, gets one span per exchange (GenAI semantic
+	// conventions; never prompt or answer text).
+	Tracing trace.TracerProvider
 }
 
 // Server is the proxy. Its explicit listener speaks the HTTP proxy
@@ -120,6 +125,7 @@ type Server struct {
 	inflight  *inflight
 	ports     map[string]bool
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	tracer    trace.Tracer // nil without Options.Tracing
 	// ctx ends when the server closes: tunnels and WebSockets watch it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -182,6 +188,10 @@ func New(opts Options) (*Server, error) {
 		dial:      opts.PassthroughDial,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	opts.Metrics.bindServer(opts)
+	if opts.Tracing != nil {
+		s.tracer = opts.Tracing.Tracer("github.com/sessctl/sessctl/proxy")
+	}
 	if opts.Exchanger != nil {
 		s.intercept[TokenHost] = true
 	}
@@ -242,5 +252,5 @@ func (s *Server) Close() error {
 	return err
 }
 
-// Metrics returns the server's counters.
+// Metrics returns the server's metrics.
 func (s *Server) Metrics() *Metrics { return s.opt.Metrics }

@@ -25,9 +25,9 @@ func (s *Server) recordRefusal(ctx context.Context, r *store.Record) {
 		r.Start = now
 	}
 	r.End = now
-	s.opt.Metrics.add("refused_total", 1)
+	s.opt.Metrics.refusals.WithLabelValues(providerOf(r.Host), refusalEgress).Inc()
 	if _, err := s.opt.Store.Append(context.WithoutCancel(ctx), r); err != nil {
 		s.log.Error("cannot record refusal", "host", r.Host, "err", err)
-		s.opt.Metrics.add("record_errors_total", 1)
+		s.opt.Metrics.recordErrors.Inc()
 	}
 }

@@ -55,6 +55,7 @@ func (ex *exchange) relay(w http.ResponseWriter, r *http.Request, resp *http.Res
 // before the runner receives the answer.
 func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, status int, body io.Reader) {
 	data, err := io.ReadAll(io.LimitReader(body, ex.s.opt.MaxBody+1))
+	ex.tm.upFirst, ex.tm.whole = time.Now(), true
 	if err != nil {
 		clear(w.Header())
 		ex.fail(w, refUpstreamRead)
@@ -109,6 +110,9 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
+			if ex.tm.upFirst.IsZero() {
+				ex.tm.upFirst = time.Now()
+			}
 			if _, werr := sink.Write(buf[:n]); werr != nil {
 				switch {
 				case errors.Is(werr, rules.ErrBlocked):
@@ -150,6 +154,7 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	}
 	ex.rec.ResponseBody = cw.rec.Bytes()
 	ex.rec.Deltas = cw.deltas
+	ex.tm.clientFirst = cw.first
 	if cw.truncated {
 		if ex.rec.Extra == nil {
 			ex.rec.Extra = map[string]string{}
@@ -174,7 +179,8 @@ type clientWriter struct {
 	rec       bytes.Buffer
 	deltas    []store.Delta
 	truncated bool
-	err       error // the first write error: the runner went away
+	err       error     // the first write error: the runner went away
+	first     time.Time // when the first bytes were written
 }
 
 func (c *clientWriter) Write(p []byte) (int, error) {
@@ -193,6 +199,9 @@ const writeTimeout = time.Minute
 
 // note records that p reached the runner now.
 func (c *clientWriter) note(p []byte) {
+	if len(p) > 0 && c.first.IsZero() {
+		c.first = time.Now()
+	}
 	if len(c.deltas) < maxDeltas {
 		c.deltas = append(c.deltas, store.Delta{OffsetMS: time.Since(c.start).Milliseconds(), Size: len(p)})
 	}

@@ -53,10 +53,10 @@ func (s *Server) splice(ctx context.Context, client net.Conn, t *tunnel, target 
 }
 
 func (s *Server) appendConnect(ctx context.Context, rec *store.Record) {
-	s.opt.Metrics.add("passthrough_total", 1)
+	s.opt.Metrics.passthrough.Inc()
 	if _, err := s.opt.Store.Append(context.WithoutCancel(ctx), rec); err != nil {
 		s.log.Error("cannot record passthrough", "host", rec.Host, "err", err)
-		s.opt.Metrics.add("record_errors_total", 1)
+		s.opt.Metrics.recordErrors.Inc()
 	}
 }
 

@@ -138,7 +138,7 @@ type redirected struct {
 
 // serveRedirected finds where c was going and applies the egress policy.
 func (s *Server) serveRedirected(ctx context.Context, c net.Conn, o *transparentConfig) {
-	s.opt.Metrics.add("transparent_connections_total", 1)
+	s.opt.Metrics.transparentConns.Inc()
 	r := &redirected{s: s, c: c, t: &tunnel{
 		id: uuid.Must(uuid.NewV7()).String(), mode: "transparent", client: c.RemoteAddr().String(),
 	}}
@@ -188,7 +188,7 @@ func (s *Server) serveRedirected(ctx context.Context, c net.Conn, o *transparent
 	}
 	switch d {
 	case intercept:
-		s.opt.Metrics.add("transparent_intercepted_total", 1)
+		s.opt.Metrics.transparentInt.Inc()
 		s.terminate(pc, r.t)
 	case passthrough:
 		s.splice(ctx, pc, r.t, dst.String())

@@ -229,7 +229,8 @@ func (c *wsConn) newExchange(msg []byte) *exchange {
 	rec.Rules, rec.Deltas, rec.SecretHMACs = nil, nil, nil
 	rec.Extra = map[string]string{"ws_session": b.rec.SessionID}
 	rec.Model = wsModel(msg)
-	return &exchange{s: b.s, t: b.t, rec: &rec, who: b.who, policy: b.policy, rules: b.rules}
+	return &exchange{s: b.s, t: b.t, rec: &rec, who: b.who, policy: b.policy, rules: b.rules,
+		tm: timing{parent: b.tm.parent}}
 }
 
 // fromClient reads the runner's messages, applies the request rules and

@@ -224,7 +224,6 @@ func (s *Store) appender() {
 	tick = min(max(tick, 10*time.Millisecond), time.Second)
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
-	s.lastCPTime = time.Now()
 	for {
 		select {
 		case j := <-s.jobs:
@@ -328,7 +327,12 @@ func (s *Store) holdNotes(batch []*job) ([]*job, *job) {
 }
 
 func (s *Store) runBatch(batch []*job) {
+	t0 := time.Now()
 	err := s.commitBatch(batch, false)
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(len(batch), time.Since(t0), err)
+	}
+	s.publish()
 	s.setHealth(err)
 	for _, j := range batch {
 		if err != nil {
@@ -568,6 +572,7 @@ func (s *Store) checkpoint() error {
 		return fmt.Errorf("store: checkpoint %s: %w", s.path, err)
 	}
 	s.lastCP, s.lastCPTime = s.size, time.Now()
+	s.publish()
 	if s.opts.CheckpointFile != "" {
 		if err := appendFile(s.opts.CheckpointFile, msg); err != nil {
 			s.log.Error("could not copy checkpoint", "file", s.opts.CheckpointFile, "err", err)

@@ -231,6 +231,9 @@ func (s *Store) buildIndex() error {
 			return fmt.Errorf("store: index %s: %w", s.path, err)
 		}
 	}
+	if s.opts.Progress != nil {
+		s.opts.Progress("indexing", from, size)
+	}
 	for from < size {
 		to := min(from+indexChunk, size)
 		err := s.db.Update(func(tx *bbolt.Tx) error {
@@ -262,6 +265,9 @@ func (s *Store) buildIndex() error {
 			return fmt.Errorf("store: index %s: %w", s.path, err)
 		}
 		s.log.Debug("indexed records", "to", to, "of", size)
+		if s.opts.Progress != nil {
+			s.opts.Progress("indexing", to, size)
+		}
 		from = to
 	}
 	s.indexedTo = size

@@ -40,6 +40,9 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (PruneResult, error
 		leaves, bodies := tx.Bucket(bucketLeaves), tx.Bucket(bucketBodies)
 		to, any := uint64(0), false
 		for seq := from; seq < st.size; seq++ {
+			if s.opts.Progress != nil && (seq-from)%progressEvery == 0 {
+				s.opts.Progress("pruning", seq, st.size)
+			}
 			leaf := leaves.Get(u64key(seq))
 			if leaf == nil {
 				return fmt.Errorf("record %d missing", seq)
@@ -61,6 +64,9 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (PruneResult, error
 				}
 			}
 			to, any = seq, true
+		}
+		if s.opts.Progress != nil {
+			s.opts.Progress("pruning", st.size, st.size)
 		}
 		if !any {
 			return nil

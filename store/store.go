@@ -50,6 +50,15 @@ type Options struct {
 	OnCheckpoint func(signed []byte)
 	// Logger receives operational messages; default slog.Default().
 	Logger *slog.Logger
+	// OnCommit, if set, is called (from the appender goroutine) after
+	// each transaction that appends records, with the number of writes
+	// it carried, how long it took, and its error. It must be quick.
+	OnCommit func(writes int, took time.Duration, err error)
+	// Progress, if set, is called now and then during long work on the
+	// log (task "indexing" while Open builds the query indexes,
+	// "pruning" during Prune) with the records done and the records to
+	// do, for a progress line.
+	Progress func(task string, done, total uint64)
 	// NoSync disables fsync (bbolt NoSync). For tests and benchmarks only:
 	// a record is then not durable when Append returns.
 	NoSync bool
@@ -89,6 +98,7 @@ type Store struct {
 	closeErr  error
 
 	health atomic.Pointer[healthState]
+	stats  stats // see Stats
 
 	// Owned by the appender goroutine after Open returns.
 	size       uint64
@@ -148,6 +158,8 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	s.lastCPTime = time.Now()
+	s.publish()
 	go s.appender()
 	return s, nil
 }

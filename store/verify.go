@@ -67,6 +67,9 @@ type VerifyOptions struct {
 	// notes of a checkpoint file, see SplitNotes). Those for other
 	// origins are ignored.
 	Checkpoints [][]byte
+	// Progress, if set, is called now and then with the records hashed so
+	// far and the records in the log (for a progress line).
+	Progress func(done, total uint64)
 }
 
 // ErrWrongKey is returned by Verify when a pinned public key is not the
@@ -467,7 +470,9 @@ func (v *verifier) isPruned(seq uint64) bool {
 func (v *verifier) walk(leaves, bodies *bbolt.Bucket, keep func(entry)) error {
 	var prev tlog.Hash // zero: genesis has 64 zero digits as prev
 	c := leaves.Cursor()
+	report := progressFunc(v.opts.Progress, c)
 	for k, leaf := c.First(); k != nil; k, leaf = c.Next() {
+		report(uint64(v.n))
 		e := entry{hash: tlog.RecordHash(leaf)}
 		if len(k) == 8 {
 			e.key = binary.BigEndian.Uint64(k)

@@ -16,7 +16,7 @@ import (
 // file, flags and SESSCTL_* variables), build the logger and run the
 // server until SIGINT or SIGTERM.
 func serveCommand() *cli.Command {
-	flags := []cli.Flag{&cli.StringFlag{Name: "config", Usage: "YAML config file (keys as in sessctl.example.yaml)", EnvVars: []string{"SESSCTL_CONFIG"}}}
+	flags := []cli.Flag{&cli.StringFlag{Name: "config", Usage: "YAML config file (keys as in sessctl.example.yaml)", EnvVars: []string{"SESSCTL_CONFIG"}}, quietFlag}
 	for _, k := range config.Keys() {
 		env := []string{k.Env()}
 		if k.List {
@@ -36,6 +36,7 @@ func serveCommand() *cli.Command {
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			cfg.Quiet = c.Bool("quiet")
 			if err := server.Run(ctx, cfg, newLogger(cfg)); err != nil {
 				return cli.Exit("sessctl: "+err.Error(), 1)
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sessctl/sessctl/internal/admin"
+	"github.com/sessctl/sessctl/internal/progress"
 	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/store"
 )
@@ -76,6 +77,7 @@ func sessionsCommand() *cli.Command {
 					&cli.IntFlag{Name: "limit", Usage: "at most this many records (0: to the end)"},
 					&cli.BoolFlag{Name: "bodies", Usage: "include the stored (masked) prompt and answer"},
 					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write to this file instead of standard output"},
+					quietFlag,
 				),
 				Action: sessionsExport,
 			},
@@ -229,6 +231,9 @@ func sessionsExport(c *cli.Context) error {
 		}
 		w = f
 	}
+	bar := exportProgress(c, src, w)
+	defer bar.Done()
+	w = progress.Writer{W: w, Bar: bar}
 	var n int
 	if src.client != nil {
 		bw := bufio.NewWriterSize(w, 64<<10)
@@ -247,6 +252,7 @@ func sessionsExport(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("sessctl sessions export: %v (%d records written)", err, n), 1)
 	}
+	bar.Done()
 	fmt.Fprintf(os.Stderr, "exported %d records\n", n)
 	return nil
 }
@@ -337,4 +343,20 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// exportProgress is the progress line of an export: on stderr when it is a
+// terminal, unless --quiet, or the export itself goes to that terminal.
+func exportProgress(c *cli.Context, src *sessionSource, out io.Writer) *progress.Bar {
+	quiet := c.Bool("quiet") || (out == io.Writer(os.Stdout) && progress.IsTerminal(os.Stdout))
+	var total int64
+	if src.reader != nil {
+		if n, err := src.reader.Records(); err == nil && n > c.Uint64("from") {
+			total = int64(n - c.Uint64("from"))
+		}
+		if l := int64(c.Int("limit")); l > 0 && l < total {
+			total = l
+		}
+	}
+	return progress.New(os.Stderr, "exporting", total, progress.Options{Quiet: quiet, Unit: "records"})
 }

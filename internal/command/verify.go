@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sessctl/sessctl/internal/admin"
+	"github.com/sessctl/sessctl/internal/progress"
 	"github.com/sessctl/sessctl/store"
 	"github.com/urfave/cli/v2"
 )
@@ -32,10 +33,15 @@ func verifyCommand() *cli.Command {
 			&cli.StringFlag{Name: "proof", Usage: "verify the proof bundle in `FILE` instead of a log"},
 			&cli.StringFlag{Name: "export", Usage: "verify the JSONL export in `FILE` (- for standard input) against --checkpoint instead of a log"},
 			&cli.StringFlag{Name: "admin", Usage: "verify a running sessctl: fetch a consistent snapshot from its admin `URL` (GET /api/v1/snapshot; bearer token from $SESSCTL_ADMIN_TOKEN)"},
+			quietFlag,
 		},
 		Action: runVerify,
 	}
 }
+
+// quietFlag turns off the progress line that long work draws on a
+// terminal (it is never drawn when stderr is not a terminal).
+var quietFlag = &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress line on the terminal"}
 
 func runVerify(c *cli.Context) error {
 	pubkey, err := readPubkey(c.String("pubkey"))
@@ -72,7 +78,13 @@ func runVerify(c *cli.Context) error {
 	var lines []string
 	code := 0
 	for _, db := range dbs {
+		bar := progress.New(c.App.ErrWriter, "verifying "+db, 0, progress.Options{Quiet: c.Bool("quiet"), Unit: "records"})
+		opts.Progress = func(done, total uint64) { bar.SetTotal(int64(total)); bar.Set(int64(done)) }
 		rep, err := store.Verify(db, opts)
+		if rep != nil {
+			bar.Set(rep.Records)
+		}
+		bar.Done()
 		if err != nil {
 			return cli.Exit(fmt.Sprintf("sessctl verify: %s: could not verify: %v", db, err), 2)
 		}

@@ -29,7 +29,9 @@ import (
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/internal/keyfile"
+	"github.com/sessctl/sessctl/internal/progress"
 	"github.com/sessctl/sessctl/internal/query"
+	"github.com/sessctl/sessctl/internal/tracing"
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
@@ -66,6 +68,8 @@ type server struct {
 	proxyLn net.Listener
 	adminLn net.Listener
 	transLn net.Listener // nil without transparent_listen
+	// stopTraces flushes and stops the trace exporter (otel_endpoint).
+	stopTraces func(context.Context) error
 
 	// hup carries SIGHUP (Run subscribes it): reload the rules and the CA.
 	hup chan os.Signal
@@ -102,6 +106,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if keys[""] == "" {
 		log.Warn("no upstream API key: set upstream_key_file or OPENAI_API_KEY; intercepted requests get 503 until then")
 	}
+	metrics := proxy.NewMetrics()
 	s.store, err = store.Open(cfg.DB, store.Options{
 		SigningKeyFile:     filepath.Join(cfg.DataDir, "log.key"),
 		CheckpointEvery:    cfg.CheckpointEvery,
@@ -109,10 +114,18 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		CheckpointFile:     cfg.CheckpointFile,
 		OnCheckpoint:       postCheckpoint(ctx, cfg.CheckpointURL, log),
 		Logger:             log,
+		OnCommit:           metrics.StoreCommitted,
+		Progress:           progress.Tasks(os.Stderr, progress.Options{Quiet: cfg.Quiet, Unit: "records"}),
 	})
 	if err != nil {
 		return nil, err
 	}
+	metrics.ObserveLog(s.store)
+	traces, stopTraces, err := tracing.Open(cfg.OtelEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	s.stopTraces = stopTraces
 	// Bound before first-run tokens are made, so that the lines printed
 	// name the ports in use (picked by the kernel for ":0").
 	if s.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -140,7 +153,6 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if err != nil {
 		return nil, err
 	}
-	metrics := proxy.NewMetrics()
 	s.queue = approval.NewQueue(time.Duration(cfg.ApprovalTimeout))
 	var exchanger proxy.Exchanger
 	if len(cfg.OIDC) > 0 && s.certs.tokenHost {
@@ -156,7 +168,7 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
 		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage, MaxInflight: int(cfg.MaxInflight),
-		Logger: log, Metrics: metrics,
+		Logger: log, Metrics: metrics, Tracing: traces,
 	})
 	if err != nil {
 		return nil, err
@@ -224,6 +236,13 @@ func (s *server) close() {
 	}
 	if s.proxy != nil {
 		s.proxy.Close()
+	}
+	if s.stopTraces != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.stopTraces(ctx); err != nil {
+			s.log.Warn("flushing traces", "err", err)
+		}
+		cancel()
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/sessctl/sessctl/internal/duration"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/witness"
 )
 
 // Config is the whole configuration of `sessctl serve`.
@@ -83,7 +84,15 @@ type Config struct {
 	// CheckpointURL receives each signed checkpoint as an HTTP POST, so a
 	// copy lives where the proxy's host cannot rewrite it.
 	CheckpointURL string `yaml:"checkpoint_url" usage:"POST each signed checkpoint to this URL"`
-	Retention     struct {
+	// Witnesses cosign each checkpoint (C2SP tlog-witness); WitnessQuorum
+	// is how many cosignatures a checkpoint needs (`sessctl verify`
+	// checks it; fewer is logged).
+	Witnesses     []Witness `yaml:"witnesses"`
+	WitnessQuorum int       `yaml:"witness_quorum" usage:"cosignatures each checkpoint needs from the witnesses"`
+	// LogPublic serves the log's tiles (/log/, C2SP tlog-tiles) on the
+	// admin listener without the admin token.
+	LogPublic bool `yaml:"log_public"`
+	Retention struct {
 		Bodies Duration `yaml:"bodies"`
 	} `yaml:"retention"`
 
@@ -112,6 +121,9 @@ type Runner = identity.Runner
 
 // OIDC configures one trusted CI token issuer.
 type OIDC = identity.OIDCIssuer
+
+// Witness is one witness of the `witnesses` list: name, url, vkey.
+type Witness = witness.Witness
 
 // Policy is one entry of the ordered policies list; the first match wins.
 type Policy = identity.Policy
@@ -393,6 +405,9 @@ func (c *Config) Resolve() error {
 	}
 	if err := identity.ValidatePolicies(c.Policies); err != nil {
 		return fmt.Errorf("config: policies: %w", err)
+	}
+	if err := witness.Validate(c.Witnesses, c.WitnessQuorum); err != nil {
+		return fmt.Errorf("config: witnesses: %w", err)
 	}
 	if c.CheckpointEvery <= 0 || c.CheckpointInterval <= 0 {
 		return errors.New("config: checkpoint_every and checkpoint_interval must be positive")

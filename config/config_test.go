@@ -77,6 +77,11 @@ func TestResolveRejects(t *testing.T) {
 		}, "not both"},
 		{"runner bad hash", func(c *Config) { c.Runners = []Runner{{Name: "a", TokenSHA256: "zz"}} }, "64 hex"},
 		{"policy record mode", func(c *Config) { c.Policies = []Policy{{Name: "p", Record: "some"}} }, "policies"},
+		{"witness bad vkey", func(c *Config) { c.Witnesses = []Witness{{Name: "w", URL: "https://w.test/", VKey: "nope"}} }, "witnesses"},
+		{"witness bad url", func(c *Config) {
+			c.Witnesses = []Witness{{Name: "w", URL: "w.test", VKey: "w.test/a+7ac61995+BJ5mze/sRmlgT0eePY3fn54sHWeFa+5jrPrtuq0h8Q/c"}}
+		}, "not an http(s) URL"},
+		{"witness quorum above witnesses", func(c *Config) { c.WitnessQuorum = 1 }, "witness_quorum"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

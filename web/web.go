@@ -4,7 +4,8 @@
 //
 // # Authentication
 //
-// /healthz and /metrics are open. Everything else needs an admin token
+// /healthz and /metrics are open, and /log/ (the log as C2SP tlog-tiles)
+// if Options.LogPublic. Everything else needs an admin token
 // (Options.AdminTokens; only hashes are kept, compared in constant time):
 // API clients send "Authorization: Bearer <token>"; a browser logs in with
 // a form that posts the token once and gets an HttpOnly, SameSite=Strict
@@ -80,6 +81,10 @@ type Options struct {
 	// the "verified" badge). It returns false with an error saying why
 	// when it cannot tell (e.g. not yet checkpointed).
 	Verify func(seq uint64) (bool, error)
+	// Log, if set, serves the log as C2SP tlog-tiles under /log/ (it sees
+	// paths with /log stripped), behind the admin token unless LogPublic.
+	Log       http.Handler
+	LogPublic bool
 	// SessionTTL is how long a browser login lasts (DefaultSessionTTL if
 	// zero).
 	SessionTTL time.Duration
@@ -159,6 +164,13 @@ func NewHandler(o Options) http.Handler {
 		apiError(w, http.StatusNotFound, "no such endpoint")
 	})
 	mux.Handle("/api/", h.requireAPI(api))
+	if o.Log != nil {
+		lh := http.StripPrefix("/log", o.Log)
+		if !o.LogPublic {
+			lh = h.requireAPI(lh)
+		}
+		mux.Handle("/log/", lh)
+	}
 
 	h.routePages(mux)
 

@@ -8,11 +8,12 @@ import (
 )
 
 // checkpointCommand is "sessctl checkpoint --db FILE": print the latest
-// signed checkpoint, the text an auditor keeps.
+// signed checkpoint with its witnesses' cosignatures, the text an auditor
+// keeps.
 func checkpointCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "checkpoint",
-		Usage: "print the latest signed checkpoint of a session log",
+		Usage: "print the latest signed checkpoint of a session log (with its witnesses' cosignatures)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "db", Usage: "session log `FILE`", Required: true},
 		},
@@ -22,7 +23,7 @@ func checkpointCommand() *cli.Command {
 				return cli.Exit(fmt.Sprintf("sessctl checkpoint: %v", err), 2)
 			}
 			defer r.Close()
-			msg, err := r.LatestCheckpoint()
+			msg, _, err := r.LatestCosigned()
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("sessctl checkpoint: %v", err), 2)
 			}

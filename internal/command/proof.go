@@ -20,16 +20,17 @@ func proofCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "db", Usage: "session log `FILE`"},
 			&cli.StringFlag{Name: "out", Usage: "write the bundle to `FILE` instead of stdout"},
+			&cli.StringFlag{Name: "format", Value: "sessctl", Usage: "sessctl (sessctl/proof/v1 bundle) or c2sp (c2sp.org/tlog-proof@v1 with the witnesses' cosignatures; the leaf is its extra data)"},
 		},
 		Action: func(c *cli.Context) error {
-			db, out := c.String("db"), c.String("out")
+			db, out, format := c.String("db"), c.String("out"), c.String("format")
 			// urfave/cli stops parsing flags at the first argument; accept
 			// "SEQ --out F" too.
 			var rest []string
 			args := c.Args().Slice()
 			for i := 0; i < len(args); i++ {
 				name, val, hasVal := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
-				if !strings.HasPrefix(args[i], "-") || (name != "db" && name != "out") {
+				if !strings.HasPrefix(args[i], "-") || (name != "db" && name != "out" && name != "format") {
 					rest = append(rest, args[i])
 					continue
 				}
@@ -40,14 +41,25 @@ func proofCommand() *cli.Command {
 					i++
 					val = args[i]
 				}
-				if name == "db" {
+				switch name {
+				case "db":
 					db = val
-				} else {
+				case "out":
 					out = val
+				default:
+					format = val
 				}
 			}
 			if db == "" {
 				return cli.Exit("sessctl proof: --db FILE is required", 2)
+			}
+			prove := (*store.Reader).Prove
+			switch format {
+			case "sessctl":
+			case "c2sp":
+				prove = (*store.Reader).ProveTLog
+			default:
+				return cli.Exit(fmt.Sprintf("sessctl proof: --format %q: want sessctl or c2sp", format), 2)
 			}
 			if len(rest) != 1 {
 				return cli.Exit("sessctl proof: want one record sequence number", 2)
@@ -61,7 +73,7 @@ func proofCommand() *cli.Command {
 				return cli.Exit(fmt.Sprintf("sessctl proof: %v", err), 2)
 			}
 			defer r.Close()
-			bundle, err := r.Prove(seq)
+			bundle, err := prove(r, seq)
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("sessctl proof: %v", err), 1)
 			}

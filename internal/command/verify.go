@@ -25,7 +25,7 @@ func verifyCommand() *cli.Command {
 			"\"record <seq>: <kind>\"); 2: could not verify (unreadable, locked or foreign file, wrong key).\n" +
 			"With --export FILE --checkpoint CPFILE it checks a JSONL export (sessctl sessions export) offline: " +
 			"each record against its hash, the prev links, and the tree of the hashes against the signed checkpoints.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "db", Usage: "session log `FILE` (repeat for several replicas)"},
 			&cli.StringFlag{Name: "checkpoint", Usage: "`FILE` of signed checkpoints kept off the host (catches truncation and rollback)"},
 			&cli.StringFlag{Name: "pubkey", Usage: "pin the checkpoint signer: note verifier `KEY`, or a file holding it"},
@@ -34,7 +34,7 @@ func verifyCommand() *cli.Command {
 			&cli.StringFlag{Name: "export", Usage: "verify the JSONL export in `FILE` (- for standard input) against --checkpoint instead of a log"},
 			&cli.StringFlag{Name: "admin", Usage: "verify a running sessctl: fetch a consistent snapshot from its admin `URL` (GET /api/v1/snapshot; bearer token from $SESSCTL_ADMIN_TOKEN)"},
 			quietFlag,
-		},
+		}, witnessFlags()...),
 		Action: runVerify,
 	}
 }
@@ -66,6 +66,10 @@ func runVerify(c *cli.Context) error {
 	if len(dbs) == 0 {
 		return cli.Exit("sessctl verify: --db FILE, --admin URL or --proof FILE is required", 2)
 	}
+	vkeys, quorum, err := witnessPolicy(c)
+	if err != nil {
+		return exitWitness(err)
+	}
 	opts := store.VerifyOptions{PublicKey: pubkey}
 	if f := c.String("checkpoint"); f != "" {
 		data, err := os.ReadFile(f)
@@ -92,6 +96,19 @@ func runVerify(c *cli.Context) error {
 		prefix := ""
 		if len(dbs) > 1 {
 			prefix = db + ": "
+		}
+		if rep.OK() && len(vkeys) > 0 {
+			line, ok, err := checkWitnessed(rep, db, opts.Checkpoints, vkeys, quorum)
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("sessctl verify: %s: could not check the cosignatures: %v", db, err), 2)
+			}
+			if !ok {
+				code = 1
+				lines = append(lines, prefix+line)
+				continue
+			}
+			lines = append(lines, prefix+rep.Summary(), prefix+line)
+			continue
 		}
 		if rep.OK() {
 			lines = append(lines, prefix+rep.Summary())
@@ -128,6 +145,9 @@ func verifyProofFile(c *cli.Context, file, pubkey string) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("sessctl verify: %v", err), 2)
+	}
+	if store.IsTLogProof(data) {
+		return verifyTLogProofFile(c, file, data, pubkey)
 	}
 	res, err := store.VerifyProof(data, pubkey)
 	if err != nil {

@@ -4,7 +4,8 @@
 // proxy (explicit and transparent listeners) and the admin API; reloads the
 // rules when their file changes and the rules and CA on SIGHUP; prunes
 // bodies past retention.bodies; posts each signed checkpoint to
-// checkpoint_url; and closes it all when its context ends.
+// checkpoint_url and has it cosigned by the witnesses; serves the log as
+// C2SP tlog-tiles under /log/; and closes it all when its context ends.
 package server
 
 import (
@@ -35,7 +36,9 @@ import (
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
+	"github.com/sessctl/sessctl/tiles"
 	"github.com/sessctl/sessctl/web"
+	"github.com/sessctl/sessctl/witness"
 )
 
 // Run opens what cfg names (the CA, the session log, the runner and admin
@@ -67,7 +70,11 @@ type server struct {
 	admin   *http.Server
 	proxyLn net.Listener
 	adminLn net.Listener
-	transLn net.Listener // nil without transparent_listen
+	transLn net.Listener      // nil without transparent_listen
+	cos     *witness.Cosigner // nil without witnesses
+	// closing is set when close starts: the cosigner's loop has stopped,
+	// so the final checkpoint is cosigned by the store's hook itself.
+	closing atomic.Bool
 	// stopTraces flushes and stops the trace exporter (otel_endpoint).
 	stopTraces func(context.Context) error
 
@@ -107,12 +114,15 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		log.Warn("no upstream API key: set upstream_key_file or OPENAI_API_KEY; intercepted requests get 503 until then")
 	}
 	metrics := proxy.NewMetrics()
+	if s.cos, err = newCosigner(cfg, log, metrics.WitnessFork); err != nil {
+		return nil, err
+	}
 	s.store, err = store.Open(cfg.DB, store.Options{
 		SigningKeyFile:     filepath.Join(cfg.DataDir, "log.key"),
 		CheckpointEvery:    cfg.CheckpointEvery,
 		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
 		CheckpointFile:     cfg.CheckpointFile,
-		OnCheckpoint:       postCheckpoint(ctx, cfg.CheckpointURL, log),
+		OnCheckpoint:       s.checkpointHook(postCheckpoint(ctx, cfg.CheckpointURL, log)),
 		Logger:             log,
 		OnCommit:           metrics.StoreCommitted,
 		Progress:           progress.Tasks(os.Stderr, progress.Options{Quiet: cfg.Quiet, Unit: "records"}),
@@ -179,10 +189,11 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	}
 	s.admin = &http.Server{
 		Handler: web.NewHandler(web.Options{
-			Health: s.store.Healthy, Metrics: metrics.WritePrometheus, Logger: log,
+			Health: healthWith(s.store.Healthy, s.cos), Metrics: metricsWith(metrics.WritePrometheus, s.cos), Logger: log,
 			Sessions: s.store, Approvals: s.queue, AdminTokens: admins,
 			Verify:   query.ProofVerifier(s.store, s.store.PublicKey()),
 			Snapshot: s.store.WriteSnapshot,
+			Log:      tiles.Handler(s.store, log), LogPublic: cfg.LogPublic,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -205,6 +216,9 @@ func (s *server) serve(ctx context.Context) error {
 	defer cancel()
 	wg.Go(func() { s.pruneBodies(ctx) })
 	wg.Go(func() { s.watchReload(ctx) })
+	if s.cos != nil {
+		wg.Go(func() { runCosigner(ctx, s.cos, s.store) })
+	}
 	if cfg.ApprovalWebhook != "" {
 		hook := &approval.Webhook{URL: cfg.ApprovalWebhook, LinkBase: "http://" + cfg.AdminListen + "/approvals/", Logger: log}
 		go hook.Run(ctx, s.queue)
@@ -226,6 +240,7 @@ func (s *server) serve(ctx context.Context) error {
 // close releases what open made, in reverse order. It is safe on a server
 // that open left half built.
 func (s *server) close() {
+	s.closing.Store(true)
 	if s.admin != nil {
 		s.admin.Close()
 	}

@@ -8,8 +8,10 @@
 // clients with short timeouts.
 //
 // The package knows nothing of storage or HTTP proxying: the caller records
-// decisions and wires the admin API, CLI and web UI on top of [Queue.Pending],
-// [Queue.Get], [Queue.Decide] and [Queue.Subscribe].
+// decisions and wires the admin API, CLI and web UI on top of an [Inbox]:
+// the Queue itself, or a fleet's shared inbox (package central) that lists
+// every replica's held requests and hands each decision to the Queue of
+// the replica holding the request.
 package approval
 
 import (
@@ -66,6 +68,13 @@ var (
 	ErrNoApprover     = errors.New("approval: approver name missing")
 	ErrQueueFull      = errors.New("approval: too many pending requests")
 	ErrDuplicateID    = errors.New("approval: id already in use")
+	// ErrNoAnswer: a shared inbox forwarded the decision to the replica
+	// holding the request, which did not answer in time; the request is
+	// left as it was.
+	ErrNoAnswer = errors.New("approval: the replica holding the request did not answer")
+	// ErrUnavailable: a shared inbox could not be reached to look the
+	// request up or forward the decision.
+	ErrUnavailable = errors.New("approval: the shared approval inbox cannot be reached")
 )
 
 // Request is a request waiting for a decision, as shown to approvers.
@@ -88,6 +97,9 @@ type Request struct {
 	Created time.Time `json:"created"`
 	// Expires is when the request times out; set by the queue.
 	Expires time.Time `json:"expires"`
+	// Origin names the replica holding the request (its log's origin),
+	// set by a fleet's shared inbox; empty from a single queue.
+	Origin string `json:"origin,omitempty"`
 }
 
 // Decision is the outcome for one request.

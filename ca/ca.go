@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,7 @@ type Stats struct {
 type Authority struct {
 	dir      string
 	hosts    []string // as given to Load, normalized; may be empty
+	wild     []string // domains of the wildcard hosts given to Load
 	validity time.Duration
 	log      *slog.Logger
 	now      func() time.Time
@@ -95,8 +97,9 @@ type issuer struct {
 	chain  [][]byte // DER certificates sent after the leaf
 	bundle []byte   // PEM certificates runners should trust
 	hosts  map[string]bool
-	names  string // hosts for error messages
-	gen    uint64 // changes whenever cert changes
+	wild   []string // a leaf may be minted for any one-label name below these
+	names  string   // hosts for error messages
+	gen    uint64   // changes whenever cert changes
 }
 
 // Load reads the CA in dir and returns an Authority that mints leaves with
@@ -119,13 +122,14 @@ func Load(dir string, opts LoadOptions) (*Authority, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	hosts, err := NormalizeHosts(opts.Hosts)
+	hosts, wild, err := SplitWildcards(opts.Hosts)
 	if err != nil {
 		return nil, fmt.Errorf("ca: load %s: %w", dir, err)
 	}
 	a := &Authority{
 		dir:      dir,
 		hosts:    hosts,
+		wild:     wild,
 		validity: opts.LeafValidity,
 		log:      opts.Logger,
 		now:      time.Now,
@@ -186,7 +190,7 @@ func (a *Authority) read(gen uint64) (*issuer, error) {
 		a.log.Warn("ca: CA certificate has no DNS name constraints; runners trusting it trust it for any site", "path", crtPath)
 	}
 	hosts := a.hosts
-	if len(hosts) == 0 {
+	if len(hosts) == 0 && len(a.wild) == 0 {
 		for _, d := range p.cert.PermittedDNSDomains {
 			if !strings.HasPrefix(d, ".") {
 				hosts = append(hosts, NormalizeName(d))
@@ -196,12 +200,23 @@ func (a *Authority) read(gen uint64) (*issuer, error) {
 			return nil, fmt.Errorf("ca: no hosts to intercept: none given and %s permits no exact DNS name", crtPath)
 		}
 	}
+	names := slices.Clone(hosts)
+	for _, d := range a.wild {
+		names = append(names, "*."+d)
+	}
 	iss := &issuer{
 		cert:   p.cert,
 		signer: p.signer,
 		hosts:  make(map[string]bool, len(hosts)),
-		names:  strings.Join(hosts, ", "),
+		wild:   a.wild,
+		names:  strings.Join(names, ", "),
 		gen:    gen,
+	}
+	for _, d := range a.wild {
+		if !Permits(p.cert, d) {
+			return nil, fmt.Errorf("ca: wildcard host *.%s is outside the name constraints of %s (%s); create a CA for it with sessctl ca init --force or ca rotate --host",
+				d, crtPath, strings.Join(p.cert.PermittedDNSDomains, ", "))
+		}
 	}
 	for _, h := range hosts {
 		if !Permits(p.cert, h) {
@@ -270,4 +285,14 @@ func (a *Authority) CertPEM() []byte {
 // Stats returns the Authority's counters.
 func (a *Authority) Stats() Stats {
 	return Stats{Minted: a.minted.Load(), Hits: a.hits.Load(), Cached: a.cache.len()}
+}
+
+// allows reports whether the issuer may mint for name: one of its hosts,
+// or a one-label name below the domain of one of its wildcards.
+func (iss *issuer) allows(name string) bool {
+	if iss.hosts[name] {
+		return true
+	}
+	label, parent, ok := strings.Cut(name, ".")
+	return ok && label != "" && slices.Contains(iss.wild, parent) && ValidHost(name) == nil
 }

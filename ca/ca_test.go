@@ -151,7 +151,7 @@ func TestInitRefusesOverwrite(t *testing.T) {
 }
 
 func TestInitBadHosts(t *testing.T) {
-	for _, h := range []string{"1.2.3.4", "::1", "*.openai.com", "a..b", "-a.com", "a_b.com", "", strings.Repeat("a", 64) + ".com"} {
+	for _, h := range []string{"1.2.3.4", "::1", "*.*.openai.com", "api.*.com", "*.com", "*.", "a..b", "-a.com", "a_b.com", "", strings.Repeat("a", 64) + ".com"} {
 		err := Init(filepath.Join(t.TempDir(), "ca"), InitOptions{Hosts: []string{h}})
 		if err == nil {
 			t.Errorf("Init(host %q) succeeded, want error", h)
@@ -395,5 +395,37 @@ func TestIntermediateIssuerIsSentInChain(t *testing.T) {
 	addr := startServer(t, a.GetCertificate)
 	if _, err := get(roots, "api.openai.com", addr); err != nil {
 		t.Fatalf("client trusting only the org root: %v", err)
+	}
+}
+
+// TestWildcardHost: "*.openai.azure.com" constrains the CA to the domain
+// openai.azure.com, and leaves are minted for any one-label name below it
+// (an Azure resource), never for the domain itself or deeper names; a Go
+// client verifies such a leaf against the constrained CA.
+func TestWildcardHost(t *testing.T) {
+	hosts := []string{"api.openai.com", "*.openai.azure.com"}
+	_, a := newTestCA(t, InitOptions{Hosts: hosts}, LoadOptions{Hosts: hosts})
+	block := a.state.Load().cert
+	if got := strings.Join(block.PermittedDNSDomains, ","); got != "api.openai.com,openai.azure.com" {
+		t.Errorf("name constraints %s", got)
+	}
+	for _, name := range []string{"api.openai.com", "res1.openai.azure.com", "RES2.openai.azure.com."} {
+		if _, err := a.Leaf(name); err != nil {
+			t.Errorf("Leaf(%q): %v", name, err)
+		}
+	}
+	for _, name := range []string{"openai.azure.com", "a.b.openai.azure.com", "*.openai.azure.com", "evil.azure.com", "x.api.openai.com", "bad_.openai.azure.com"} {
+		if _, err := a.Leaf(name); !errors.Is(err, ErrNotIntercepted) {
+			t.Errorf("Leaf(%q): err = %v, want ErrNotIntercepted", name, err)
+		}
+	}
+	addr := startServer(t, a.GetCertificate)
+	if body, err := get(rootPool(t, a.CertPEM()), "res1.openai.azure.com", addr); err != nil || body != "hello" {
+		t.Errorf("GET res1.openai.azure.com via a wildcard leaf: %q, %v", body, err)
+	}
+	for _, bad := range [][]string{{"*.com.*"}, {"*.bad_domain.example"}} {
+		if err := Init(t.TempDir(), InitOptions{Hosts: bad}); err == nil {
+			t.Errorf("Init(%v) accepted", bad)
+		}
 	}
 }

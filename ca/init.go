@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,7 +64,7 @@ func Init(dir string, opts InitOptions) error {
 	if dir == "" {
 		return errors.New("ca: init: no directory given")
 	}
-	hosts, err := NormalizeHosts(opts.Hosts)
+	hosts, err := ConstraintNames(opts.Hosts)
 	if err != nil {
 		return fmt.Errorf("ca: init: %w", err)
 	}
@@ -151,6 +152,49 @@ func NormalizeHosts(in []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// SplitWildcards separates the wildcard hosts of in ("*.example.com": any
+// one-label name below example.com, which must have two labels or more)
+// from the plain names. It returns the
+// plain names normalized (see NormalizeHosts) and, for the wildcards, the
+// domains they stand under, normalized too.
+func SplitWildcards(in []string) (plain, domains []string, err error) {
+	var names []string
+	for _, h := range in {
+		if d, ok := strings.CutPrefix(NormalizeName(h), "*."); ok {
+			if err := ValidHost(d); err != nil {
+				return nil, nil, fmt.Errorf("wildcard %q: %w", h, err)
+			}
+			if !strings.Contains(d, ".") {
+				// "*.com" would make the CA good for a whole TLD.
+				return nil, nil, fmt.Errorf("wildcard %q: want *.DOMAIN with a domain of two labels or more", h)
+			}
+			if !slices.Contains(domains, d) {
+				domains = append(domains, d)
+			}
+			continue
+		}
+		names = append(names, h)
+	}
+	plain, err = NormalizeHosts(names)
+	return plain, domains, err
+}
+
+// ConstraintNames is the list of permitted DNS names of a CA for the given
+// hosts: each plain name, and for a wildcard "*.example.com" the domain
+// example.com (which permits the names below it).
+func ConstraintNames(hosts []string) ([]string, error) {
+	plain, domains, err := SplitWildcards(hosts)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range domains {
+		if !slices.Contains(plain, d) {
+			plain = append(plain, d)
+		}
+	}
+	return plain, nil
 }
 
 // NormalizeName is the canonical form of a DNS name for comparisons.

@@ -33,7 +33,7 @@ func (a *Authority) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 func (a *Authority) Leaf(name string) (*tls.Certificate, error) {
 	name = NormalizeName(name)
 	iss := a.state.Load()
-	if !iss.hosts[name] {
+	if !iss.allows(name) {
 		return nil, fmt.Errorf("ca: refusing to mint a certificate for %.100q: %w (intercepted: %s)", name, ErrNotIntercepted, iss.names)
 	}
 	if e, ok := a.cache.get(name); ok && e.gen == iss.gen && a.now().Before(e.refreshAt) {

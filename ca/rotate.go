@@ -67,7 +67,7 @@ func Rotate(dir string, opts InitOptions) error {
 	if !opts.Force && (exists(filepath.Join(next, certFile)) || exists(filepath.Join(next, keyFile))) {
 		return fmt.Errorf("ca: rotate: a next CA is already pending in %s; promote it first (or use --force to replace it)", next)
 	}
-	hosts, err := NormalizeHosts(opts.Hosts)
+	hosts, err := ConstraintNames(opts.Hosts)
 	if err != nil {
 		return fmt.Errorf("ca: rotate: %w", err)
 	}

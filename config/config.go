@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -21,11 +22,13 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/internal/duration"
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 	"github.com/sessctl/sessctl/witness"
@@ -43,9 +46,17 @@ type Config struct {
 	CADir               string `yaml:"ca_dir" usage:"CA directory (default DATA_DIR/ca)"`
 	DB                  string `yaml:"db" usage:"session database (default DATA_DIR/sessions.db)"`
 	RulesFile           string `yaml:"rules_file" usage:"rules file (default: the built-in secret ruleset)"`
-	UpstreamKeyFile     string `yaml:"upstream_key_file" usage:"file holding the real API key (else env OPENAI_API_KEY)"`
-	// UpstreamKeys names further real keys (name -> file) that a policy can pick.
+	UpstreamKeyFile     string `yaml:"upstream_key_file" usage:"file holding the real OpenAI API key (else env OPENAI_API_KEY)"`
+	// UpstreamKeys are further real keys (name -> file). An entry named
+	// after a provider (openai, anthropic, azure-openai) is that
+	// provider's default key; "PROVIDER/NAME" is a key of that provider
+	// that a policy can pick by NAME; a plain NAME is an OpenAI key (as
+	// before sessctl knew other providers).
 	UpstreamKeys map[string]string `yaml:"upstream_keys"`
+	// Providers assigns a provider to intercepted hosts other than
+	// api.openai.com (openai), api.anthropic.com (anthropic) and
+	// *.openai.azure.com (azure-openai): host -> provider name.
+	Providers map[string]string `yaml:"providers"`
 	// UpstreamCAFile adds CA certificates to trust for upstream TLS (tests,
 	// private endpoints). The system roots and SSL_CERT_FILE stay trusted.
 	UpstreamCAFile string `yaml:"upstream_ca_file" usage:"extra CA certificates trusted for upstream TLS"`
@@ -102,6 +113,17 @@ type Config struct {
 	SessionTokenTTL Duration `yaml:"session_token_ttl" usage:"lifetime of session tokens exchanged for OIDC tokens"`
 	OIDC            []OIDC   `yaml:"oidc"`
 	Policies        []Policy `yaml:"policies"`
+
+	// CentralDSN is the fleet's PostgreSQL database (a connection string
+	// or URL). With it, the replica ships its log there (package central).
+	CentralDSN string `yaml:"central_dsn" usage:"PostgreSQL DSN of the fleet: ship the log there (secret: prefer the environment)"`
+	// CentralOrigins pins the checkpoint key of each replica's log (origin
+	// -> note verifier key) for verify --central.
+	CentralOrigins map[string]string `yaml:"central_origins"`
+	// SessionKeyFile is the key that signs session tokens; the same file
+	// on every replica makes a token exchanged on one accepted by all.
+	// Empty: DATA_DIR/session.key, created on first run.
+	SessionKeyFile string `yaml:"session_key_file" usage:"key signing session tokens, shared by a fleet's replicas (default DATA_DIR/session.key, created)"`
 
 	LeafValidity Duration `yaml:"leaf_validity" usage:"lifetime of minted leaf certificates"`
 	LogLevel     string   `yaml:"log_level" usage:"debug, info, warn or error"`
@@ -352,12 +374,26 @@ func (c *Config) Resolve() error {
 			return fmt.Errorf("config: host %q: want a bare host name", h)
 		}
 	}
+	for _, h := range c.Intercept {
+		// A wildcard stands for any one-label name below a domain.
+		if d, ok := strings.CutPrefix(h, "*."); strings.Contains(h, "*") && (!ok || strings.Contains(d, "*") || !strings.Contains(d, ".")) {
+			return fmt.Errorf("config: intercept: %q: a wildcard must be *.DOMAIN (like *.openai.azure.com)", h)
+		}
+	}
+	for _, h := range c.Passthrough {
+		if strings.Contains(h, "*") {
+			return fmt.Errorf("config: passthrough: %q: wildcards are not allowed", h)
+		}
+	}
 	for _, h := range c.Passthrough {
 		for _, i := range c.Intercept {
 			if strings.EqualFold(h, i) {
 				return fmt.Errorf("config: %s is both intercepted and passed through", h)
 			}
 		}
+	}
+	if err := c.checkProviders(); err != nil {
+		return err
 	}
 	for _, p := range c.ConnectPorts {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
@@ -412,6 +448,23 @@ func (c *Config) Resolve() error {
 	if c.CheckpointEvery <= 0 || c.CheckpointInterval <= 0 {
 		return errors.New("config: checkpoint_every and checkpoint_interval must be positive")
 	}
+	for origin, key := range c.CentralOrigins {
+		if err := CheckOriginKey(origin, key); err != nil {
+			return fmt.Errorf("config: central_origins: %w", err)
+		}
+	}
+	return nil
+}
+
+// CheckOriginKey checks that key is a note verifier key named origin, as
+// the key of a sessctl log is.
+func CheckOriginKey(origin, key string) error {
+	if _, err := note.NewVerifier(key); err != nil {
+		return fmt.Errorf("%s: not a note verifier key: %w", origin, err)
+	}
+	if name, _, _ := strings.Cut(key, "+"); name != origin {
+		return fmt.Errorf("%s: the key is named %q, not after the origin", origin, name)
+	}
 	return nil
 }
 
@@ -421,4 +474,64 @@ func checkRunner(r Runner) error {
 	}
 	_, err := r.Hash()
 	return err
+}
+
+// checkProviders checks that every intercepted host has a known provider
+// (a key of another provider's must never be sent there), that the
+// providers map names known providers for intercepted hosts, and that
+// upstream_keys names are a provider, PROVIDER/NAME or a plain NAME.
+func (c *Config) checkProviders() error {
+	for h, p := range c.Providers {
+		if _, err := provider.Parse(p); err != nil {
+			return fmt.Errorf("config: providers: %s: %w", h, err)
+		}
+		if !slices.ContainsFunc(c.Intercept, func(i string) bool { return strings.EqualFold(i, h) }) {
+			return fmt.Errorf("config: providers: %s is not an intercepted host", h)
+		}
+	}
+	for _, h := range c.Intercept {
+		if _, ok := provider.ForHost(h, c.Providers); !ok {
+			return fmt.Errorf("config: intercept: %s has no known provider: assign one in providers (%s: openai, anthropic or azure-openai)", h, h)
+		}
+	}
+	seen := map[string]string{}
+	for _, entry := range slices.Sorted(maps.Keys(c.UpstreamKeys)) {
+		p, name, err := KeyName(entry)
+		if err != nil {
+			return fmt.Errorf("config: upstream_keys: %w", err)
+		}
+		id := string(p) + "/" + name
+		if other, dup := seen[id]; dup {
+			return fmt.Errorf("config: upstream_keys: %s and %s name the same key", other, entry)
+		}
+		seen[id] = entry
+	}
+	if _, ok := c.UpstreamKeys[string(provider.OpenAI)]; ok && c.UpstreamKeyFile != "" {
+		return errors.New("config: upstream_keys: openai and upstream_key_file both set OpenAI's default key")
+	}
+	return nil
+}
+
+// KeyName reads the name of an upstream_keys entry: the provider whose key
+// it is, and the key's name under that provider ("" for the provider's
+// default key). A provider's name is its default key; "PROVIDER/NAME" is a
+// named key of PROVIDER; a plain NAME is a named OpenAI key.
+func KeyName(entry string) (provider.Name, string, error) {
+	if p, err := provider.Parse(entry); err == nil {
+		return p, "", nil
+	}
+	if ps, name, ok := strings.Cut(entry, "/"); ok {
+		p, err := provider.Parse(ps)
+		if err != nil {
+			return "", "", fmt.Errorf("%s: %w", entry, err)
+		}
+		if name == "" || strings.Contains(name, "/") {
+			return "", "", fmt.Errorf("%s: want PROVIDER/NAME", entry)
+		}
+		return p, name, nil
+	}
+	if entry == "" {
+		return "", "", errors.New("empty key name")
+	}
+	return provider.OpenAI, entry, nil
 }

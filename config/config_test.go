@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 func TestLoadFull(t *testing.T) {
@@ -77,6 +80,26 @@ func TestResolveRejects(t *testing.T) {
 		}, "not both"},
 		{"runner bad hash", func(c *Config) { c.Runners = []Runner{{Name: "a", TokenSHA256: "zz"}} }, "64 hex"},
 		{"policy record mode", func(c *Config) { c.Policies = []Policy{{Name: "p", Record: "some"}} }, "policies"},
+		{"intercepted host without provider", func(c *Config) {
+			c.Intercept = []string{"api.openai.com", "llm.corp.example"}
+		}, "llm.corp.example has no known provider"},
+		{"unknown provider", func(c *Config) {
+			c.Intercept = []string{"llm.corp.example"}
+			c.Providers = map[string]string{"llm.corp.example": "gemini"}
+		}, "unknown provider"},
+		{"provider for a host not intercepted", func(c *Config) {
+			c.Providers = map[string]string{"llm.corp.example": "azure-openai"}
+		}, "not an intercepted host"},
+		{"wildcard not leading", func(c *Config) { c.Intercept = []string{"api.*.com"} }, "*.DOMAIN"},
+		{"wildcard over a TLD", func(c *Config) { c.Intercept = []string{"*.com"} }, "*.DOMAIN"},
+		{"wildcard passthrough", func(c *Config) { c.Passthrough = []string{"*.github.com"} }, "wildcards"},
+		{"wildcard without provider", func(c *Config) { c.Intercept = []string{"*.corp.example"} }, "no known provider"},
+		{"key of an unknown provider", func(c *Config) { c.UpstreamKeys = map[string]string{"gemini/team": "/k"} }, "unknown provider"},
+		{"one key named twice", func(c *Config) { c.UpstreamKeys = map[string]string{"team": "/a", "openai/team": "/b"} }, "same key"},
+		{"two default OpenAI keys", func(c *Config) {
+			c.UpstreamKeyFile = "/a"
+			c.UpstreamKeys = map[string]string{"openai": "/b"}
+		}, "both set"},
 		{"witness bad vkey", func(c *Config) { c.Witnesses = []Witness{{Name: "w", URL: "https://w.test/", VKey: "nope"}} }, "witnesses"},
 		{"witness bad url", func(c *Config) {
 			c.Witnesses = []Witness{{Name: "w", URL: "w.test", VKey: "w.test/a+7ac61995+BJ5mze/sRmlgT0eePY3fn54sHWeFa+5jrPrtuq0h8Q/c"}}
@@ -285,5 +308,66 @@ func TestDefaultValues(t *testing.T) {
 		24*time.Hour, "info", "text")
 	if got != want {
 		t.Fatalf("defaults\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestCentralOrigins(t *testing.T) {
+	const origin = "proxy-a/0190c3a0-0000-7000-8000-000000000001"
+	_, good, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, origin, key, err string
+	}{
+		{"good", origin, good, ""},
+		{"not a key", origin, "hello", "not a note verifier key"},
+		{"named after another origin", "proxy-b/x", good, "not after the origin"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			c.CentralOrigins = map[string]string{tc.origin: tc.key}
+			err := c.Resolve()
+			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Fatalf("Resolve: %v, want %q", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestProvidersResolve(t *testing.T) {
+	c := Default()
+	c.Intercept = []string{"api.openai.com", "api.anthropic.com", "res1.openai.azure.com", "*.openai.azure.com", "llm.corp.example"}
+	c.Providers = map[string]string{"LLM.corp.example": "azure-openai"}
+	c.UpstreamKeys = map[string]string{"anthropic": "/a", "anthropic/team": "/b", "team": "/c"}
+	if err := c.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKeyName(t *testing.T) {
+	for _, tc := range []struct {
+		entry, prov, name, err string
+	}{
+		{"anthropic", "anthropic", "", ""},
+		{"azure-openai", "azure-openai", "", ""},
+		{"openai", "openai", "", ""},
+		{"anthropic/team-a", "anthropic", "team-a", ""},
+		{"team-a", "openai", "team-a", ""},
+		{"gemini/x", "", "", "unknown provider"},
+		{"anthropic/", "", "", "PROVIDER/NAME"},
+		{"anthropic/a/b", "", "", "PROVIDER/NAME"},
+		{"", "", "", "empty"},
+	} {
+		p, n, err := KeyName(tc.entry)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("KeyName(%q) err = %v, want %q", tc.entry, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || string(p) != tc.prov || n != tc.name {
+			t.Errorf("KeyName(%q) = %q, %q, %v; want %q, %q", tc.entry, p, n, err, tc.prov, tc.name)
+		}
 	}
 }

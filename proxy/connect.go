@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/elazarl/goproxy"
 	"github.com/google/uuid"
 
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -27,12 +29,39 @@ const (
 func (s *Server) decide(host string) decision {
 	h := hostOnly(host)
 	switch {
-	case s.intercept[h]:
+	case s.intercepts(h):
 		return intercept
 	case s.pass[h]:
 		return passthrough
 	}
 	return refuse
+}
+
+// intercepts reports whether host is intercepted: listed, or a one-label
+// name below a listed wildcard ("*.openai.azure.com").
+func (s *Server) intercepts(host string) bool {
+	_, ok := s.interceptEntry(host)
+	return ok
+}
+
+// interceptEntry returns the intercept entry that covers host: host
+// itself, or the wildcard "*.<parent>" for a one-label name below parent.
+func (s *Server) interceptEntry(host string) (string, bool) {
+	if s.intercept[host] {
+		return host, true
+	}
+	if label, parent, ok := strings.Cut(host, "."); ok && label != "" && label != "*" && strings.Contains(parent, ".") {
+		if w := "*." + parent; s.intercept[w] {
+			return w, true
+		}
+	}
+	return "", false
+}
+
+// providerOf is the provider of an intercepted host.
+func (s *Server) providerOf(host string) provider.Name {
+	e, _ := s.interceptEntry(host)
+	return s.providers[e]
 }
 
 // newFront builds the explicit listener's handler on goproxy: CONNECT is

@@ -20,6 +20,7 @@ import (
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/ca"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -46,7 +47,14 @@ type env struct {
 	mu      sync.Mutex
 	seen    []*http.Request // requests the upstream received
 	handler http.HandlerFunc
+	// routes sends the upstream connections for a host:port to another
+	// stand-in (addUpstream) than the default one.
+	routes map[string]string
 }
+
+// testHosts are the hosts both test CAs may mint for: the providers'
+// API hosts and a host assigned a provider in configuration.
+var testHosts = []string{"api.openai.com", "api.anthropic.com", "res1.openai.azure.com", "llm.corp.example"}
 
 type envOption func(*Options)
 
@@ -58,7 +66,7 @@ func newEnv(t *testing.T, handler http.HandlerFunc, opts ...envOption) *env {
 	// The upstream stand-in, with its own CA that only the proxy trusts.
 	upCADir := filepath.Join(dir, "upstream-ca")
 	e.upCADir = upCADir
-	if err := ca.Init(upCADir, ca.InitOptions{Hosts: []string{"api.openai.com", "other.example"}}); err != nil {
+	if err := ca.Init(upCADir, ca.InitOptions{Hosts: append([]string{"other.example"}, testHosts...)}); err != nil {
 		t.Fatal(err)
 	}
 	upCA, err := ca.Load(upCADir, ca.LoadOptions{})
@@ -86,7 +94,7 @@ func newEnv(t *testing.T, handler http.HandlerFunc, opts ...envOption) *env {
 
 	// sessctl's own CA, store and authenticator.
 	caDir := filepath.Join(dir, "ca")
-	if err := ca.Init(caDir, ca.InitOptions{Hosts: []string{"api.openai.com", TokenHost}}); err != nil {
+	if err := ca.Init(caDir, ca.InitOptions{Hosts: append([]string{TokenHost}, testHosts...)}); err != nil {
 		t.Fatal(err)
 	}
 	authority, err := ca.Load(caDir, ca.LoadOptions{})
@@ -109,13 +117,27 @@ func newEnv(t *testing.T, handler http.HandlerFunc, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Connections go to the default stand-in unless addUpstream routed
+	// their host elsewhere.
+	defaultDial := dial
+	dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		e.mu.Lock()
+		to, ok := e.routes[addr]
+		e.mu.Unlock()
+		if ok {
+			var d net.Dialer
+			return d.DialContext(ctx, network, to)
+		}
+		return defaultDial(ctx, network, addr)
+	}
+	tr.DialContext = dial
 	rs := rules.Default()
 	o := Options{
 		Intercept: []string{"api.openai.com"}, Passthrough: []string{"other.example"},
 		Certs: authority, Store: st, Auth: auth,
 		Rules:     func() *rules.Set { return rs },
 		Approvals: approval.NewQueue(0),
-		Keys:      map[string]string{"": testRealKey},
+		Keys:      provider.Keys{provider.OpenAI: {"": testRealKey}},
 		Upstream:  tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		// Passthrough hosts (other.example) are reached at the stand-in.
 		PassthroughDial: dial,
@@ -214,4 +236,51 @@ func clientTrusting(proxyURL *url.URL, caPEM []byte) *http.Client {
 		Proxy:           http.ProxyURL(proxyURL),
 		TLSClientConfig: &tls.Config{RootCAs: pool},
 	}}
+}
+
+// standIn is a further upstream stand-in, for one host.
+type standIn struct {
+	mu   sync.Mutex
+	seen []*http.Request
+}
+
+func (s *standIn) requests() []*http.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*http.Request(nil), s.seen...)
+}
+
+// addUpstream starts a TLS stand-in of its own for host (one of
+// testHosts), with a certificate from the upstream CA, and routes the
+// proxy's upstream connections for host:443 to it.
+func (e *env) addUpstream(host string, h http.HandlerFunc) *standIn {
+	e.t.Helper()
+	upCA, err := ca.Load(e.upCADir, ca.LoadOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: upCA.GetCertificate})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	si := &standIn{}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		c := r.Clone(context.Background())
+		c.Body = io.NopCloser(bytes.NewReader(body))
+		si.mu.Lock()
+		si.seen = append(si.seen, c)
+		si.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		h(w, r)
+	})}
+	go srv.Serve(l)
+	e.t.Cleanup(func() { srv.Close() })
+	e.mu.Lock()
+	if e.routes == nil {
+		e.routes = map[string]string{}
+	}
+	e.routes[net.JoinHostPort(host, "443")] = l.Addr().String()
+	e.mu.Unlock()
+	return si
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -60,11 +61,14 @@ var (
 	refBadQuery         = refusal{http.StatusBadRequest, errBadRequest, "bad_query", store.OutcomeBlocked, "malformed query string"}
 	refCannotForward    = refusal{http.StatusBadRequest, errBadRequest, "bad_request", store.OutcomeBlocked, "cannot forward this request"}
 	refTokenNotFound    = refusal{http.StatusNotFound, errBadRequest, "not_found", store.OutcomeBlocked, "sessctl.internal serves only POST %s"}
+	refAnswerBlocked    = refusal{http.StatusForbidden, errPolicyViolation, "", store.OutcomeBlocked, "answer blocked by sessctl rule %s"}
+	refAnswerThinking   = refusal{http.StatusForbidden, errPolicyViolation, "thinking_not_edited", store.OutcomeBlocked, "sessctl rule %s matched inside a thinking block, which sessctl does not edit (it is signed): the answer is withheld"}
 	refRuleBlocked      = refusal{http.StatusForbidden, errPolicyViolation, "", store.OutcomeBlocked, "request blocked by sessctl rule %s"}
-	refNoUpstreamKey    = refusal{http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked, "sessctl has no upstream API key configured for this request"}
+	refNoUpstreamKey    = refusal{http.StatusServiceUnavailable, errUnavailable, "no_upstream_key", store.OutcomeBlocked, "sessctl has no upstream API key configured for this request (%s)"}
 	refStoreUnavailable = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", store.OutcomeBlocked, "sessctl cannot record this exchange right now; try again later"}
 	refNotRecorded      = refusal{http.StatusServiceUnavailable, errUnavailable, "store_unavailable", "", "sessctl could not record this exchange"}
 	refShuttingDown     = refusal{http.StatusServiceUnavailable, errUnavailable, "shutting_down", store.OutcomeBlocked, "sessctl is shutting down"}
+	refPathNotForwarded = refusal{http.StatusForbidden, errForbidden, "path_not_forwarded", store.OutcomeBlocked, "sessctl forwards only the model API of %s, not %.100q"}
 	refWebSocketPath    = refusal{http.StatusNotFound, errForbidden, "websocket_path", store.OutcomeBlocked, "sessctl carries WebSockets only on %s"}
 	refInvalidEvent     = refusal{http.StatusBadRequest, errBadRequest, "invalid_event", store.OutcomeBlocked, "sessctl refuses this event: %v"}
 
@@ -86,7 +90,7 @@ var allRefusals = []refusal{
 	refNoTunnel, refNotProxyRequest, refPlainHTTP, refPlainHTTPS, refBadConnect, refEgressPort, refEgressHost,
 	refHostMismatch, refIssuerDown, refBadCredential, refBadOIDCToken, refPolicyDenied, refTooManyInFlight,
 	refCompressed, refRequestTooLarge, refBodyIncomplete, refBadQuery, refCannotForward, refTokenNotFound,
-	refRuleBlocked, refNoUpstreamKey, refStoreUnavailable, refNotRecorded, refShuttingDown, refWebSocketPath,
+	refRuleBlocked, refAnswerBlocked, refAnswerThinking, refNoUpstreamKey, refStoreUnavailable, refNotRecorded, refShuttingDown, refPathNotForwarded, refWebSocketPath,
 	refInvalidEvent, refApprovalNoQueue, refApprovalUnavailable, refApprovalPending, refApprovalTimeout,
 	refApprovalDenied, refUpstreamUnreachable, refUpstreamWSUnreachable, refUpstreamEncoding, refUpstreamRead,
 	refAnswerTooLarge,
@@ -117,6 +121,13 @@ func forRule(rule *rules.Rule) refusal {
 	return r
 }
 
+// forAnswerRule is refAnswerBlocked for the rule that fired in an answer.
+func forAnswerRule(rule *rules.Rule) refusal {
+	r := refAnswerBlocked.with(rule.Name).detail(rule.Message)
+	r.code = rule.Name
+	return r
+}
+
 // apiError is the body OpenAI's API and SDKs use for errors.
 type apiError struct {
 	Error apiErrorBody `json:"error"`
@@ -137,12 +148,24 @@ func (r refusal) body() []byte {
 }
 
 // writeError sends an OpenAI-shaped refusal that SDKs will not retry
-// (but for 429: too many requests in progress, which passes).
+// (but for 429: too many requests in progress, which passes). It serves
+// refusals made before sessctl knows the provider (CONNECT, plain HTTP).
 func writeError(w http.ResponseWriter, r refusal) {
+	writeErrorFor(w, r, nil)
+}
+
+// writeErrorFor sends a refusal shaped as provider p's errors (OpenAI's
+// when p is nil), with X-Should-Retry, which the OpenAI and Anthropic SDKs
+// both honour: false but for 429.
+func writeErrorFor(w http.ResponseWriter, r refusal, p provider.Provider) {
+	body := r.body()
+	if p != nil {
+		body = p.ErrorBody(r.status, r.typ, r.code, r.msg)
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Should-Retry", strconv.FormatBool(r.status == http.StatusTooManyRequests))
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(r.status)
-	w.Write(r.body())
+	w.Write(body)
 }

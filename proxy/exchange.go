@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -30,6 +30,9 @@ type exchange struct {
 	policy       *identity.Policy
 	rules        *rules.Set
 	secrets      [][]byte
+	// prov is the provider of the tunnel's host: it finds the runner's
+	// credential, sets the real key, reads the model and shapes errors.
+	prov provider.Provider
 	// begun waits for the in-flight note to be durable (see begin).
 	begun func(context.Context) error
 	tm    timing // for metrics and the span (observe.go)
@@ -43,10 +46,10 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	defer s.wg.Done()
 	t := tunnelFrom(r.Context())
 	if t == nil {
-		writeError(w, refNoTunnel)
+		writeErrorFor(w, refNoTunnel, nil)
 		return
 	}
-	ex := &exchange{s: s, t: t, rec: &store.Record{
+	ex := &exchange{s: s, t: t, prov: provider.For(s.providerOf(t.host)), rec: &store.Record{
 		Kind:      store.KindExchange,
 		SessionID: uuid.Must(uuid.NewV7()).String(),
 		Start:     time.Now().UTC(),
@@ -55,6 +58,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		Method:    r.Method,
 		Path:      r.URL.Path,
 		Recording: store.RecordingFull,
+		Provider:  string(s.providerOf(t.host)),
 	}}
 	ex.rec.Meta = clientMeta(r.Header, s.opt.Rules())
 	ex.tm.parent = s.traceParent(r.Header)
@@ -68,7 +72,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	}
 	// Fail closed: no record, no traffic.
 	if err := s.opt.Store.Healthy(); err != nil {
-		s.storeUnavailable(w, err)
+		s.storeUnavailable(w, err, ex.prov)
 		return
 	}
 	if t.host == TokenHost && s.opt.Exchanger != nil {
@@ -76,6 +80,10 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ex.authenticate(w, r) {
+		return
+	}
+	if !ex.prov.Forwards(r.URL.Path) {
+		ex.refuse(w, refPathNotForwarded.with(t.host, r.URL.Path))
 		return
 	}
 	who := ex.who.String()
@@ -122,7 +130,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc.SetReadDeadline(time.Time{})
-	ex.rec.Model = modelOf(body)
+	ex.rec.Model = ex.prov.Model(r, body)
 	res := ex.rules.Request(body)
 	ex.addHits(res)
 	ex.rec.RequestBody = res.Body
@@ -150,7 +158,7 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 func (ex *exchange) begin(w http.ResponseWriter, r *http.Request) bool {
 	wait, err := ex.s.opt.Store.BeginQueued(r.Context(), ex.rec)
 	if err != nil {
-		ex.s.storeUnavailable(w, err)
+		ex.s.storeUnavailable(w, err, ex.prov)
 		return false
 	}
 	ex.begun = wait
@@ -168,19 +176,20 @@ func (ex *exchange) awaitBegun(ctx context.Context) error {
 }
 
 // storeUnavailable refuses a request that cannot be recorded (fail closed).
-func (s *Server) storeUnavailable(w http.ResponseWriter, err error) {
+func (s *Server) storeUnavailable(w http.ResponseWriter, err error, p provider.Provider) {
 	s.log.Error("refusing traffic: store cannot record", "err", err)
 	s.opt.Metrics.storeUnavailable.Inc()
-	writeError(w, refStoreUnavailable)
+	writeErrorFor(w, refStoreUnavailable, p)
 }
 
 // authenticate decides who the runner is and which policy applies. A
-// credential given on CONNECT (Proxy-Authorization) wins over the request's
-// Authorization header, which is then ignored (and never forwarded).
+// credential given on CONNECT (Proxy-Authorization) wins over the one in
+// the request's headers (where the provider's clients put it), which is
+// then ignored (and never forwarded).
 func (ex *exchange) authenticate(w http.ResponseWriter, r *http.Request) bool {
 	cred := ex.t.proxyCred
 	if cred == "" {
-		cred = identity.ParseCredential(r.Header.Get("Authorization"))
+		cred = ex.prov.Credential(r.Header)
 	}
 	id, err := ex.s.opt.Auth.Authenticate(r.Context(), cred)
 	if errors.Is(err, identity.ErrIssuerUnavailable) {
@@ -229,26 +238,37 @@ func safeAuthReason(err error) string {
 	return "authentication failed"
 }
 
-// key returns the real API key for this exchange's policy.
-func (ex *exchange) key() (string, bool) {
+// key returns the real API key for this exchange: the key of the
+// provider of the tunnel's host, named by the policy (its default key
+// without one). Keys are looked up under that provider only: a policy's
+// key that the provider lacks is no key (the request is refused), never
+// another provider's key of that name. ok is false without a key, and why
+// says which one is missing.
+func (ex *exchange) key() (key, why string, ok bool) {
 	name := ""
 	if ex.policy != nil {
 		name = ex.policy.Key
 	}
-	k, ok := ex.s.opt.Keys[name]
-	return k, ok && k != ""
+	p := ex.prov.Name()
+	if k, ok := ex.s.opt.Keys.Key(p, name); ok {
+		return k, "", true
+	}
+	if name == "" {
+		return "", "no default key for provider " + string(p), false
+	}
+	return "", "policy " + ex.policy.Name + " picks key " + name + ", which provider " + string(p) + " does not have", false
 }
 
-// refuse answers with an OpenAI-shaped error and records the refusal:
+// refuse answers with a provider-shaped error and records the refusal:
 // nothing was forwarded.
 func (ex *exchange) refuse(w http.ResponseWriter, r refusal) {
 	ex.rec.Kind = store.KindRefused
 	ex.fail(w, r)
 }
 
-// fail answers with an OpenAI-shaped error and records the exchange.
+// fail answers with a provider-shaped error and records the exchange.
 func (ex *exchange) fail(w http.ResponseWriter, r refusal) {
-	writeError(w, r)
+	writeErrorFor(w, r, ex.prov)
 	ex.tm.errType = r.typ
 	ex.finish(context.Background(), r.status, r.outcome, r.msg)
 }
@@ -376,17 +396,6 @@ func (ex *exchange) needsApproval(res rules.Result) (string, bool) {
 		return "policy " + ex.policy.Name, true
 	}
 	return "", false
-}
-
-// modelOf returns the "model" field of a JSON request body, if any.
-func modelOf(body []byte) string {
-	var v struct {
-		Model string `json:"model"`
-	}
-	if json.Unmarshal(body, &v) != nil || len(v.Model) > 200 {
-		return ""
-	}
-	return v.Model
 }
 
 // clientMeta collects Sessctl-Meta-* headers: client-declared, unverified

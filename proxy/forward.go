@@ -13,9 +13,9 @@ import (
 // forward swaps the credential, sends the request upstream and relays the
 // answer.
 func (ex *exchange) forward(w http.ResponseWriter, r *http.Request, body []byte) {
-	key, ok := ex.key()
+	key, why, ok := ex.key()
 	if !ok {
-		ex.refuse(w, refNoUpstreamKey)
+		ex.refuse(w, refNoUpstreamKey.with(why))
 		return
 	}
 	up, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+ex.t.target()+r.URL.RequestURI(), bytes.NewReader(body))
@@ -24,7 +24,7 @@ func (ex *exchange) forward(w http.ResponseWriter, r *http.Request, body []byte)
 		return
 	}
 	up.Header = outboundHeader(r.Header)
-	up.Header.Set("Authorization", "Bearer "+key)
+	ex.prov.SetKey(up.Header, key)
 	up.ContentLength = int64(len(body))
 	if len(body) > 0 {
 		up.Header.Set("Content-Length", strconv.Itoa(len(body)))
@@ -55,7 +55,11 @@ func (ex *exchange) forward(w http.ResponseWriter, r *http.Request, body []byte)
 func outboundHeader(in http.Header) http.Header {
 	h := in.Clone()
 	removeHopHeaders(h)
+	// Every header some provider's clients put a credential in: the
+	// runner's token never goes upstream, whichever header carried it.
 	h.Del("Authorization")
+	h.Del("X-Api-Key")
+	h.Del("Api-Key")
 	h.Del("Accept-Encoding")
 	h.Del("Content-Length")
 	// The body is already read whole; and the organisation and project

@@ -148,7 +148,7 @@ func TestNodeSDKResponsesWebSocket(t *testing.T) {
 				}
 				return false
 			})
-			if rec.Outcome != store.OutcomeForwarded || rec.Identity.Runner != "ci-1" || rec.Path != wsPath {
+			if rec.Outcome != store.OutcomeForwarded || rec.Identity.Runner != "ci-1" || rec.Path != "/v1/responses" {
 				t.Errorf("websocket record: outcome %q, runner %q, path %q", rec.Outcome, rec.Identity.Runner, rec.Path)
 			}
 			if len(rec.Deltas) < 2 || !slices.ContainsFunc(rec.Rules, func(h store.RuleHit) bool { return h.Name == "aws-access-key" }) {

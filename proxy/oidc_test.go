@@ -13,6 +13,7 @@ import (
 
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/identity/oidctest"
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -334,7 +335,7 @@ func TestOIDCPolicy(t *testing.T) {
 			{Name: "acme", Match: map[string]string{"repository": "acme/*"}, Key: "acme", Record: identity.RecordMetadata},
 			{Name: "others", Deny: true},
 		}
-		o.Keys = map[string]string{"": testRealKey, "acme": acmeKey}
+		o.Keys = provider.Keys{provider.OpenAI: {"": testRealKey, "acme": acmeKey}}
 	})
 
 	// An acme repository: the policy's key, metadata-only recording.

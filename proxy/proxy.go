@@ -17,6 +17,7 @@ import (
 	"github.com/sessctl/sessctl/approval"
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -72,8 +73,13 @@ type Options struct {
 	Approvals *approval.Queue
 	// ApprovalMode is "hold" (default) or "ticket".
 	ApprovalMode string
-	// Keys maps key names to real API keys; "" is the default key.
-	Keys map[string]string
+	// Providers assigns a provider (by name) to intercepted hosts other
+	// than the providers' own (see provider.ForHost). New refuses an
+	// intercepted host with no known provider.
+	Providers map[string]string
+	// Keys holds the real API keys by provider; a provider's default key
+	// is named "". A request gets a key of its host's provider only.
+	Keys provider.Keys
 	// Upstream is the transport to the real API (see NewTransport).
 	Upstream http.RoundTripper
 	// UpstreamDial dials the upstream for WebSockets (the same dialer as
@@ -117,6 +123,8 @@ type Server struct {
 	opt       Options
 	log       *slog.Logger
 	intercept map[string]bool
+	// providers is the provider of each intercepted host.
+	providers map[string]provider.Name
 	pass      map[string]bool
 	inner     *http.Server
 	conns     *connListener
@@ -186,6 +194,14 @@ func New(opts Options) (*Server, error) {
 		ports:     hostSet(opts.Ports),
 		inflight:  newInflight(opts.MaxInflight),
 		dial:      opts.PassthroughDial,
+	}
+	s.providers = make(map[string]provider.Name, len(s.intercept))
+	for h := range s.intercept {
+		p, ok := provider.ForHost(h, opts.Providers)
+		if !ok {
+			return nil, fmt.Errorf("proxy: intercepted host %s has no known provider: assign one in providers", h)
+		}
+		s.providers[h] = p
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	opts.Metrics.bindServer(opts)

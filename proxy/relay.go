@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -66,12 +67,25 @@ func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, statu
 		ex.fail(w, refAnswerTooLarge.with(ex.s.opt.MaxBody))
 		return
 	}
-	res := ex.rules.Response(data)
+	res := ex.rules.ResponseIn(data, ex.prov.Dialect())
 	ex.addHits(res)
 	ex.rec.ResponseBody = res.Body
+	if b := cmp.Or(res.Block, res.Approve); b != nil {
+		// A block rule fired in the answer (or an approve rule, which an
+		// answer cannot wait for; or a mask rule in a signed thinking
+		// block, which is not edited): the runner gets an error, as a
+		// stream would end with one. The record keeps the masked answer.
+		clear(w.Header())
+		ref := forAnswerRule(b)
+		if res.InThinking {
+			ref = refAnswerThinking.with(b.Name)
+		}
+		ex.fail(w, ref)
+		return
+	}
 	if !ex.finish(ctx, status, store.OutcomeForwarded, "") {
 		clear(w.Header())
-		writeError(w, refNotRecorded)
+		writeErrorFor(w, refNotRecorded, ex.prov)
 		return
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(res.Body)))
@@ -102,7 +116,7 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 	var sink io.Writer = cw
 	var masker *rules.SSEMasker
 	if sse {
-		masker = ex.rules.NewSSE(cw, cw.flush, rules.StreamOptions{Holdback: ex.s.opt.Holdback})
+		masker = ex.rules.NewSSE(cw, cw.flush, rules.StreamOptions{Holdback: ex.s.opt.Holdback, Dialect: ex.prov.Dialect()})
 		sink = masker
 	}
 	buf := make([]byte, 32<<10)
@@ -150,6 +164,11 @@ func (ex *exchange) relayStream(w http.ResponseWriter, r *http.Request, status i
 		ex.addHits(masker.Result())
 		if b := masker.Blocked(); b != nil {
 			outcome, reason = store.OutcomeBlocked, "answer blocked by rule "+b.Name
+			if masker.InThinking() {
+				// A thinking block is signed: sessctl ends the answer
+				// rather than edit it.
+				reason = "answer ended: rule " + b.Name + " matched inside a thinking block, which is not edited"
+			}
 		}
 	}
 	ex.rec.ResponseBody = cw.rec.Bytes()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -21,10 +22,6 @@ import (
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
-
-// wsPath is the one path on which sessctl carries WebSockets: the
-// Responses API's WebSocket transport.
-const wsPath = "/v1/responses"
 
 // isWebSocket reports whether r asks to upgrade to a WebSocket.
 func isWebSocket(r *http.Request) bool {
@@ -67,20 +64,20 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, ex *exch
 		ex.refuse(w, refShuttingDown)
 		return
 	}
-	if r.URL.Path != wsPath {
-		ex.refuse(w, refWebSocketPath.with(wsPath))
+	if path := ex.prov.WebSocketPath(); path == "" || r.URL.Path != path {
+		ex.refuse(w, refWebSocketPath.with(cmp.Or(path, "no path of "+ex.t.host)))
 		return
 	}
-	key, ok := ex.key()
+	key, why, ok := ex.key()
 	if !ok {
-		ex.refuse(w, refNoUpstreamKey)
+		ex.refuse(w, refNoUpstreamKey.with(why))
 		return
 	}
 	hdr := outboundHeader(r.Header)
 	for _, h := range wsHandshakeHeaders {
 		hdr.Del(h)
 	}
-	hdr.Set("Authorization", "Bearer "+key)
+	ex.prov.SetKey(hdr, key)
 	var subprotocols []string
 	for _, v := range r.Header.Values("Sec-Websocket-Protocol") {
 		for _, p := range strings.Split(v, ",") {

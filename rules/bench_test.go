@@ -153,3 +153,16 @@ func BenchmarkSubset(b *testing.B) {
 		s.Subset(names)
 	}
 }
+
+// BenchmarkAnthropicDelta is BenchmarkSSEDelta for Anthropic Messages
+// text_delta events.
+func BenchmarkAnthropicDelta(b *testing.B) {
+	s := Default()
+	ev := []byte("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" deployment\"}}\n\n")
+	m := s.NewSSE(io.Discard, nil, StreamOptions{Dialect: DialectAnthropic})
+	for b.Loop() {
+		if _, err := m.Write(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

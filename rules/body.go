@@ -28,6 +28,10 @@ type Result struct {
 	// Secrets are the distinct raw values that were masked. The caller
 	// may keep an HMAC of each (see SecretHMAC), never the values.
 	Secrets [][]byte
+	// InThinking is set when Block is a mask rule that matched inside an
+	// Anthropic thinking block, which is signed and so never edited: the
+	// answer must be refused instead (see ResponseIn).
+	InThinking bool
 }
 
 // tally accumulates what fired during one body or one stream.
@@ -138,6 +142,47 @@ func applyMasks(dst, text []byte, hits []hit, m *matcher) []byte {
 		pos = sp.end
 	}
 	return append(dst, text[pos:]...)
+}
+
+// applyMasksJSON is applyMasks for text that is itself JSON text (tool
+// arguments streamed as raw JSON): a replacement is escaped as the content
+// of a JSON string, and a masked span never splits an escape sequence (it
+// grows over the whole sequence), so that masked JSON text stays valid
+// JSON wherever a secret lies inside a string.
+func applyMasksJSON(dst, text []byte, hits []hit, m *matcher) []byte {
+	pos := 0
+	for _, sp := range maskSpans(hits, m) {
+		start, end := max(sp.start, pos), sp.end
+		if start >= end {
+			continue
+		}
+		// A span that starts just after an escaping backslash takes it.
+		if start > pos && oddBackslashesBefore(text, start) {
+			start--
+		}
+		// A span that ends in an escaping backslash takes the escape.
+		if oddBackslashesBefore(text, end) && end < len(text) {
+			n := 1
+			if text[end] == 'u' {
+				n = 5
+			}
+			end = min(len(text), end+n)
+		}
+		dst = append(dst, text[pos:start]...)
+		dst = appendEscaped(dst, sp.repl)
+		pos = end
+	}
+	return append(dst, text[pos:]...)
+}
+
+// oddBackslashesBefore reports whether text[:i] ends in an odd run of
+// backslashes: the byte at i is escaped.
+func oddBackslashesBefore(text []byte, i int) bool {
+	n := 0
+	for j := i - 1; j >= 0 && text[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
 }
 
 // hasMask reports whether any hit masks.
@@ -344,4 +389,56 @@ func lastRune(b []byte) []byte {
 	}
 	_, w := utf8.DecodeLastRune(b)
 	return append([]byte(nil), b[len(b)-w:]...)
+}
+
+// ResponseIn is Response for an answer in dialect d. In an Anthropic
+// message, thinking blocks are signed and must not be edited: when a mask
+// rule matches in a thinking block's text, Block is that rule and
+// InThinking is set, so that the caller refuses the answer (Body is still
+// the masked answer, for the record). Signatures and redacted thinking
+// are the provider's opaque data, not the model's text: they are not
+// scanned.
+func (s *Set) ResponseIn(body []byte, d Dialect) Result {
+	if d != DialectAnthropic {
+		return s.Response(body)
+	}
+	root, spans, ok := parseJSON(body)
+	if !ok || root.kind != jObject || len(s.resp.rules) == 0 {
+		return s.Response(body)
+	}
+	content := root.get(body, "content")
+	skip := map[int]bool{}
+	for _, n := range anthropicOpaque(body, content, nil) {
+		skip[n.start] = true
+	}
+	var thinking *compiled
+	if content != nil && content.kind == jArray {
+		for i := range content.elems {
+			b := &content.elems[i]
+			th := b.get(body, "thinking")
+			if b.get(body, "type").text(body) != "thinking" || !th.isString() {
+				continue
+			}
+			text := appendUnquote(nil, th.raw(body))
+			hits, _ := s.resp.find(text, []seg{{start: 0, end: len(text), from: 0}}, false, nil)
+			for _, h := range hits {
+				if c := s.resp.rules[h.rule]; thinking == nil && c.Action == Mask {
+					thinking = c
+				}
+			}
+		}
+	}
+	t := newTally(s.resp, ScopeResponse)
+	res := t.resultWith(applyEdits(body, maskEdits(s.resp, t, t.counts, body, spans, skip)))
+	if thinking != nil && res.Block == nil {
+		res.Block, res.InThinking = thinking.public(), true
+	}
+	return res
+}
+
+// resultWith is result with Body set.
+func (t *tally) resultWith(body []byte) Result {
+	res := t.result()
+	res.Body = body
+	return res
 }

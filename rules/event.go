@@ -21,7 +21,24 @@ type StreamOptions struct {
 	Holdback int
 	// MaxEvent bounds the size of one SSE event. Default 16 MiB.
 	MaxEvent int
+	// Dialect is the format of the stream's events (default OpenAI's).
+	Dialect Dialect
 }
+
+// Dialect names a format of streamed JSON events: which members carry
+// text that arrives in pieces, which events end a text, and how the error
+// event that ends a blocked answer is shaped.
+type Dialect uint8
+
+// Dialects.
+const (
+	// DialectOpenAI is OpenAI's: chat completion chunks and Responses API
+	// events (also Azure OpenAI's).
+	DialectOpenAI Dialect = iota
+	// DialectAnthropic is Anthropic's Messages stream: content_block_delta
+	// events carry text, tool input JSON and thinking, per content block.
+	DialectAnthropic
+)
 
 // DefaultHoldback is the stream masker's held-back tail when
 // StreamOptions.Holdback is zero; config.Default's stream_holdback is it.
@@ -67,6 +84,9 @@ type EventMasker struct {
 	streams []*textStream
 	blocked *compiled
 	touched bool // text of this answer has been held back or masked
+	// inThinking: blocked is a mask rule that matched inside a thinking
+	// block, which must not be edited (its signature covers it).
+	inThinking bool
 }
 
 type streamKind uint8
@@ -75,15 +95,22 @@ const (
 	chatText streamKind = iota + 1
 	chatTool
 	respText
+	antText     // Anthropic: a text block's text_delta
+	antJSON     // Anthropic: a tool_use block's input_json_delta (JSON text)
+	antThinking // Anthropic: a thinking block's thinking_delta
 )
+
+// isJSONText reports whether the stream's text is JSON text itself (tool
+// arguments): masks in it keep it valid JSON.
+func (k streamKind) isJSONText() bool { return k == chatTool || k == antJSON }
 
 // textStream is one text that arrives in pieces.
 type textStream struct {
 	key    string
 	kind   streamKind
-	choice int    // chat: choice index
+	choice int    // chat: choice index; Anthropic: content block index
 	tool   int    // chat: tool call index
-	field  string // chat: delta field
+	field  string // chat, Anthropic: delta field
 	itemID string // responses: item id
 	ctx    []byte // the last released rune, as context for matching
 	held   []byte // text not released yet
@@ -139,6 +166,11 @@ func (m *EventMasker) Flush() [][]byte {
 // Result returns the hits and secrets so far. Body is not used.
 func (m *EventMasker) Result() Result { return m.t.result() }
 
+// InThinking reports whether the answer was ended because a mask rule
+// matched inside an Anthropic thinking block: such a block is signed, so
+// sessctl never edits it, and ends the answer with an error event instead.
+func (m *EventMasker) InThinking() bool { return m.inThinking }
+
 // Blocked returns the block or approve rule that ended the answer, or nil.
 func (m *EventMasker) Blocked() *Rule {
 	if m.blocked == nil {
@@ -160,7 +192,7 @@ func (m *EventMasker) flush() []outEvent {
 		outs = append(outs, m.finish(st)...)
 	}
 	if m.blocked != nil {
-		outs = append(outs, outEvent{data: errorEvent(m.blocked), err: true})
+		outs = append(outs, outEvent{data: m.errorEvent(), err: true})
 	}
 	return outs
 }
@@ -180,11 +212,21 @@ func (m *EventMasker) process(ev []byte) []outEvent {
 	if !ok {
 		out := maskBody(m.m, m.t, m.t.counts, ev, nil)
 		if m.checkFired(m.t.counts) {
-			return []outEvent{{data: errorEvent(m.blocked), err: true}}
+			return []outEvent{{data: m.errorEvent(), err: true}}
 		}
 		return []outEvent{{data: out, orig: len(out) == len(ev) && (len(ev) == 0 || &out[0] == &ev[0])}}
 	}
-	deltas, ends, repeat := classify(ev, &root)
+	var (
+		deltas []deltaField
+		ends   []func(*textStream) bool
+		repeat bool
+		opaque []*jnode
+	)
+	if m.opts.Dialect == DialectAnthropic {
+		deltas, ends, opaque = classifyAnthropic(ev, &root)
+	} else {
+		deltas, ends, repeat = classify(ev, &root)
+	}
 
 	var outs []outEvent
 	has := func(st *textStream) bool {
@@ -199,14 +241,17 @@ func (m *EventMasker) process(ev []byte) []outEvent {
 		if ended(st) && !has(st) {
 			outs = append(outs, m.finish(st)...)
 			if m.blocked != nil {
-				return append(outs, outEvent{data: errorEvent(m.blocked), err: true})
+				return append(outs, outEvent{data: m.errorEvent(), err: true})
 			}
 		}
 	}
 	// The pieces of text streams.
 	var edits []edit
 	var open []*textStream
-	skip := make(map[int]bool, len(deltas))
+	skip := make(map[int]bool, len(deltas)+len(opaque))
+	for _, n := range opaque {
+		skip[n.start] = true
+	}
 	for _, d := range deltas {
 		skip[d.node.start] = true
 		st := m.stream(d.st)
@@ -214,7 +259,7 @@ func (m *EventMasker) process(ev []byte) []outEvent {
 		final := ended(st)
 		out := m.step(st, piece, final)
 		if m.blocked != nil {
-			return append(outs, outEvent{data: errorEvent(m.blocked), err: true})
+			return append(outs, outEvent{data: m.errorEvent(), err: true})
 		}
 		if final {
 			m.remove(st)
@@ -249,7 +294,7 @@ func (m *EventMasker) process(ev []byte) []outEvent {
 		}
 	}
 	if m.checkFired(counts) {
-		return append(outs, outEvent{data: errorEvent(m.blocked), err: true})
+		return append(outs, outEvent{data: m.errorEvent(), err: true})
 	}
 	if len(wholeEdits) > 0 && !m.touched {
 		m.touched = true
@@ -382,10 +427,13 @@ func (m *EventMasker) step(st *textStream, piece []byte, final bool) []byte {
 		hits = slices.DeleteFunc(hits, func(h hit) bool { return h.mstart >= cut })
 	}
 	for _, h := range hits {
-		if m.m.rules[h.rule].Action != Mask {
+		// A thinking block is signed: a mask in it would break the
+		// signature, so a mask rule there ends the answer like a block.
+		if mask := m.m.rules[h.rule].Action == Mask; !mask || st.kind == antThinking {
 			m.t.counts[h.rule]++
 			if m.blocked == nil {
 				m.blocked = m.m.rules[h.rule]
+				m.inThinking = mask
 			}
 		}
 	}
@@ -400,7 +448,12 @@ func (m *EventMasker) step(st *textStream, piece []byte, final bool) []byte {
 	}
 	text := buf[from:cut]
 	m.t.add(m.t.counts, text, hits)
-	out := applyMasks(nil, text, hits, m.m)
+	var out []byte
+	if st.kind.isJSONText() {
+		out = applyMasksJSON(nil, text, hits, m.m)
+	} else {
+		out = applyMasks(nil, text, hits, m.m)
+	}
 	if cut > 0 {
 		st.ctx = lastRune(buf[:cut])
 	}
@@ -523,6 +576,16 @@ func synthesize(st *textStream, text []byte) ([]byte, string) {
 	if !ok || root.kind != jObject {
 		return nil, ""
 	}
+	if st.kind == antText || st.kind == antJSON || st.kind == antThinking {
+		d := root.get(src, "delta").get(src, st.field)
+		if !d.isString() {
+			return nil, ""
+		}
+		out := append([]byte(nil), src[:d.start]...)
+		out = appendQuote(out, text)
+		out = append(out, src[d.end:]...)
+		return out, root.get(src, "type").text(src)
+	}
 	if st.kind == respText {
 		d := root.get(src, "delta")
 		if !d.isString() {
@@ -567,17 +630,47 @@ func synthesize(st *textStream, text []byte) ([]byte, string) {
 	return append(out, '}'), ""
 }
 
-// errorEvent is the JSON of the error event that ends a blocked answer. It
-// has the shape the OpenAI SDKs raise on (an "error" object) and that of a
-// Responses API error event (type, code, message, param).
-func errorEvent(c *compiled) []byte {
+// errorEvent is the error event that ends this blocked answer, in the
+// stream's dialect.
+func (m *EventMasker) errorEvent() []byte {
+	if m.opts.Dialect == DialectAnthropic {
+		return anthropicErrorEvent(m.blocked, m.inThinking)
+	}
+	return errorEvent(m.blocked)
+}
+
+// blockMessage is the message of the error event that ends a blocked
+// answer.
+func blockMessage(c *compiled, inThinking bool) string {
 	msg := "sessctl: answer blocked by rule " + strconv.Quote(c.Name)
-	if c.Action == Approve {
+	switch {
+	case inThinking:
+		msg = "sessctl: rule " + strconv.Quote(c.Name) + " matched inside a thinking block, which sessctl does not edit (it is signed): the answer is ended"
+	case c.Action == Approve:
 		msg = "sessctl: answer requires approval under rule " + strconv.Quote(c.Name) + ", which a stream cannot wait for"
 	}
 	if c.Message != "" {
 		msg += ": " + c.Message
 	}
+	return msg
+}
+
+// anthropicErrorEvent is the data of the error event that ends a blocked
+// Anthropic Messages stream: {"type":"error","error":{"type","message"}},
+// which the Anthropic SDKs and Claude Code raise as an API error.
+func anthropicErrorEvent(c *compiled, inThinking bool) []byte {
+	out := []byte(`{"type":"error","error":{"type":"permission_error","message":`)
+	out = appendQuote(out, []byte(blockMessage(c, inThinking)))
+	out = append(out, `,"sessctl_code":`...)
+	out = appendQuote(out, []byte(c.Name))
+	return append(out, `}}`...)
+}
+
+// errorEvent is the JSON of the error event that ends a blocked answer. It
+// has the shape the OpenAI SDKs raise on (an "error" object) and that of a
+// Responses API error event (type, code, message, param).
+func errorEvent(c *compiled) []byte {
+	msg := blockMessage(c, false)
 	out := []byte(`{"type":"error","error":{"message":`)
 	out = appendQuote(out, []byte(msg))
 	out = append(out, `,"type":"sessctl_policy_violation","param":null,"code":`...)
@@ -587,4 +680,84 @@ func errorEvent(c *compiled) []byte {
 	out = append(out, `,"message":`...)
 	out = appendQuote(out, []byte(msg))
 	return append(out, `,"param":null}`...)
+}
+
+// classifyAnthropic finds the text pieces in an event of an Anthropic
+// Messages stream, and the streams it ends. Each content block's deltas
+// are one text: text_delta's text, input_json_delta's partial_json (the
+// tool input's JSON text), thinking_delta's thinking. A block ends at its
+// content_block_stop (or a new start at its index), and every block at
+// message_delta, message_stop or an error event. Signatures
+// (signature_delta, a thinking block's signature) and redacted thinking
+// are opaque data from the provider, not the model's text: they are not
+// scanned, so that they are never edited.
+func classifyAnthropic(src []byte, root *jnode) (deltas []deltaField, ends []func(*textStream) bool, opaque []*jnode) {
+	if root.kind != jObject {
+		return nil, nil, nil
+	}
+	typ := root.get(src, "type").text(src)
+	idx := intOr(src, root.get(src, "index"), 0)
+	endBlock := func(st *textStream) bool {
+		return (st.kind == antText || st.kind == antJSON || st.kind == antThinking) && st.choice == idx
+	}
+	switch typ {
+	case "content_block_delta":
+		d := root.get(src, "delta")
+		var kind streamKind
+		var field string
+		switch d.get(src, "type").text(src) {
+		case "text_delta":
+			kind, field = antText, "text"
+		case "input_json_delta":
+			kind, field = antJSON, "partial_json"
+		case "thinking_delta":
+			kind, field = antThinking, "thinking"
+		case "signature_delta":
+			if s := d.get(src, "signature"); s.isString() {
+				opaque = append(opaque, s)
+			}
+		case "citations_delta":
+			// A citation repeats text of a document sent in the prompt:
+			// scanned whole, like any string.
+		}
+		if v := d.get(src, field); kind != 0 && v.isString() {
+			deltas = append(deltas, deltaField{node: v, st: textStream{
+				key: "a|" + strconv.Itoa(idx), kind: kind, choice: idx, field: field,
+			}})
+		}
+	case "content_block_start":
+		ends = append(ends, endBlock)
+		cb := root.get(src, "content_block")
+		for _, name := range []string{"signature", "data"} {
+			if s := cb.get(src, name); s.isString() {
+				opaque = append(opaque, s)
+			}
+		}
+	case "content_block_stop":
+		ends = append(ends, endBlock)
+	case "message_delta", "message_stop", "error":
+		ends = append(ends, func(*textStream) bool { return true })
+	case "message_start":
+		// A message_start may carry content already (a continued
+		// prefill): signatures in it are opaque too.
+		opaque = anthropicOpaque(src, root.get(src, "message").get(src, "content"), opaque)
+	}
+	return deltas, ends, opaque
+}
+
+// anthropicOpaque appends the signatures and redacted-thinking data of
+// the content blocks in the array content.
+func anthropicOpaque(src []byte, content *jnode, out []*jnode) []*jnode {
+	if content == nil || content.kind != jArray {
+		return out
+	}
+	for i := range content.elems {
+		b := &content.elems[i]
+		for _, name := range []string{"signature", "data"} {
+			if s := b.get(src, name); s.isString() {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }

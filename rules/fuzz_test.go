@@ -114,3 +114,43 @@ func FuzzSSE(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAnthropicSSE is FuzzSSE for the Anthropic dialect: the output does
+// not depend on how the stream is cut into writes, and every event the
+// masker writes for a JSON event is JSON.
+func FuzzAnthropicSSE(f *testing.F) {
+	f.Add([]byte(antStream(`{"type":"text","text":""}`, "text_delta", "text", []string{"key AKIAIOSF", "ODNN7EXAMPLE done"})), uint64(7))
+	f.Add([]byte(antStream(`{"type":"tool_use","id":"t","name":"x","input":{}}`, "input_json_delta", "partial_json", []string{`{"a":"AKIA`, `IOSFODNN7EXAMPLE\\"}`})), uint64(3))
+	f.Add([]byte(antStream(`{"type":"thinking","thinking":""}`, "thinking_delta", "thinking", []string{"STOP", "! sKEY"})), uint64(5))
+	s := fuzzSet(f)
+	f.Fuzz(func(t *testing.T, stream []byte, seed uint64) {
+		run := func(sizes func() int) ([]byte, error) {
+			var out bytes.Buffer
+			m := s.NewSSE(&out, nil, StreamOptions{Holdback: 64, MaxEvent: 1 << 16, Dialect: DialectAnthropic})
+			var err error
+			for rest := stream; len(rest) > 0 && err == nil; {
+				n := min(len(rest), sizes())
+				_, err = m.Write(rest[:n])
+				rest = rest[n:]
+			}
+			if err == nil {
+				err = m.Close()
+			}
+			return out.Bytes(), err
+		}
+		whole, err1 := run(func() int { return len(stream) })
+		x := seed | 1
+		pieces, err2 := run(func() int {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			return 1 + int(x%17)
+		})
+		if (err1 == nil) != (err2 == nil) {
+			t.Fatalf("errors differ: %v / %v", err1, err2)
+		}
+		if err1 == nil && !bytes.Equal(whole, pieces) {
+			t.Fatalf("output depends on the writes:\n%q\n%q", whole, pieces)
+		}
+	})
+}

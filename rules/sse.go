@@ -294,3 +294,7 @@ func appendData(dst, data []byte) []byte {
 		data = rest
 	}
 }
+
+// InThinking reports whether the stream was ended because a mask rule
+// matched inside an Anthropic thinking block (see EventMasker.InThinking).
+func (m *SSEMasker) InThinking() bool { return m.em.InThinking() }

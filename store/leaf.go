@@ -19,6 +19,9 @@ const maxLeafSize = 16 << 20
 // encoding of r. The bodies (RequestBody, ResponseBody) are not part of the
 // leaf; only their commitments are.
 func EncodeLeaf(r *Record) ([]byte, error) {
+	if r.Origin != "" {
+		return nil, fmt.Errorf("store: encode leaf: a record read from a central copy (origin %q) cannot be appended", r.Origin)
+	}
 	var buf bytes.Buffer
 	buf.WriteString(LeafPrefix)
 	enc := json.NewEncoder(&buf)

@@ -33,12 +33,12 @@ const (
 // and calls fn outside them, so a slow consumer holds no transaction open:
 // bbolt's writer waits for open readers when it grows the file.
 func (r *Reader) Leaves(from uint64, fn func(seq uint64, leaf, req, resp []byte) error) error {
-	return leaves(r.db, from, fn)
+	return leaves(r.db, from, false, fn)
 }
 
 // Leaves is [Reader.Leaves] on the live log.
 func (s *Store) Leaves(from uint64, fn func(seq uint64, leaf, req, resp []byte) error) error {
-	return leaves(s.db, from, fn)
+	return leaves(s.db, from, false, fn)
 }
 
 // storedLeaf is a copy of one record's stored bytes.
@@ -50,7 +50,9 @@ type storedLeaf struct {
 // genesisPrev is the prev of record 0.
 var genesisPrev = strings.Repeat("0", 2*tlog.HashSize)
 
-func leaves(db *bbolt.DB, from uint64, fn func(seq uint64, leaf, req, resp []byte) error) error {
+// leaves walks the log for Leaves (sealed false: bodies without their
+// salts) and Records (sealed: bodies as stored, salt ‖ body).
+func leaves(db *bbolt.DB, from uint64, sealed bool, fn func(seq uint64, leaf, req, resp []byte) error) error {
 	next := from
 	var prev string // hex hash of leaf next-1; "" if unknown (missing)
 	if from == 0 {
@@ -77,8 +79,12 @@ func leaves(db *bbolt.DB, from uint64, fn func(seq uint64, leaf, req, resp []byt
 					break
 				}
 				sl := storedLeaf{seq: next, leaf: bytes.Clone(v)}
-				sl.req = unseal(bodies.Get(bodyKey(next, bodyRequest)))
-				sl.resp = unseal(bodies.Get(bodyKey(next, bodyResponse)))
+				sl.req, sl.resp = bodies.Get(bodyKey(next, bodyRequest)), bodies.Get(bodyKey(next, bodyResponse))
+				if sealed {
+					sl.req, sl.resp = bytes.Clone(sl.req), bytes.Clone(sl.resp)
+				} else {
+					sl.req, sl.resp = unseal(sl.req), unseal(sl.resp)
+				}
 				chunk = append(chunk, sl)
 				next++
 				if size += len(sl.leaf) + len(sl.req) + len(sl.resp); len(chunk) >= leavesChunk || size >= leavesChunkBytes {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -28,6 +29,14 @@ type PruneResult struct {
 // bbolt reuses the freed pages but does not shrink the file; see FORMAT.md
 // for compaction.
 func (s *Store) Prune(ctx context.Context, before time.Time) (PruneResult, error) {
+	return s.PruneBelow(ctx, before, math.MaxUint64)
+}
+
+// PruneBelow is [Store.Prune] that also keeps the bodies of records limit
+// and later, whatever their age: pruning stops at record limit. A shipper
+// passes the number of records it has copied elsewhere, so that no body
+// is deleted before it has been shipped.
+func (s *Store) PruneBelow(ctx context.Context, before time.Time, limit uint64) (PruneResult, error) {
 	var res PruneResult
 	j := &job{done: make(chan struct{})}
 	j.fn = func(tx *bbolt.Tx, st *chainState) error {
@@ -39,7 +48,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (PruneResult, error
 		}
 		leaves, bodies := tx.Bucket(bucketLeaves), tx.Bucket(bucketBodies)
 		to, any := uint64(0), false
-		for seq := from; seq < st.size; seq++ {
+		for seq := from; seq < min(st.size, limit); seq++ {
 			if s.opts.Progress != nil && (seq-from)%progressEvery == 0 {
 				s.opts.Progress("pruning", seq, st.size)
 			}

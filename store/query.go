@@ -94,7 +94,10 @@ type Filter struct {
 	SHA     string
 	Outcome Outcome
 	Host    string
-	Kind    Kind
+	// Provider is the API the exchange spoke (openai, anthropic,
+	// azure-openai).
+	Provider string
+	Kind     Kind
 	// Rule is the name of a rule that fired on the record.
 	Rule string
 	// Session is a session id; every record sharing it matches.
@@ -113,6 +116,7 @@ func (f *Filter) Match(r *Record) bool {
 		(f.Actor != "" && id.Claim(actorClaims...) != f.Actor) ||
 		(f.Outcome != "" && r.Outcome != f.Outcome) ||
 		(f.Host != "" && r.Host != f.Host) ||
+		(f.Provider != "" && r.Provider != f.Provider) ||
 		(f.Kind != "" && r.Kind != f.Kind) ||
 		(f.Session != "" && r.SessionID != f.Session) {
 		return false
@@ -126,7 +130,7 @@ func (f *Filter) Match(r *Record) bool {
 // abbreviation. Most other leaves lack one, and are skipped undecoded.
 func (f *Filter) needles() [][]byte {
 	var ns [][]byte
-	for _, v := range []string{f.Runner, f.Repo, f.Run, f.Actor, string(f.Outcome), f.Host, string(f.Kind), f.Rule, f.Session} {
+	for _, v := range []string{f.Runner, f.Repo, f.Run, f.Actor, string(f.Outcome), f.Host, f.Provider, string(f.Kind), f.Rule, f.Session} {
 		if v != "" && utf8.ValidString(v) {
 			ns = append(ns, jsonString(v))
 		}

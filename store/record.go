@@ -79,12 +79,15 @@ type Record struct {
 	Identity Identity          `json:"identity"`
 	Meta     map[string]string `json:"meta_unverified,omitempty"` // client-declared Sessctl-Meta-* headers
 
-	Conn   Conn   `json:"conn"`
-	Host   string `json:"host,omitempty"`
-	Method string `json:"method,omitempty"`
-	Path   string `json:"path,omitempty"`
-	Model  string `json:"model,omitempty"`
-	Status int    `json:"status,omitempty"`
+	Conn Conn   `json:"conn"`
+	Host string `json:"host,omitempty"`
+	// Provider is the provider of Host (openai, anthropic, azure-openai):
+	// the API the exchange spoke.
+	Provider string `json:"provider,omitempty"`
+	Method   string `json:"method,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Model    string `json:"model,omitempty"`
+	Status   int    `json:"status,omitempty"`
 	// Outcome is one of the Outcome* constants.
 	Outcome Outcome `json:"outcome,omitempty"`
 	// Reason is a short human explanation (error text with no secrets).
@@ -108,6 +111,11 @@ type Record struct {
 	// Extra carries kind-specific fields (genesis origin and key, prune
 	// range, connect byte counts...).
 	Extra map[string]string `json:"extra,omitempty"`
+
+	// Origin names the log a record was read from when it comes from a
+	// fleet's central copy (package central), where records of several
+	// logs mix. It is never part of a leaf: EncodeLeaf refuses it.
+	Origin string `json:"origin,omitempty"`
 
 	// RequestBody and ResponseBody are the bodies as the store must keep
 	// them (already masked). They are not part of the leaf.

@@ -149,7 +149,7 @@ func (r *Reader) Verify(opts VerifyOptions) (*Report, error) {
 }
 
 type verifier struct {
-	tx   *bbolt.Tx
+	src  *logSource
 	opts VerifyOptions
 	rep  *Report
 	// problems keyed by seq and kind, to report each once.
@@ -178,23 +178,85 @@ type bodyRef struct {
 // (checkpointsOf) and the check of a checkpoint against the recomputed
 // roots (checkRoot) are shared with VerifyExport.
 func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
-	meta, leaves := tx.Bucket(bucketMeta), tx.Bucket(bucketLeaves)
+	meta, leaves, bodies, cpb := tx.Bucket(bucketMeta), tx.Bucket(bucketLeaves), tx.Bucket(bucketBodies), tx.Bucket(bucketCheckpoints)
 	if meta == nil || leaves == nil {
 		return nil, errors.New("store: verify: not a sessctl log (no meta or leaves bucket)")
 	}
-	v := &verifier{tx: tx, opts: opts, rep: &Report{Problems: []Problem{}}, seen: map[string]bool{}}
-	if err := v.identify(meta, leaves); err != nil {
+	src := &logSource{
+		cursor:    func() leafCursor { return leaves.Cursor() },
+		genesis:   leaves.Get(u64key(0)),
+		origin:    string(meta.Get(metaOrigin)),
+		publicKey: string(meta.Get(metaPublicKey)),
+		head:      meta.Get(metaHead),
+		leafHash: func(seq uint64) []byte {
+			tree := tx.Bucket(bucketTree)
+			if tree == nil || seq >= 1<<62 {
+				return nil
+			}
+			return tree.Get(u64key(uint64(tlog.StoredHashIndex(0, int64(seq)))))
+		},
+	}
+	if bodies != nil {
+		src.body = func(seq uint64, kind byte) []byte { return bodies.Get(bodyKey(seq, kind)) }
+	}
+	if cpb != nil {
+		if err := cpb.ForEach(func(k, val []byte) error {
+			if len(k) == 8 {
+				src.checkpoints = append(src.checkpoints, storedCP{binary.BigEndian.Uint64(k), val})
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return verifySource(src, opts)
+}
+
+// logSource is what the verifier reads: a log's stored leaves, bodies and
+// checkpoints, and the hints its writer keeps beside them. The bbolt file
+// (verifyTx) and a copy kept elsewhere (VerifyStored) provide one.
+type logSource struct {
+	cursor func() leafCursor // a new cursor over the leaves, in key order
+	// body returns the stored salt ‖ body of seq's request or response
+	// (kind bodyRequest or bodyResponse), nil if none; nil: no bodies.
+	body func(seq uint64, kind byte) []byte
+	// genesis is the leaf stored under key 0, nil if none.
+	genesis []byte
+	// origin and publicKey name the log when the genesis record does not.
+	origin, publicKey string
+	// checkpoints are the stored signed checkpoints, by tree size.
+	checkpoints []storedCP
+	// leafHash returns the leaf hash stored beside leaf seq (a hint an
+	// attacker can rewrite too), nil if none.
+	leafHash func(seq uint64) []byte
+	// head is meta/head (BE64(size) ‖ leaf hash of the last record), nil
+	// if the source keeps none.
+	head []byte
+}
+
+// leafCursor walks stored leaves in key order, as a bbolt cursor does:
+// First starts over, a nil key ends the walk.
+type leafCursor interface {
+	First() (key, leaf []byte)
+	Next() (key, leaf []byte)
+}
+
+// verifySource runs the phases of Verify in order on any copy of a log's
+// stored bytes.
+func verifySource(src *logSource, opts VerifyOptions) (*Report, error) {
+	v := &verifier{src: src, opts: opts, rep: &Report{Problems: []Problem{}}, seen: map[string]bool{}}
+	if err := v.identify(); err != nil {
 		return nil, err
 	}
 	stored, ext, err := v.checkpoints()
 	if err != nil {
 		return nil, err
 	}
-	if err := v.walkChain(leaves, tx.Bucket(bucketBodies)); err != nil {
+	if err := v.walkChain(); err != nil {
 		return nil, err
 	}
 	logSize := v.totals()
-	v.checkTail(meta, logSize)
+	v.checkTail(logSize)
 	firstBad := firstBreak(v.rep.Problems)
 	v.checkMissingBodies()
 	truncN := v.checkStored(stored, logSize, firstBad)
@@ -215,13 +277,13 @@ func verifyTx(tx *bbolt.Tx, opts VerifyOptions) (*Report, error) {
 }
 
 // identify takes the log's origin and checkpoint key from the meta bucket
-// and the genesis record (which names the key that signs checkpoints),
-// and checks them against the pinned key.
-func (v *verifier) identify(meta, leaves *bbolt.Bucket) error {
+// (or what stands for it) and the genesis record (which names the key that
+// signs checkpoints), and checks them against the pinned key.
+func (v *verifier) identify() error {
 	rep := v.rep
-	rep.Origin = string(meta.Get(metaOrigin))
-	rep.PublicKey = string(meta.Get(metaPublicKey))
-	if g := leaves.Get(u64key(0)); g != nil {
+	rep.Origin = v.src.origin
+	rep.PublicKey = v.src.publicKey
+	if g := v.src.genesis; g != nil {
 		if h, err := decodeLeafHeader(g); err == nil && h.Kind == KindGenesis && h.Seq == 0 {
 			if k := h.Extra["public_key"]; k != "" {
 				rep.PublicKey = k
@@ -252,21 +314,11 @@ type storedCP struct {
 // checkpoints collects the stored and external checkpoints first, so that
 // the tree walk computes the roots at their sizes.
 func (v *verifier) checkpoints() ([]storedCP, []signedCheckpoint, error) {
-	var stored []storedCP
+	stored := v.src.checkpoints
 	var sizes []int64
-	if cpb := v.tx.Bucket(bucketCheckpoints); cpb != nil {
-		if err := cpb.ForEach(func(k, val []byte) error {
-			if len(k) != 8 {
-				return nil
-			}
-			kk := binary.BigEndian.Uint64(k)
-			stored = append(stored, storedCP{kk, val})
-			if kk <= 1<<62 {
-				sizes = append(sizes, int64(kk))
-			}
-			return nil
-		}); err != nil {
-			return nil, nil, err
+	for _, c := range stored {
+		if c.key <= 1<<62 {
+			sizes = append(sizes, int64(c.key))
 		}
 	}
 	ext := checkpointsOf(v.opts.Checkpoints, v.rep.Origin)
@@ -283,9 +335,9 @@ func (v *verifier) checkpoints() ([]storedCP, []signedCheckpoint, error) {
 // walkChain hashes the chain in one streaming pass, checking the bodies
 // on all processors meanwhile; if the chain is damaged, a second pass
 // keeps every entry and classifies what happened.
-func (v *verifier) walkChain(leaves, bodies *bbolt.Bucket) error {
+func (v *verifier) walkChain() error {
 	v.hashers = newHashPool()
-	err := v.walk(leaves, bodies, func(e entry) {})
+	err := v.walk(v.src.cursor(), v.src.body, func(e entry) {})
 	for _, b := range v.hashers.wait() {
 		v.add(b.seq, ProblemBodyModified, fmt.Sprintf("%s body does not match its commitment", bodyName(b.kind)))
 	}
@@ -294,8 +346,8 @@ func (v *verifier) walkChain(leaves, bodies *bbolt.Bucket) error {
 	}
 	if v.anomaly {
 		entries := make([]entry, 0, v.n)
-		v2 := &verifier{tx: v.tx, opts: v.opts, rep: &Report{}, seen: map[string]bool{}}
-		if err := v2.walk(leaves, nil, func(e entry) { entries = append(entries, e) }); err != nil {
+		v2 := &verifier{src: v.src, opts: v.opts, rep: &Report{}, seen: map[string]bool{}}
+		if err := v2.walk(v.src.cursor(), nil, func(e entry) { entries = append(entries, e) }); err != nil {
 			return err
 		}
 		v.classify(entries)
@@ -324,7 +376,7 @@ func (v *verifier) totals() int64 {
 // checkTail compares the last leaf, which has no successor to vouch for
 // it, with the stored tree and head (which an attacker can rewrite; the
 // signed checkpoints are the real defence).
-func (v *verifier) checkTail(meta *bbolt.Bucket, logSize int64) {
+func (v *verifier) checkTail(logSize int64) {
 	if v.n == 0 || !v.lastOK {
 		return
 	}
@@ -335,7 +387,7 @@ func (v *verifier) checkTail(meta *bbolt.Bucket, logSize int64) {
 	case !bytes.Equal(sh, v.last[:]):
 		v.add(v.lastSeq, ProblemModified, "leaf hash differs from the stored tree")
 	}
-	if h := meta.Get(metaHead); len(h) == 8+tlog.HashSize {
+	if h := v.src.head; len(h) == 8+tlog.HashSize {
 		switch n := binary.BigEndian.Uint64(h); {
 		case n > uint64(logSize):
 			v.add(uint64(logSize), ProblemMissing, fmt.Sprintf("head says %d records", n))
@@ -467,10 +519,12 @@ func (v *verifier) isPruned(seq uint64) bool {
 // walk hashes every leaf in key order, checks links, sequence numbers and
 // bodies (if bodies is non-nil), feeds the tree, and calls keep for each
 // entry.
-func (v *verifier) walk(leaves, bodies *bbolt.Bucket, keep func(entry)) error {
+func (v *verifier) walk(c leafCursor, bodies func(seq uint64, kind byte) []byte, keep func(entry)) error {
 	var prev tlog.Hash // zero: genesis has 64 zero digits as prev
-	c := leaves.Cursor()
-	report := progressFunc(v.opts.Progress, c)
+	report := func(uint64) {}
+	if bc, ok := c.(*bbolt.Cursor); ok {
+		report = progressFunc(v.opts.Progress, bc)
+	}
 	for k, leaf := c.First(); k != nil; k, leaf = c.Next() {
 		report(uint64(v.n))
 		e := entry{hash: tlog.RecordHash(leaf)}
@@ -515,11 +569,11 @@ func (v *verifier) walk(leaves, bodies *bbolt.Bucket, keep func(entry)) error {
 	return nil
 }
 
-func (v *verifier) checkBody(bodies *bbolt.Bucket, seq uint64, kind byte, c *Commitment) {
+func (v *verifier) checkBody(bodies func(seq uint64, kind byte) []byte, seq uint64, kind byte, c *Commitment) {
 	if c == nil {
 		return
 	}
-	val := bodies.Get(bodyKey(seq, kind))
+	val := bodies(seq, kind)
 	if val == nil {
 		v.noBody = append(v.noBody, bodyRef{seq, kind})
 		return
@@ -603,11 +657,10 @@ func (v *verifier) push(h tlog.Hash) {
 // storedLeafHash returns the level-0 hash the tree bucket holds for seq,
 // or nil. It is a hint only: an attacker can rewrite the tree bucket.
 func (v *verifier) storedLeafHash(seq uint64) []byte {
-	tree := v.tx.Bucket(bucketTree)
-	if tree == nil || seq >= 1<<62 {
+	if v.src.leafHash == nil {
 		return nil
 	}
-	return tree.Get(u64key(uint64(tlog.StoredHashIndex(0, int64(seq)))))
+	return v.src.leafHash(seq)
 }
 
 // classify explains the anomalies of a damaged chain. Each record names
@@ -619,7 +672,9 @@ func (v *verifier) storedLeafHash(seq uint64) []byte {
 func (v *verifier) classify(es []entry) {
 	pos := make(map[tlog.Hash]int, len(es))
 	for i, e := range es {
-		pos[e.hash] = i
+		if _, dup := pos[e.hash]; !dup {
+			pos[e.hash] = i
+		}
 	}
 	succ := make(map[int]int, len(es)) // position -> position of the record naming it
 	present := make(map[uint64]bool, len(es))
@@ -650,6 +705,11 @@ func (v *verifier) classify(es []entry) {
 			v.add(at, ProblemModified, "leaf does not decode")
 			continue
 		}
+		if first := pos[e.hash]; first != i {
+			// The same bytes again: a copy of an earlier record.
+			v.add(at, ProblemInserted, fmt.Sprintf("a copy of record %d", seqOf(first)))
+			continue
+		}
 		genesisPrev := e.prev == (tlog.Hash{})
 		p, predOK := pos[e.prev]
 		dangling := !predOK && !genesisPrev
@@ -665,8 +725,8 @@ func (v *verifier) classify(es []entry) {
 			// missing in between); if the next record names another
 			// record properly, this one was inserted.
 			next := es[i+1]
-			if !next.ok || next.seq > e.seq+1 {
-				break
+			if !next.ok || next.seq > e.seq+1 || pos[next.hash] != i+1 {
+				break // records missing in between, or the next is a copy
 			}
 			_, nextOK := pos[next.prev]
 			switch {

@@ -257,6 +257,12 @@ func (h *handler) decide(ctx context.Context, id, decision, reason string) (appr
 		return d, http.StatusBadRequest, errors.New("a denial needs a reason")
 	case errors.Is(err, approval.ErrSelfApproval):
 		return d, http.StatusForbidden, errors.New("the requester cannot decide its own request")
+	case errors.Is(err, approval.ErrUnavailable):
+		h.log.Warn("approval not decided", "id", id, "err", err)
+		return d, http.StatusServiceUnavailable, approval.ErrUnavailable
+	case errors.Is(err, approval.ErrNoAnswer):
+		h.log.Warn("approval not decided", "id", id, "err", err)
+		return d, http.StatusGatewayTimeout, err
 	default:
 		return d, http.StatusBadRequest, err
 	}

@@ -270,6 +270,27 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("claude replay", func(t *testing.T) {
+		claude := itoa(l.seq["claude"])
+		step(t, ctx, "open the Claude session",
+			chromedp.Navigate(base+"/sessions/"+claude),
+			chromedp.WaitVisible(chromedp.CSS("#identity")),
+		)
+		if got := eval[string](t, ctx, `document.querySelector("main").textContent`); !strings.Contains(got, "anthropic") || !strings.Contains(got, "[tool call bash]") {
+			t.Errorf("the session page shows neither provider nor tool call: %.400q", got)
+		}
+		step(t, ctx, "replay it",
+			chromedp.Navigate(base+"/sessions/"+claude+"/replay"),
+			chromedp.WaitVisible(chromedp.CSS(`#replay[data-state="ready"]`)),
+			chromedp.Click(chromedp.CSS("#play")),
+			chromedp.WaitVisible(chromedp.CSS(`#replay[data-state="done"]`)),
+		)
+		shot(t, ctx, "claude-replay")
+		if got := eval[string](t, ctx, `document.querySelector("#replay-text").textContent`); got != claudeText {
+			t.Errorf("Claude replay text %q, want %q", got, claudeText)
+		}
+	})
+
 	t.Run("replay", func(t *testing.T) {
 		step(t, ctx, "open the replay",
 			chromedp.Navigate(base+"/sessions/"+stream+"/replay"),

@@ -36,7 +36,7 @@ func TestClient(t *testing.T) {
 	if got := collect(query.Query{}); len(got) < 7 {
 		t.Errorf("all: %v", got)
 	}
-	if got, want := collect(query.Query{Limit: 3}), []string{"genesis", "refused", "other"}; !slices.Equal(got, want) {
+	if got, want := collect(query.Query{Limit: 3}), []string{"genesis", "refused", "claude"}; !slices.Equal(got, want) {
 		t.Errorf("limit 3: %v, want %v", got, want)
 	}
 

@@ -50,6 +50,27 @@ var streamEvents = []string{
 	"data: [DONE]\n\n",
 }
 
+// claudeEvents are the SSE events of a streamed Claude answer: thinking,
+// text, then a tool call.
+var claudeEvents = []string{
+	"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"content\":[],\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
+	"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n",
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Listing files.\"}}\n\n",
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"EqQBsig==\"}}\n\n",
+	"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+	"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"I will run ls.\"}}\n\n",
+	"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+	"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"bash\",\"input\":{}}}\n\n",
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"command\\\": \\\"ls\\\"}\"}}\n\n",
+	"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+	"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":30}}\n\n",
+	"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+}
+
+// claudeText is the replayed text of claudeEvents.
+const claudeText = "[thinking] Listing files.\n\nI will run ls.\n\n[tool call bash] {\"command\": \"ls\"}"
+
 // streamSession is the session id of the streamed exchange, which also has
 // an approval record.
 const streamSession = "01956b7e-0000-7000-8000-000000000001"
@@ -58,7 +79,8 @@ const streamSession = "01956b7e-0000-7000-8000-000000000001"
 type testLog struct {
 	st   *store.Store
 	path string
-	// seqs by name: genesis, stream, approval, script, blocked, other, refused.
+	// seqs by name: genesis, stream, approval, script, blocked, other,
+	// claude, refused.
 	seq map[string]uint64
 }
 
@@ -83,6 +105,12 @@ func newTestLog(t testing.TB, deltaGap time.Duration) *testLog {
 	for i, ev := range streamEvents {
 		answer.WriteString(ev)
 		deltas = append(deltas, store.Delta{OffsetMS: int64(200 + i*int(deltaGap/time.Millisecond)), Size: len(ev)})
+	}
+	var claude strings.Builder
+	var claudeDeltas []store.Delta
+	for i, ev := range claudeEvents {
+		claude.WriteString(ev)
+		claudeDeltas = append(claudeDeltas, store.Delta{OffsetMS: int64(100 + i*20), Size: len(ev)})
 	}
 	gh := func(repo, run, sha, actor string) store.Identity {
 		return store.Identity{Method: "oidc", Issuer: "https://token.actions.githubusercontent.com",
@@ -125,6 +153,12 @@ func newTestLog(t testing.TB, deltaGap time.Duration) *testLog {
 			Identity: gh("acme/docs", "9001", "1111111111111111111111111111111111111111", "octocat"),
 			Host:     "api.openai.com", Method: "POST", Path: "/v1/embeddings", Model: "text-embedding-3-small", Status: 200,
 			Outcome: store.OutcomeForwarded, Recording: store.RecordingMetadata}},
+		{"claude", store.Record{Kind: store.KindExchange, SessionID: "01956b7e-0000-7000-8000-000000000005", Start: t0.Add(3*time.Minute + 30*time.Second), End: t0.Add(3*time.Minute + 31*time.Second),
+			Identity: store.Identity{Method: "runner_token", Runner: "claude-ci", TokenHash: strings.Repeat("ef", 32)},
+			Host:     "api.anthropic.com", Provider: "anthropic", Method: "POST", Path: "/v1/messages", Model: "claude-sonnet-4-5", Status: 200,
+			Outcome: store.OutcomeForwarded, Recording: store.RecordingFull, Deltas: claudeDeltas,
+			RequestBody:  []byte(`{"model":"claude-sonnet-4-5","max_tokens":1024,"stream":true,"messages":[{"role":"user","content":"list the files"}]}`),
+			ResponseBody: []byte(claude.String())}},
 		{"refused", store.Record{Kind: store.KindRefused, Start: t0.Add(4 * time.Minute),
 			Host: "api.openai.com", Method: "POST", Path: "/v1/chat/completions", Status: 401,
 			Outcome: store.OutcomeUnauthenticated, Reason: "missing credential"}},

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +56,9 @@ var templateFuncs = template.FuncMap{
 		return s
 	},
 	"claim": claimOf,
+	// path names a record in a URL path: its sequence number, or
+	// SEQ@ORIGIN (escaped) for a record of a fleet.
+	"path": func(r *store.Record) string { return url.PathEscape(query.RecordRef(r)) },
 }
 
 // loadPages parses the embedded templates. They are part of the binary and
@@ -348,7 +350,7 @@ func (h *handler) replayPage(w http.ResponseWriter, r *http.Request, p *principa
 	if !ok {
 		return
 	}
-	v := replayView{D: sd, Seq: strconv.FormatUint(sd.Seq, 10)}
+	v := replayView{D: sd, Seq: query.RecordRef(sd.Record)}
 	if sd.Prompt != nil {
 		v.Prompt = prettyBody([]byte(*sd.Prompt))
 	}

@@ -172,7 +172,7 @@ func TestSessionsPageFiltersAndPages(t *testing.T) {
 			next = strings.ReplaceAll(m[1], "&amp;", "&")
 		}
 	}
-	want := []string{itoa(s.log.seq["other"]), itoa(s.log.seq["blocked"]), itoa(s.log.seq["script"]), itoa(s.log.seq["stream"])}
+	want := []string{itoa(s.log.seq["claude"]), itoa(s.log.seq["other"]), itoa(s.log.seq["blocked"]), itoa(s.log.seq["script"]), itoa(s.log.seq["stream"])}
 	if strings.Join(all, ",") != strings.Join(want, ",") {
 		t.Errorf("paged %v, want %v", all, want)
 	}
@@ -249,6 +249,19 @@ func TestAnswerText(t *testing.T) {
 		{"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"a\"}\n\n" +
 			"data: {\"type\":\"response.output_text.delta\",\"delta\":\"b\"}\n\ndata: {\"type\":\"response.completed\",\"delta\":\"x\"}\n\n", "ab"},
 		{"not json at all", ""},
+		// Anthropic Messages, streamed: thinking, text, a tool call.
+		{"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"content\":[]}}\n\n" +
+			"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n" +
+			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"hmm\"}}\n\n" +
+			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"sig\"}}\n\n" +
+			"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n" +
+			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n" +
+			"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"name\":\"bash\",\"input\":{}}}\n\n" +
+			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":1}\"}}\n\n" +
+			"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", "[thinking] hmm\n\nHi\n\n[tool call bash] {\"a\":1}"},
+		// Anthropic Messages, whole.
+		{`{"type":"message","content":[{"type":"thinking","thinking":"hmm","signature":"s"},{"type":"text","text":"Hi"},{"type":"tool_use","name":"bash","input":{"a":1}}]}`,
+			"[thinking] hmm\n\nHi\n\n[tool call bash] {\"a\":1}"},
 		{"data: {broken\n\n", ""},
 	} {
 		if got := answerText([]byte(tc.in)); got != tc.want {

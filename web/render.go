@@ -52,7 +52,9 @@ func prettyBody(b []byte) string {
 
 // answerText extracts the assistant's text from a recorded answer: the
 // content deltas of a streamed chat completion or Responses API stream, or
-// the message of a plain JSON answer. It returns "" when it finds none.
+// the message of a plain JSON answer; for Anthropic's Messages API (as a
+// stream or whole), every content block, thinking and tool calls labelled
+// as such. It returns "" when it finds none.
 func answerText(b []byte) string {
 	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
 		return jsonAnswerText(t)
@@ -80,6 +82,9 @@ func deltaText(data []byte) string {
 				Content string `json:"content"`
 			} `json:"delta"`
 		} `json:"choices"`
+		// Anthropic Messages events.
+		Index        int          `json:"index"`
+		ContentBlock contentBlock `json:"content_block"`
 	}
 	if json.Unmarshal(data, &ev) != nil {
 		return ""
@@ -90,7 +95,56 @@ func deltaText(data []byte) string {
 	if s, ok := ev.Delta.(string); ok && strings.HasSuffix(ev.Type, ".delta") {
 		return s
 	}
+	switch ev.Type {
+	case "content_block_start":
+		sep := ""
+		if ev.Index > 0 {
+			sep = "\n\n"
+		}
+		return sep + ev.ContentBlock.label()
+	case "content_block_delta":
+		d, _ := ev.Delta.(map[string]any)
+		for _, f := range []string{"text", "thinking", "partial_json"} {
+			if s, ok := d[f].(string); ok {
+				return s
+			}
+		}
+	}
 	return ""
+}
+
+// contentBlock is a block of an Anthropic message.
+type contentBlock struct {
+	Type     string          `json:"type"`
+	Text     string          `json:"text"`
+	Thinking string          `json:"thinking"`
+	Name     string          `json:"name"`
+	Input    json.RawMessage `json:"input"`
+}
+
+// label is what the answer text shows at the start of a block: thinking
+// and tool calls are marked as such.
+func (b contentBlock) label() string {
+	switch b.Type {
+	case "thinking":
+		return "[thinking] "
+	case "redacted_thinking":
+		return "[redacted thinking]"
+	case "tool_use", "server_tool_use":
+		return "[tool call " + b.Name + "] "
+	}
+	return ""
+}
+
+// text is the whole block as the answer text shows it.
+func (b contentBlock) text() string {
+	switch b.Type {
+	case "thinking":
+		return b.label() + b.Thinking
+	case "tool_use", "server_tool_use":
+		return b.label() + string(b.Input)
+	}
+	return b.label() + b.Text
 }
 
 // jsonAnswerText returns the message of a non-streamed answer.
@@ -102,12 +156,21 @@ func jsonAnswerText(b []byte) string {
 			} `json:"message"`
 		} `json:"choices"`
 		OutputText string `json:"output_text"`
+		// An Anthropic message.
+		Content []contentBlock `json:"content"`
 	}
 	if json.Unmarshal(b, &a) != nil {
 		return ""
 	}
 	if len(a.Choices) > 0 {
 		return a.Choices[0].Message.Content
+	}
+	if len(a.Content) > 0 {
+		parts := make([]string, len(a.Content))
+		for i, c := range a.Content {
+			parts[i] = c.text()
+		}
+		return strings.Join(parts, "\n\n")
 	}
 	return a.OutputText
 }

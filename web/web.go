@@ -60,6 +60,9 @@ type Options struct {
 	// Health reports whether sessctl can do its job (the store can record);
 	// /healthz answers 503 with the reason while it returns an error.
 	Health func() error
+	// HealthDetail, if set, adds its members to the /healthz answer (e.g.
+	// "central": the shipping lag); they never make it fail.
+	HealthDetail func() map[string]any
 	// Metrics writes the counters in Prometheus text format.
 	Metrics func(w io.Writer) error
 	Logger  *slog.Logger
@@ -67,9 +70,10 @@ type Options struct {
 	// Sessions is the session log the API and UI read. Without it the
 	// session endpoints answer 503.
 	Sessions query.Source
-	// Approvals is the queue of held requests. Without it the approval
+	// Approvals is the inbox of held requests: this process's
+	// *approval.Queue, or a fleet's shared inbox. Without it the approval
 	// endpoints answer 503.
-	Approvals *approval.Queue
+	Approvals approval.Inbox
 	// AdminTokens are the admin credentials (token_sha256 or token); the
 	// name is recorded as the approver of each decision. With none, the
 	// API and UI refuse every request.
@@ -128,16 +132,18 @@ func NewHandler(o Options) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		if o.Health == nil {
-			json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
-			return
+		body := map[string]any{}
+		if o.HealthDetail != nil {
+			body = o.HealthDetail()
 		}
-		if err := o.Health(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "reason": err.Error()})
-			return
+		body["status"] = "ok"
+		if o.Health != nil {
+			if err := o.Health(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				body["status"], body["reason"] = "unavailable", err.Error()
+			}
 		}
-		json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
+		json.NewEncoder(w).Encode(body)
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")

@@ -97,8 +97,14 @@ func (c *Client) Insecure() bool {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
+	// path is escaped (an id may hold a "/", as SEQ@ORIGIN does).
 	u := *c.base
-	u.Path += path
+	escaped := u.EscapedPath() + path
+	unescaped, err := url.PathUnescape(escaped)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: path %q: %w", path, err)
+	}
+	u.Path, u.RawPath = unescaped, escaped
 	u.RawQuery = q.Encode()
 	var rd io.Reader
 	if body != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -148,11 +149,12 @@ func approvalsLs(c *cli.Context) error {
 	}
 	now := time.Now()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tWAITING\tTIMES OUT IN\tREQUESTER\tREQUEST\tMODEL\tRULE")
+	fleet := slices.ContainsFunc(list, func(r approval.Request) bool { return r.Origin != "" })
+	fmt.Fprintln(tw, "ID\tWAITING\tTIMES OUT IN\tREQUESTER\tREQUEST\tMODEL\tRULE"+orEmpty(fleet, "\tHELD BY"))
 	for _, r := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, now.Sub(r.Created).Round(time.Second),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s%s\n", r.ID, now.Sub(r.Created).Round(time.Second),
 			r.Expires.Sub(now).Round(time.Second), orDash(r.Requester),
-			orDash(strings.TrimSpace(r.Method+" "+r.Host+r.Path)), orDash(r.Model), orDash(r.Rule))
+			orDash(strings.TrimSpace(r.Method+" "+r.Host+r.Path)), orDash(r.Model), orDash(r.Rule), orEmpty(fleet, "\t"+orDash(r.Origin)))
 	}
 	return tw.Flush()
 }
@@ -187,6 +189,9 @@ func printApprovalRequest(w io.Writer, r *approval.Request) {
 	fmt.Fprintf(w, "request   %s %s%s  model %s\n", orDash(r.Method), r.Host, r.Path, orDash(r.Model))
 	fmt.Fprintf(w, "rule      %s\n", orDash(r.Rule))
 	fmt.Fprintf(w, "session   %s\n", orDash(r.SessionID))
+	if r.Origin != "" {
+		fmt.Fprintf(w, "held by   %s\n", r.Origin)
+	}
 	fmt.Fprintf(w, "held      %s, times out %s\n", r.Created.Format(time.RFC3339), r.Expires.Format(time.RFC3339))
 	if r.Prompt != "" {
 		fmt.Fprintf(w, "--- prompt preview (%d bytes)\n%s\n", len(r.Prompt), r.Prompt)

@@ -7,6 +7,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sessctl/sessctl/ca"
+	"github.com/sessctl/sessctl/config"
+	"github.com/sessctl/sessctl/proxy"
 )
 
 // defaultRetireWindow is how long after a promotion the previous CA stays
@@ -39,12 +41,24 @@ func caCommand() *cli.Command {
 				Usage:     "create a name-constrained CA (ca.crt, ca.key)",
 				ArgsUsage: " ",
 				Flags: []cli.Flag{dirFlag(),
-					hostFlag("host the CA may issue for (repeatable; default api.openai.com); its name constraints permit only these"),
+					hostFlag("host the CA may issue for (repeatable; default: every intercepted host of --config, else api.openai.com); its name constraints permit only these"),
+					&cli.StringFlag{Name: "config", Usage: "without --host, constrain the CA to this configuration's intercepted hosts (and " + proxy.TokenHost + "), as the first run of serve does"},
 					&cli.BoolFlag{Name: "force", Usage: "replace an existing CA (runners trusting it will fail)"},
 				},
 				Action: func(c *cli.Context) error {
 					dir := c.String("dir")
-					opts := ca.InitOptions{Hosts: c.StringSlice("host"), Force: c.Bool("force")}
+					hosts := c.StringSlice("host")
+					if path := c.String("config"); path != "" && len(hosts) == 0 {
+						cfg, err := config.Load(path)
+						if err != nil {
+							return cli.Exit("sessctl ca init: "+err.Error(), 2)
+						}
+						if err := cfg.Resolve(); err != nil {
+							return cli.Exit("sessctl ca init: "+err.Error(), 2)
+						}
+						hosts = append(append(hosts, cfg.Intercept...), proxy.TokenHost)
+					}
+					opts := ca.InitOptions{Hosts: hosts, Force: c.Bool("force")}
 					if err := ca.Init(dir, opts); err != nil {
 						return err
 					}

@@ -25,10 +25,12 @@ func New() *cli.App {
 			tokenCommand(),
 			rulesCommand(),
 			sessionsCommand(),
+			consoleCommand(),
 			approvalsCommand(),
 			verifyCommand(),
 			proofCommand(),
 			checkpointCommand(),
+			shipCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

@@ -216,6 +216,14 @@ func TestServeCurlVerifyTamper(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "/v1/chat/completions") {
 		t.Fatalf("sessions ls --admin: exit %d: %s", code, out)
 	}
+	out, code = run(t, sessctlBin, "sessions", "ls", "--admin", "http://"+s.admin, "--token", s.adminT, "--provider", "openai", "--outcome", "forwarded")
+	if code != 0 || !strings.Contains(out, "/v1/chat/completions") {
+		t.Fatalf("sessions ls --provider openai: exit %d: %s", code, out)
+	}
+	out, code = run(t, sessctlBin, "sessions", "ls", "--admin", "http://"+s.admin, "--token", s.adminT, "--provider", "anthropic")
+	if code != 0 || strings.Contains(out, "/v1/chat/completions") {
+		t.Fatalf("sessions ls --provider anthropic lists OpenAI exchanges: exit %d: %s", code, out)
+	}
 	cmd = exec.Command(sessctlBin, "verify", "--admin", "http://"+s.admin)
 	cmd.Env = append(os.Environ(), "SESSCTL_ADMIN_TOKEN=wrong")
 	if live, err := cmd.CombinedOutput(); err == nil {
@@ -261,6 +269,9 @@ func TestBadConfigExits2(t *testing.T) {
 		"bad listen":   "listen: nowhere\n",
 		"bad duration": "approval_timeout: soon\n",
 		"not yaml":     "listen: [\n",
+		// A key of another provider's must never go there.
+		"intercepted host without provider": "intercept: [api.openai.com, llm.corp.example]\n",
+		"unknown provider":                  "intercept: [llm.corp.example]\nproviders: {llm.corp.example: gemini}\n",
 	}
 	for name, body := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -275,6 +286,9 @@ func TestBadConfigExits2(t *testing.T) {
 			}
 			if !strings.Contains(string(out), "config") {
 				t.Errorf("error does not say what is wrong: %s", out)
+			}
+			if strings.Contains(name, "provider") && !strings.Contains(string(out), "llm.corp.example") {
+				t.Errorf("error does not name the host: %s", out)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -19,10 +20,15 @@ func serveCommand() *cli.Command {
 	flags := []cli.Flag{&cli.StringFlag{Name: "config", Usage: "YAML config file (keys as in sessctl.example.yaml)", EnvVars: []string{"SESSCTL_CONFIG"}}, quietFlag}
 	for _, k := range config.Keys() {
 		env := []string{k.Env()}
+		// --central-dsn as well as --central_dsn.
+		var alias []string
+		if a := strings.ReplaceAll(k.Name, "_", "-"); a != k.Name {
+			alias = []string{a}
+		}
 		if k.List {
-			flags = append(flags, &cli.StringSliceFlag{Name: k.Name, Usage: k.Usage, EnvVars: env})
+			flags = append(flags, &cli.StringSliceFlag{Name: k.Name, Aliases: alias, Usage: k.Usage, EnvVars: env})
 		} else {
-			flags = append(flags, &cli.StringFlag{Name: k.Name, Usage: k.Usage, EnvVars: env})
+			flags = append(flags, &cli.StringFlag{Name: k.Name, Aliases: alias, Usage: k.Usage, EnvVars: env})
 		}
 	}
 	return &cli.Command{

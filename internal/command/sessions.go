@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sessctl/sessctl/central"
 	"github.com/sessctl/sessctl/internal/admin"
 	"github.com/sessctl/sessctl/internal/progress"
 	"github.com/sessctl/sessctl/internal/query"
@@ -27,6 +28,8 @@ func sessionsCommand() *cli.Command {
 	source := func() []cli.Flag {
 		return append([]cli.Flag{
 			&cli.StringFlag{Name: "db", Value: "data/sessions.db", Usage: "session database file (of a stopped sessctl, or a snapshot)", EnvVars: []string{"SESSCTL_DB"}},
+			&cli.StringFlag{Name: "central", Usage: "PostgreSQL DSN of a fleet: query the logs every replica shipped there"},
+			&cli.StringFlag{Name: "origin", Usage: "with --central: only the log of this origin (hostname/log-uuid)"},
 		}, adminFlags()...)
 	}
 	filters := []cli.Flag{
@@ -40,6 +43,7 @@ func sessionsCommand() *cli.Command {
 		&cli.StringFlag{Name: "outcome", Usage: "outcome (forwarded, blocked, denied, unauthenticated, approval_denied, ...)"},
 		&cli.StringFlag{Name: "rule", Usage: "a rule that fired"},
 		&cli.StringFlag{Name: "host", Usage: "upstream host"},
+		&cli.StringFlag{Name: "provider", Usage: "provider the exchange spoke to (openai, anthropic, azure-openai)"},
 		&cli.StringFlag{Name: "kind", Usage: "record kind (exchange, refused, approval, ...)"},
 		&cli.StringFlag{Name: "session", Usage: "session id"},
 		&cli.IntFlag{Name: "limit", Value: 100, Usage: "at most this many records (0: all)"},
@@ -49,7 +53,8 @@ func sessionsCommand() *cli.Command {
 		Name:  "sessions",
 		Usage: "find, show and export recorded sessions",
 		Description: "Reads the database file given by --db, or a running sessctl through its admin API\n" +
-			"when --admin (or SESSCTL_ADMIN_URL) is set and --db is not.",
+			"when --admin (or SESSCTL_ADMIN_URL) is set and --db is not, or a fleet's PostgreSQL\n" +
+			"with --central DSN (every replica's shipped log; records are named SEQ@ORIGIN).",
 		Subcommands: []*cli.Command{
 			sessionsSearchCommand(),
 			{
@@ -90,16 +95,46 @@ func sessionsCommand() *cli.Command {
 type sessionSource struct {
 	reader *store.Reader
 	client *admin.Client
+	fleet  *central.Fleet
 }
 
 func (s *sessionSource) Close() {
 	if s.reader != nil {
 		s.reader.Close()
 	}
+	if s.fleet != nil {
+		s.fleet.Close()
+	}
 }
 
-// openSource picks the admin API when --admin is set and --db is not.
+// local is the source read in this process: the database file or the
+// fleet's PostgreSQL.
+func (s *sessionSource) local() query.Source {
+	if s.fleet != nil {
+		return s.fleet
+	}
+	return s.reader
+}
+
+// openSource picks the fleet's PostgreSQL with --central, else the admin
+// API when --admin is set and --db is not, else the database file.
 func openSource(c *cli.Context) (*sessionSource, error) {
+	if dsn := c.String("central"); dsn != "" {
+		if c.IsSet("db") || c.IsSet("admin") {
+			return nil, errors.New("--central reads the fleet's PostgreSQL: give it without --db or --admin")
+		}
+		f, err := central.OpenFleet(c.Context, dsn)
+		if err != nil {
+			return nil, err
+		}
+		if o := c.String("origin"); o != "" {
+			f = f.Only(o)
+		}
+		return &sessionSource{fleet: f}, nil
+	}
+	if c.String("origin") != "" {
+		return nil, errors.New("--origin needs --central")
+	}
 	if !c.IsSet("db") && c.String("admin") != "" {
 		cl, err := adminClient(c)
 		if err != nil {
@@ -136,7 +171,7 @@ func queryFlags(c *cli.Context) (query.Query, error) {
 	return query.Query{
 		Since: since, Until: until,
 		Runner: c.String("runner"), Repo: c.String("repo"), Run: c.String("run"), SHA: c.String("sha"),
-		Actor: c.String("actor"), Outcome: c.String("outcome"), Rule: c.String("rule"), Host: c.String("host"),
+		Actor: c.String("actor"), Outcome: c.String("outcome"), Rule: c.String("rule"), Host: c.String("host"), Provider: c.String("provider"),
 		Kind: c.String("kind"), Session: c.String("session"), Limit: c.Int("limit"),
 	}, nil
 }
@@ -160,7 +195,7 @@ func sessionsLs(c *cli.Context) error {
 		emit = func(rec *store.Record) error { return enc.Encode(rec) }
 	} else {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SEQ\tTIME\tKIND\tWHO\tREPO\tRUN\tREQUEST\tSTATUS\tOUTCOME\tRULES\tSESSION")
+		fmt.Fprintln(tw, "SEQ\tTIME\tKIND\tWHO\tREPO\tRUN\tREQUEST\tSTATUS\tOUTCOME\tRULES\tSESSION"+orEmpty(src.fleet != nil, "\tORIGIN"))
 		emit = func(rec *store.Record) error {
 			var rules []string
 			for _, h := range rec.Rules {
@@ -170,14 +205,14 @@ func sessionsLs(c *cli.Context) error {
 				rec.Kind, orDash(rec.Identity.Caller()), orDash(rec.Identity.Claim("repository", "project_path")),
 				orDash(rec.Identity.Claim("run_id", "pipeline_id")),
 				orDash(strings.TrimSpace(rec.Method+" "+rec.Host+rec.Path)), status(rec.Status),
-				orDash(string(rec.Outcome)), orDash(strings.Join(rules, ",")), orDash(rec.SessionID))
+				orDash(string(rec.Outcome)), orDash(strings.Join(rules, ",")), orDash(rec.SessionID)+orEmpty(rec.Origin != "", "\t"+rec.Origin))
 			return err
 		}
 	}
 	if src.client != nil {
 		err = src.client.Sessions(c.Context, q, emit)
 	} else {
-		_, err = query.Find(src.reader, q, emit)
+		_, err = query.Find(src.local(), q, emit)
 	}
 	if tw != nil {
 		tw.Flush()
@@ -201,6 +236,10 @@ func sessionsShow(c *cli.Context) error {
 	var d *query.SessionDetail
 	if src.client != nil {
 		d, err = src.client.Session(c.Context, id)
+	} else if src.fleet != nil {
+		// Whether the shipped rows are the signed log is for
+		// `sessctl verify --central`, which checks whole origins.
+		d, err = query.Detail(src.fleet, id, nil)
 	} else {
 		d, err = query.Detail(src.reader, id, query.ProofVerifier(src.reader, ""))
 	}
@@ -241,6 +280,8 @@ func sessionsExport(c *cli.Context) error {
 		if ferr := bw.Flush(); err == nil {
 			err = ferr
 		}
+	} else if src.fleet != nil {
+		n, err = exportFleet(c.Context, w, src.fleet, c.String("origin"), o)
 	} else {
 		n, err = store.Export(c.Context, w, src.reader, o)
 	}
@@ -271,6 +312,9 @@ func printRecord(w io.Writer, d *query.SessionDetail) error {
 	rec := d.Record
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "record %d  %s  session %s\n", rec.Seq, rec.Kind, orDash(rec.SessionID))
+	if rec.Origin != "" {
+		fmt.Fprintf(bw, "origin    %s (record %s)\n", rec.Origin, query.RecordRef(rec))
+	}
 	switch {
 	case d.Verified != nil && *d.Verified:
 		fmt.Fprintf(bw, "chain     verified: in the signed log (prev %s)\n", orDash(rec.Prev))
@@ -295,6 +339,9 @@ func printRecord(w io.Writer, d *query.SessionDetail) error {
 	}
 	fmt.Fprintf(bw, "conn      %s %s %s\n", orDash(rec.Conn.Mode), rec.Conn.Client, rec.Conn.ID)
 	fmt.Fprintf(bw, "request   %s %s%s  model %s\n", orDash(rec.Method), rec.Host, rec.Path, orDash(rec.Model))
+	if rec.Provider != "" {
+		fmt.Fprintf(bw, "provider  %s\n", rec.Provider)
+	}
 	fmt.Fprintf(bw, "result    %s %s %s\n", status(rec.Status), orDash(string(rec.Outcome)), rec.Reason)
 	for _, h := range rec.Rules {
 		fmt.Fprintf(bw, "rule      %s %s on %s x%d\n", h.Name, h.Action, h.Scope, h.Count)
@@ -327,6 +374,14 @@ func status(s int) string {
 		return "-"
 	}
 	return fmt.Sprint(s)
+}
+
+// orEmpty is s when cond holds, else "".
+func orEmpty(cond bool, s string) string {
+	if cond {
+		return s
+	}
+	return ""
 }
 
 func orDash(s string) string {

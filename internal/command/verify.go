@@ -24,11 +24,18 @@ func verifyCommand() *cli.Command {
 		Description: "Exit status 0: every log verifies; 1: a log was tampered with (one line per problem, " +
 			"\"record <seq>: <kind>\"); 2: could not verify (unreadable, locked or foreign file, wrong key).\n" +
 			"With --export FILE --checkpoint CPFILE it checks a JSONL export (sessctl sessions export) offline: " +
-			"each record against its hash, the prev links, and the tree of the hashes against the signed checkpoints.",
+			"each record against its hash, the prev links, and the tree of the hashes against the signed checkpoints.\n" +
+			"With --central DSN it checks the logs a fleet's replicas shipped to PostgreSQL, one line per origin: " +
+			"\"ok: origin <o>: N records, head <hex>\", or the origin's first bad sequence number and what is wrong " +
+			"(exit 1), or why it cannot be checked (exit 2). Keys are pinned with --pubkey ORIGIN=KEY or central_origins " +
+			"in --config; an origin without a pin is checked against the key first seen for it, and says so.",
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "db", Usage: "session log `FILE` (repeat for several replicas)"},
 			&cli.StringFlag{Name: "checkpoint", Usage: "`FILE` of signed checkpoints kept off the host (catches truncation and rollback)"},
-			&cli.StringFlag{Name: "pubkey", Usage: "pin the checkpoint signer: note verifier `KEY`, or a file holding it"},
+			&cli.StringSliceFlag{Name: "pubkey", Usage: "pin the checkpoint signer: note verifier `KEY`, or a file holding it (with --central: repeat, ORIGIN=KEY or KEY)"},
+			&cli.StringFlag{Name: "central", Usage: "verify every replica's log shipped to the PostgreSQL `DSN` (\"env\": take it from $SESSCTL_CENTRAL_DSN, off the command line)"},
+			&cli.StringSliceFlag{Name: "origin", Usage: "with --central: only this `ORIGIN` (repeatable)"},
+			&cli.StringFlag{Name: "config", Usage: "sessctl config `FILE`: pinned keys from central_origins (with --central); witnesses and witness_quorum when --witness-vkey is not given", EnvVars: []string{"SESSCTL_CONFIG"}},
 			&cli.BoolFlag{Name: "json", Usage: "print the reports as JSON"},
 			&cli.StringFlag{Name: "proof", Usage: "verify the proof bundle in `FILE` instead of a log"},
 			&cli.StringFlag{Name: "export", Usage: "verify the JSONL export in `FILE` (- for standard input) against --checkpoint instead of a log"},
@@ -44,9 +51,18 @@ func verifyCommand() *cli.Command {
 var quietFlag = &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress line on the terminal"}
 
 func runVerify(c *cli.Context) error {
-	pubkey, err := readPubkey(c.String("pubkey"))
-	if err != nil {
-		return cli.Exit(err.Error(), 2)
+	if c.IsSet("central") {
+		return verifyCentral(c)
+	}
+	if len(c.StringSlice("pubkey")) > 1 {
+		return cli.Exit("sessctl verify: one --pubkey per log (several only with --central)", 2)
+	}
+	var pubkey string
+	if keys := c.StringSlice("pubkey"); len(keys) == 1 {
+		var err error
+		if pubkey, err = readPubkey(keys[0]); err != nil {
+			return cli.Exit(err.Error(), 2)
+		}
 	}
 	if f := c.String("proof"); f != "" {
 		return verifyProofFile(c, f, pubkey)

@@ -15,7 +15,6 @@ func witnessFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "witness-vkey", Usage: "a witness's verifier `KEY` (repeat for several); the checkpoint must carry --quorum of their cosignatures"},
 		&cli.IntFlag{Name: "quorum", Value: -1, Usage: "cosignatures the newest checkpoint (and the --checkpoint one) must carry (default: all --witness-vkey keys, or witness_quorum of --config)"},
-		&cli.StringFlag{Name: "config", Usage: "take the witnesses and witness_quorum from this sessctl config `FILE` when --witness-vkey is not given"},
 	}
 }
 

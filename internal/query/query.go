@@ -34,6 +34,9 @@ type Query struct {
 	Rule string
 	// Host is the upstream host.
 	Host string
+	// Provider is the API the exchange spoke: openai, anthropic or
+	// azure-openai.
+	Provider string
 	// Kind is the record kind (exchange, refused, approval, ...).
 	Kind string
 	// Session is a session id; all records sharing it match.
@@ -46,7 +49,7 @@ type Query struct {
 }
 
 // params are the URL query parameter names of a Query.
-var params = []string{"since", "until", "runner", "repo", "run", "sha", "actor", "outcome", "rule", "host", "kind", "session", "limit", "after"}
+var params = []string{"since", "until", "runner", "repo", "run", "sha", "actor", "outcome", "rule", "host", "provider", "kind", "session", "limit", "after"}
 
 // HasFilter reports whether the URL query parameters v set a filter
 // (any parameter of a Query but the limit and the paging cursor).
@@ -90,6 +93,7 @@ func ParseQuery(v url.Values, now time.Time) (Query, error) {
 	q.Runner, q.Repo, q.Run = v.Get("runner"), v.Get("repo"), v.Get("run")
 	q.SHA, q.Actor, q.Outcome = v.Get("sha"), v.Get("actor"), v.Get("outcome")
 	q.Rule, q.Host, q.Kind = v.Get("rule"), v.Get("host"), v.Get("kind")
+	q.Provider = v.Get("provider")
 	q.Session, q.After = v.Get("session"), v.Get("after")
 	if s := v.Get("limit"); s != "" {
 		if q.Limit, err = strconv.Atoi(s); err != nil || q.Limit < 0 {
@@ -127,6 +131,7 @@ func (q Query) Values() url.Values {
 	set("outcome", q.Outcome)
 	set("rule", q.Rule)
 	set("host", q.Host)
+	set("provider", q.Provider)
 	set("kind", q.Kind)
 	set("session", q.Session)
 	if q.Limit > 0 {
@@ -142,7 +147,7 @@ func (q *Query) filter() store.Filter {
 	return store.Filter{
 		Since: q.Since, Until: q.Until,
 		Runner: q.Runner, Repo: q.Repo, Run: q.Run, SHA: q.SHA, Actor: q.Actor,
-		Outcome: store.Outcome(q.Outcome), Rule: q.Rule, Host: q.Host, Kind: store.Kind(q.Kind), Session: q.Session,
+		Outcome: store.Outcome(q.Outcome), Rule: q.Rule, Host: q.Host, Provider: q.Provider, Kind: store.Kind(q.Kind), Session: q.Session,
 	}
 }
 
@@ -281,7 +286,9 @@ func Detail(src Source, id string, verify func(uint64) (bool, error)) (*SessionD
 		}
 		d.Related = rel
 	}
-	if verify != nil {
+	// verify checks this process's own log; a record read from a fleet's
+	// central copy (Origin set) is checked by `sessctl verify --central`.
+	if verify != nil && rec.Origin == "" {
 		ok, err := verify(rec.Seq)
 		d.Verified = &ok
 		if err != nil {
@@ -321,4 +328,13 @@ func ProofVerifier(p Prover, pubkey string) func(seq uint64) (bool, error) {
 		}
 		return true, nil
 	}
+}
+
+// RecordRef names r for a Source's Get: its sequence number in its own log, or
+// "SEQ@ORIGIN" for a record read from a fleet's central copy.
+func RecordRef(r *store.Record) string {
+	if r.Origin != "" {
+		return strconv.FormatUint(r.Seq, 10) + "@" + r.Origin
+	}
+	return strconv.FormatUint(r.Seq, 10)
 }

@@ -38,7 +38,7 @@ func TestQueryValuesRoundTrip(t *testing.T) {
 	q := Query{
 		Since: time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC), Until: time.Date(2025, 2, 2, 3, 4, 5, 0, time.UTC),
 		Runner: "ci-1", Repo: "acme/api", Run: "8812", SHA: "abcdef1", Actor: "octocat", Outcome: "blocked",
-		Rule: "aws-key", Host: "api.openai.com", Kind: "exchange", Session: "s1", Limit: 7, After: "123.4",
+		Rule: "aws-key", Host: "api.openai.com", Provider: "openai", Kind: "exchange", Session: "s1", Limit: 7, After: "123.4",
 	}
 	got, err := ParseQuery(q.Values(), now)
 	if err != nil {
@@ -57,7 +57,7 @@ func TestQueryValuesRoundTrip(t *testing.T) {
 }
 
 func TestQueryMatch(t *testing.T) {
-	gh := &store.Record{Kind: "exchange", Outcome: "forwarded", Host: "api.openai.com", SessionID: "s",
+	gh := &store.Record{Kind: "exchange", Outcome: "forwarded", Host: "api.openai.com", Provider: "openai", SessionID: "s",
 		Identity: store.Identity{Claims: map[string]string{"repository": "acme/api", "run_id": "8812", "sha": "0123456789abcdef", "actor": "octocat"}},
 		Rules:    []store.RuleHit{{Name: "a"}, {Name: "b"}}}
 	gl := &store.Record{Identity: store.Identity{Claims: map[string]string{"project_path": "grp/proj", "pipeline_id": "77", "user_login": "dev"}}}
@@ -80,6 +80,9 @@ func TestQueryMatch(t *testing.T) {
 		{Query{SHA: "0123456"}, runner, false},
 		{Query{Repo: "grp/proj", Run: "77", Actor: "dev"}, gl, true},
 		{Query{Session: "x"}, gh, false},
+		{Query{Provider: "openai"}, gh, true},
+		{Query{Provider: "anthropic"}, gh, false},
+		{Query{Provider: "openai"}, runner, false},
 	} {
 		if got := tc.q.Match(tc.r); got != tc.want {
 			t.Errorf("%+v matches %+v: %v, want %v", tc.q, tc.r.Identity, got, tc.want)

@@ -33,6 +33,7 @@ import (
 	"github.com/sessctl/sessctl/internal/progress"
 	"github.com/sessctl/sessctl/internal/query"
 	"github.com/sessctl/sessctl/internal/tracing"
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/proxy"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
@@ -64,6 +65,7 @@ type server struct {
 	log     *slog.Logger
 	certs   *caSource
 	store   *store.Store
+	fleet   *fleet // shipping to central_dsn
 	rules   atomic.Pointer[rules.Set]
 	queue   *approval.Queue
 	proxy   *proxy.Server
@@ -105,13 +107,14 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range cfg.Policies {
-		if p.Key != "" && keys[p.Key] == "" {
-			return nil, fmt.Errorf("policy %s: key %q is not among upstream_keys", p.Name, p.Key)
-		}
+	if err := checkPolicyKeys(cfg, keys); err != nil {
+		return nil, err
 	}
-	if keys[""] == "" {
-		log.Warn("no upstream API key: set upstream_key_file or OPENAI_API_KEY; intercepted requests get 503 until then")
+	for _, p := range interceptedProviders(cfg) {
+		if _, ok := keys.Key(p, ""); !ok {
+			log.Warn("no upstream API key for an intercepted provider; its requests get 503 until then",
+				"provider", p, "set", "upstream_keys "+string(p)+" or "+provider.For(p).KeyEnv())
+		}
 	}
 	metrics := proxy.NewMetrics()
 	if s.cos, err = newCosigner(cfg, log, metrics.WitnessFork); err != nil {
@@ -128,6 +131,9 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Progress:           progress.Tasks(os.Stderr, progress.Options{Quiet: cfg.Quiet, Unit: "records"}),
 	})
 	if err != nil {
+		return nil, err
+	}
+	if s.fleet, err = startFleet(ctx, cfg, s.store, log); err != nil {
 		return nil, err
 	}
 	metrics.ObserveLog(s.store)
@@ -174,8 +180,9 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		Certs: s.certs.Certs, Store: s.store, Auth: auth, Policies: cfg.Policies,
 		Rules:     s.rules.Load,
 		Approvals: s.queue, ApprovalMode: cfg.ApprovalMode,
-		Keys:     keys,
-		Upstream: tr, UpstreamDial: dial, UpstreamTLS: upTLS,
+		Providers: cfg.Providers,
+		Keys:      keys,
+		Upstream:  tr, UpstreamDial: dial, UpstreamTLS: upTLS,
 		MaxBody: cfg.MaxBody, RecordBodyLimit: cfg.RecordBodyLimit,
 		Holdback: cfg.StreamHoldback, WSMaxMessage: cfg.WSMaxMessage, MaxInflight: int(cfg.MaxInflight),
 		Logger: log, Metrics: metrics, Tracing: traces,
@@ -184,13 +191,18 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		return nil, err
 	}
 
+	inbox, sessions, err := s.fleet.admin(ctx, s.queue, s.store, log)
+	if err != nil {
+		return nil, err
+	}
 	if !isLoopback(s.adminLn.Addr()) {
 		log.Warn("admin listener is not on loopback: keep it behind a firewall", "addr", s.adminLn.Addr().String())
 	}
 	s.admin = &http.Server{
 		Handler: web.NewHandler(web.Options{
-			Health: healthWith(s.store.Healthy, s.cos), Metrics: metricsWith(metrics.WritePrometheus, s.cos), Logger: log,
-			Sessions: s.store, Approvals: s.queue, AdminTokens: admins,
+			Health: healthWith(s.store.Healthy, s.cos), HealthDetail: s.fleet.healthDetail,
+			Metrics: metricsWith(s.fleet.metrics(metrics.WritePrometheus), s.cos), Logger: log,
+			Sessions: sessions, Approvals: inbox, AdminTokens: admins,
 			Verify:   query.ProofVerifier(s.store, s.store.PublicKey()),
 			Snapshot: s.store.WriteSnapshot,
 			Log:      tiles.Handler(s.store, log), LogPublic: cfg.LogPublic,
@@ -251,6 +263,9 @@ func (s *server) close() {
 	}
 	if s.proxy != nil {
 		s.proxy.Close()
+	}
+	if s.fleet != nil {
+		s.fleet.close()
 	}
 	if s.stopTraces != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -325,10 +340,13 @@ func openCA(cfg *config.Config, log *slog.Logger) (*caSource, error) {
 	return src, nil
 }
 
-// upstreamKeys reads the real API keys: the default one from
-// upstream_key_file or the process's OPENAI_API_KEY, and the named ones.
-func upstreamKeys(cfg *config.Config) (map[string]string, error) {
-	keys := map[string]string{}
+// upstreamKeys reads the real API keys, by provider. A provider's default
+// key is the upstream_keys entry named after it (for OpenAI also
+// upstream_key_file), else the process's environment variable for it
+// (OPENAI_API_KEY, ANTHROPIC_API_KEY, AZURE_OPENAI_API_KEY). Named keys
+// are read from their upstream_keys entries (see config.KeyName).
+func upstreamKeys(cfg *config.Config) (provider.Keys, error) {
+	keys := provider.Keys{}
 	read := func(path string) (string, error) {
 		if err := keyfile.CheckPrivate(path); err != nil {
 			return "", fmt.Errorf("upstream key: %w", err)
@@ -348,16 +366,54 @@ func upstreamKeys(cfg *config.Config) (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		keys[""] = k
-	} else {
-		keys[""] = strings.TrimSpace(os.Getenv("OPENAI_API_KEY"))
+		keys.Set(provider.OpenAI, "", k)
 	}
-	for name, path := range cfg.UpstreamKeys {
+	for entry, path := range cfg.UpstreamKeys {
+		p, name, err := config.KeyName(entry)
+		if err != nil {
+			return nil, fmt.Errorf("upstream_keys: %w", err)
+		}
 		k, err := read(path)
 		if err != nil {
-			return nil, fmt.Errorf("upstream_keys %s: %w", name, err)
+			return nil, fmt.Errorf("upstream_keys %s: %w", entry, err)
 		}
-		keys[name] = k
+		keys.Set(p, name, k)
+	}
+	for _, p := range provider.Names() {
+		if _, ok := keys.Key(p, ""); !ok {
+			if k := strings.TrimSpace(os.Getenv(provider.For(p).KeyEnv())); k != "" {
+				keys.Set(p, "", k)
+			}
+		}
 	}
 	return keys, nil
+}
+
+// interceptedProviders lists the providers of the intercepted hosts.
+func interceptedProviders(cfg *config.Config) []provider.Name {
+	var out []provider.Name
+	for _, h := range cfg.Intercept {
+		if p, ok := provider.ForHost(h, cfg.Providers); ok && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// checkPolicyKeys refuses a policy whose key no intercepted provider has.
+// A policy applies to every intercepted host; at request time its key is
+// looked up under the provider of the request's host only, and a request
+// to a provider lacking it is refused (503), never sent another
+// provider's key.
+func checkPolicyKeys(cfg *config.Config, keys provider.Keys) error {
+	provs := interceptedProviders(cfg)
+	for _, pol := range cfg.Policies {
+		if pol.Key == "" {
+			continue
+		}
+		if !slices.ContainsFunc(provs, func(p provider.Name) bool { _, ok := keys.Key(p, pol.Key); return ok }) {
+			return fmt.Errorf("policy %s: key %q is not among upstream_keys for any intercepted provider (%v)", pol.Name, pol.Key, provs)
+		}
+	}
+	return nil
 }

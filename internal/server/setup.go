@@ -20,6 +20,7 @@ import (
 	"github.com/sessctl/sessctl/internal/keyfile"
 	"github.com/sessctl/sessctl/internal/runnerenv"
 	"github.com/sessctl/sessctl/rules"
+	"github.com/sessctl/sessctl/store"
 )
 
 // newAuthenticator builds the runner authenticator from the config and the
@@ -32,7 +33,7 @@ func newAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logger)
 	if err != nil {
 		return nil, "", err
 	}
-	key, err := sessionKey(filepath.Join(cfg.DataDir, "session.key"))
+	key, err := fleetSessionKey(cfg)
 	if err != nil {
 		return nil, "", err
 	}
@@ -220,7 +221,14 @@ func (s *server) pruneBodies(ctx context.Context) {
 	tick := time.NewTicker(s.pruneEvery)
 	defer tick.Stop()
 	for {
-		res, err := s.store.Prune(ctx, time.Now().Add(-keep))
+		var res store.PruneResult
+		var err error
+		if shipped := s.fleet.shipped(); shipped != nil {
+			// Only bodies already shipped to central_dsn.
+			res, err = s.store.PruneBelow(ctx, time.Now().Add(-keep), shipped())
+		} else {
+			res, err = s.store.Prune(ctx, time.Now().Add(-keep))
+		}
 		if err != nil {
 			s.log.Error("pruning bodies", "err", err)
 		} else {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/provider"
 )
 
 func TestLoadTokensCreatesOneOnce(t *testing.T) {
@@ -71,6 +72,9 @@ func TestUpstreamKeys(t *testing.T) {
 	empty, open := write("empty", "\n", 0o600), write("open", "sk-open", 0o644)
 
 	t.Setenv("OPENAI_API_KEY", " sk-from-env ")
+	t.Setenv("ANTHROPIC_API_KEY", "sk-ant-env")
+	t.Setenv("AZURE_OPENAI_API_KEY", "")
+	// want is PROVIDER/NAME -> key.
 	tests := []struct {
 		name    string
 		file    string
@@ -78,9 +82,14 @@ func TestUpstreamKeys(t *testing.T) {
 		want    map[string]string
 		wantErr string
 	}{
-		{"environment", "", nil, map[string]string{"": "sk-from-env"}, ""},
-		{"file over environment", good, nil, map[string]string{"": "sk-default"}, ""},
-		{"named keys", good, map[string]string{"team": other}, map[string]string{"": "sk-default", "team": "sk-other"}, ""},
+		{"environment", "", nil, map[string]string{"openai/": "sk-from-env", "anthropic/": "sk-ant-env"}, ""},
+		{"file over environment", good, nil, map[string]string{"openai/": "sk-default", "anthropic/": "sk-ant-env"}, ""},
+		{"named keys", good, map[string]string{"team": other}, map[string]string{"openai/": "sk-default", "openai/team": "sk-other", "anthropic/": "sk-ant-env"}, ""},
+		{"provider entry over environment", "", map[string]string{"anthropic": good, "azure-openai": other},
+			map[string]string{"openai/": "sk-from-env", "anthropic/": "sk-default", "azure-openai/": "sk-other"}, ""},
+		{"named key of a provider", "", map[string]string{"anthropic/team": other},
+			map[string]string{"openai/": "sk-from-env", "anthropic/": "sk-ant-env", "anthropic/team": "sk-other"}, ""},
+		{"unknown provider", "", map[string]string{"gemini/team": other}, nil, "unknown provider"},
 		{"empty file", empty, nil, nil, "is empty"},
 		{"readable by others", open, nil, nil, "upstream key"},
 		{"bad named key", good, map[string]string{"team": open}, nil, "upstream_keys team"},
@@ -89,7 +98,7 @@ func TestUpstreamKeys(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := config.Default()
 			cfg.UpstreamKeyFile, cfg.UpstreamKeys = tt.file, tt.named
-			got, err := upstreamKeys(cfg)
+			keys, err := upstreamKeys(cfg)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -99,14 +108,46 @@ func TestUpstreamKeys(t *testing.T) {
 				}
 				return
 			}
+			got := map[string]string{}
+			for p, named := range keys {
+				for n, k := range named {
+					got[string(p)+"/"+n] = k
+				}
+			}
 			if err != nil || len(got) != len(tt.want) {
 				t.Fatalf("keys = %v, %v; want %v", got, err, tt.want)
 			}
 			for k, v := range tt.want {
 				if got[k] != v {
-					t.Errorf("key %q = %q, want %q", k, got[k], v)
+					t.Errorf("key %s = %q, want %q", k, got[k], v)
 				}
 			}
 		})
+	}
+}
+
+// TestCheckPolicyKeys: a policy's key must exist for at least one
+// intercepted provider; it is looked up per provider at request time.
+func TestCheckPolicyKeys(t *testing.T) {
+	keys := provider.Keys{}
+	keys.Set(provider.OpenAI, "", "sk-o")
+	keys.Set(provider.Anthropic, "team", "sk-ant-team")
+	for _, tc := range []struct {
+		intercept []string
+		key       string
+		ok        bool
+	}{
+		{[]string{"api.openai.com"}, "", true},
+		{[]string{"api.openai.com", "api.anthropic.com"}, "team", true},
+		// Only Anthropic has "team", and Anthropic is not intercepted.
+		{[]string{"api.openai.com"}, "team", false},
+		{[]string{"api.anthropic.com"}, "other", false},
+	} {
+		cfg := config.Default()
+		cfg.Intercept = tc.intercept
+		cfg.Policies = []config.Policy{{Name: "p", Key: tc.key}}
+		if err := checkPolicyKeys(cfg, keys); (err == nil) != tc.ok {
+			t.Errorf("intercept %v key %q: err = %v, want ok %v", tc.intercept, tc.key, err, tc.ok)
+		}
 	}
 }

@@ -64,9 +64,11 @@
       h.appendChild(el("small", null, r.requester));
       a.appendChild(h);
       var dl = el("dl", { "class": "grid" });
-      [["Request", (r.method || "") + " " + (r.host || "") + (r.path || "")],
-       ["Model", r.model || "-"], ["Rule or policy", r.rule || "-"], ["Session", r.session_id || "-"],
-       ["Held since", fmtTime(r.created)], ["Times out", fmtTime(r.expires)]].forEach(function (p) {
+      var rows = [["Request", (r.method || "") + " " + (r.host || "") + (r.path || "")],
+       ["Model", r.model || "-"], ["Rule or policy", r.rule || "-"], ["Session", r.session_id || "-"]];
+      if (r.origin) { rows.push(["Held by", r.origin]); }
+      rows.push(["Held since", fmtTime(r.created)], ["Times out", fmtTime(r.expires)]);
+      rows.forEach(function (p) {
         dl.appendChild(el("dt", null, p[0]));
         dl.appendChild(el("dd", null, p[1]));
       });
@@ -161,8 +163,20 @@
 
   // ---- replay ----
 
+  // blockLabel is what the text shows at the start of an Anthropic
+  // content block: thinking and tool calls are marked as such.
+  function blockLabel(b) {
+    switch (b && b.type) {
+      case "thinking": return "[thinking] ";
+      case "redacted_thinking": return "[redacted thinking]";
+      case "tool_use": case "server_tool_use": return "[tool call " + (b.name || "") + "] ";
+    }
+    return "";
+  }
+
   // textOfEvent returns the text one server-sent event adds: a chat
-  // completion chunk's delta content, or a Responses API *.delta string.
+  // completion chunk's delta content, a Responses API *.delta string, or
+  // an Anthropic Messages block's text, thinking or tool input.
   function textOfEvent(data) {
     var ev;
     try { ev = JSON.parse(data); } catch (e) { return ""; }
@@ -171,6 +185,15 @@
       return ev.choices[0].delta.content || "";
     }
     if (typeof ev.delta === "string" && /\.delta$/.test(ev.type || "")) { return ev.delta; }
+    if (ev.type === "content_block_start") {
+      return (ev.index > 0 ? "\n\n" : "") + blockLabel(ev.content_block);
+    }
+    if (ev.type === "content_block_delta" && ev.delta && typeof ev.delta === "object") {
+      var d = ev.delta;
+      if (typeof d.text === "string") { return d.text; }
+      if (typeof d.thinking === "string") { return d.thinking; }
+      if (typeof d.partial_json === "string") { return d.partial_json; }
+    }
     return "";
   }
 

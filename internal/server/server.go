@@ -147,12 +147,24 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 		return nil, err
 	}
 	s.stopTraces = stopTraces
-	auth, err := newAuthenticator(ctx, cfg, log)
+	// Bound before first-run tokens are made, so that the lines printed
+	// name the ports in use (picked by the kernel for ":0").
+	if s.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+		return nil, fmt.Errorf("admin_listen: %w", err)
+	}
+	s.adminLn = limitAdmin(s.adminLn)
+	auth, runnerTok, err := newAuthenticator(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	admins, err := adminTokens(cfg)
+	admins, adminTok, err := adminTokens(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := printFirstRun(cfg, s.proxyLn.Addr(), s.adminLn.Addr(), runnerTok, adminTok); err != nil {
 		return nil, err
 	}
 	if err := loadRules(cfg.RulesFile, &s.rules); err != nil {
@@ -199,13 +211,6 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server,
 	if err != nil {
 		return nil, err
 	}
-	if s.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
-		return nil, fmt.Errorf("admin_listen: %w", err)
-	}
-	s.adminLn = limitAdmin(s.adminLn)
 	if !isLoopback(s.adminLn.Addr()) {
 		log.Warn("admin listener is not on loopback: keep it behind a firewall", "addr", s.adminLn.Addr().String())
 	}

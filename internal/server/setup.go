@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,55 +18,64 @@ import (
 	"github.com/sessctl/sessctl/config"
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/internal/keyfile"
+	"github.com/sessctl/sessctl/internal/runnerenv"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
 
 // newAuthenticator builds the runner authenticator from the config and the
 // runners file. On first run, with no runner and no OIDC issuer, it creates
-// one runner token and prints it once, so that a newcomer can try the
-// proxy at once.
-func newAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logger) (*identity.Authenticator, error) {
+// one runner token and returns it in clear, to be printed once (by
+// printFirstRun, when the listener's address is known), so that a newcomer
+// can try the proxy at once.
+func newAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logger) (*identity.Authenticator, string, error) {
 	runners, tok, err := loadTokens(cfg.RunnersFile, cfg.Runners, "runner-1", len(cfg.OIDC) == 0)
 	if err != nil {
-		return nil, err
-	}
-	if tok != "" {
-		ca := filepath.Join(cfg.CADir, "ca.crt")
-		fmt.Fprintf(os.Stdout, `
-sessctl: first run: created runner %q (its token is shown once; only its hash is kept, in %s).
-On the runner:
-  export HTTPS_PROXY=http://%s
-  export OPENAI_API_KEY=%s
-  export SSL_CERT_FILE=%s REQUESTS_CA_BUNDLE=%s NODE_EXTRA_CA_CERTS=%s
-
-`, "runner-1", cfg.RunnersFile, cfg.Listen, tok, ca, ca, ca)
+		return nil, "", err
 	}
 	key, err := fleetSessionKey(cfg)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return identity.New(ctx, identity.Config{
+	auth, err := identity.New(ctx, identity.Config{
 		Runners: runners, OIDC: cfg.OIDC, SessionTokenTTL: time.Duration(cfg.SessionTokenTTL),
 		SessionKey: key, Logger: log,
 	})
+	return auth, tok, err
+}
+
+// printFirstRun prints, once, the tokens created on first run and the
+// lines a runner needs, with the addresses the listeners are bound to
+// (the port picked for a ":0") and the CA's absolute path.
+func printFirstRun(cfg *config.Config, proxyAddr, adminAddr net.Addr, runnerTok, adminTok string) error {
+	if runnerTok != "" {
+		env, err := runnerenv.New(cfg.Listen, proxyAddr, runnerTok, filepath.Join(cfg.CADir, "ca.crt"))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stdout, "\nsessctl: first run: created runner %q (its token is shown once; only its hash is kept, in %s).\nOn the runner:\n", "runner-1", cfg.RunnersFile)
+		env.WriteExports(os.Stdout, "  ")
+		fmt.Fprintln(os.Stdout)
+	}
+	if adminTok != "" {
+		adminURL, err := runnerenv.URL(cfg.AdminListen, adminAddr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stdout, `sessctl: first run: created admin token %q for the admin API and UI at %s/ (shown once; its hash is in %s):
+  export SESSCTL_ADMIN_URL=%s SESSCTL_ADMIN_TOKEN=%s
+
+`, "admin", adminURL, cfg.AdminTokensFile, adminURL, adminTok)
+	}
+	return nil
 }
 
 // adminTokens returns the admin tokens from the config and the admin
-// tokens file, creating (and printing, once) a first one when there are
-// none, so that the admin UI is usable and never open.
-func adminTokens(cfg *config.Config) ([]identity.Runner, error) {
-	admins, tok, err := loadTokens(cfg.AdminTokensFile, cfg.AdminTokens, "admin", true)
-	if err != nil {
-		return nil, err
-	}
-	if tok != "" {
-		fmt.Fprintf(os.Stdout, `sessctl: first run: created admin token %q for the admin API and UI at http://%s/ (shown once; its hash is in %s):
-  export SESSCTL_ADMIN_URL=http://%s SESSCTL_ADMIN_TOKEN=%s
-
-`, "admin", cfg.AdminListen, cfg.AdminTokensFile, cfg.AdminListen, tok)
-	}
-	return admins, nil
+// tokens file, creating a first one when there are none (returned in
+// clear, to be printed once), so that the admin UI is usable and never
+// open.
+func adminTokens(cfg *config.Config) ([]identity.Runner, string, error) {
+	return loadTokens(cfg.AdminTokensFile, cfg.AdminTokens, "admin", true)
 }
 
 // loadTokens reads a tokens file on top of the configured tokens. When

@@ -30,6 +30,10 @@ type Env struct {
 	ProxyURL string // http://host:port of the explicit listener
 	Token    string // the runner's credential (never the real key)
 	CAFile   string // absolute path of the CA certificate (bundle)
+	// ExtraKeyVars are more variables that carry Token, for clients of
+	// other providers the gate intercepts (ANTHROPIC_API_KEY for Claude
+	// Code and the Anthropic SDKs).
+	ExtraKeyVars []string
 }
 
 // New builds the Env for a proxy whose listen address was configured as
@@ -71,7 +75,7 @@ func URL(listen string, bound net.Addr) (string, error) {
 // NAME=value (unquoted).
 func (e Env) Vars() []string {
 	vars := []string{"HTTPS_PROXY=" + e.ProxyURL}
-	for _, k := range KeyVars {
+	for _, k := range e.keyVars() {
 		vars = append(vars, k+"="+e.Token)
 	}
 	for _, k := range CAVars {
@@ -90,7 +94,7 @@ func (e Env) Vars() []string {
 func (e Env) WriteExports(w io.Writer, indent string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%sexport HTTPS_PROXY=%s\n", indent, Quote(e.ProxyURL))
-	for _, k := range KeyVars {
+	for _, k := range e.keyVars() {
 		fmt.Fprintf(&b, "%sexport %s=%s\n", indent, k, Quote(e.Token))
 	}
 	b.WriteString(indent + "export")
@@ -100,6 +104,12 @@ func (e Env) WriteExports(w io.Writer, indent string) error {
 	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// keyVars are the variables that carry the runner's token: KeyVars, then
+// ExtraKeyVars.
+func (e Env) keyVars() []string {
+	return append(append([]string(nil), KeyVars...), e.ExtraKeyVars...)
 }
 
 // Quote returns s as one POSIX shell word: unchanged when it holds only

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -21,14 +22,14 @@ func TestNew(t *testing.T) {
 		want             Env
 		wantErr          bool
 	}{
-		{"port 0 shows the bound port", "127.0.0.1:0", "/d/ca.crt", Env{"http://127.0.0.1:40123", "tok", "/d/ca.crt"}, false},
-		{"fixed port", "127.0.0.1:40123", "/d/ca.crt", Env{"http://127.0.0.1:40123", "tok", "/d/ca.crt"}, false},
-		{"relative CA made absolute", "127.0.0.1:3128", "data/ca/ca.crt", Env{"http://127.0.0.1:40123", "tok", filepath.Join(wd, "data/ca/ca.crt")}, false},
-		{"all interfaces", ":3128", "/ca.crt", Env{"http://127.0.0.1:40123", "tok", "/ca.crt"}, false},
-		{"unspecified v4", "0.0.0.0:0", "/ca.crt", Env{"http://127.0.0.1:40123", "tok", "/ca.crt"}, false},
-		{"unspecified v6", "[::]:0", "/ca.crt", Env{"http://127.0.0.1:40123", "tok", "/ca.crt"}, false},
-		{"named host", "proxy.example:3128", "/ca.crt", Env{"http://proxy.example:40123", "tok", "/ca.crt"}, false},
-		{"v6 host", "[::1]:0", "/ca.crt", Env{"http://[::1]:40123", "tok", "/ca.crt"}, false},
+		{"port 0 shows the bound port", "127.0.0.1:0", "/d/ca.crt", Env{ProxyURL: "http://127.0.0.1:40123", Token: "tok", CAFile: "/d/ca.crt"}, false},
+		{"fixed port", "127.0.0.1:40123", "/d/ca.crt", Env{ProxyURL: "http://127.0.0.1:40123", Token: "tok", CAFile: "/d/ca.crt"}, false},
+		{"relative CA made absolute", "127.0.0.1:3128", "data/ca/ca.crt", Env{ProxyURL: "http://127.0.0.1:40123", Token: "tok", CAFile: filepath.Join(wd, "data/ca/ca.crt")}, false},
+		{"all interfaces", ":3128", "/ca.crt", Env{ProxyURL: "http://127.0.0.1:40123", Token: "tok", CAFile: "/ca.crt"}, false},
+		{"unspecified v4", "0.0.0.0:0", "/ca.crt", Env{ProxyURL: "http://127.0.0.1:40123", Token: "tok", CAFile: "/ca.crt"}, false},
+		{"unspecified v6", "[::]:0", "/ca.crt", Env{ProxyURL: "http://127.0.0.1:40123", Token: "tok", CAFile: "/ca.crt"}, false},
+		{"named host", "proxy.example:3128", "/ca.crt", Env{ProxyURL: "http://proxy.example:40123", Token: "tok", CAFile: "/ca.crt"}, false},
+		{"v6 host", "[::1]:0", "/ca.crt", Env{ProxyURL: "http://[::1]:40123", Token: "tok", CAFile: "/ca.crt"}, false},
 		{"no port", "127.0.0.1", "/ca.crt", Env{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -36,7 +37,7 @@ func TestNew(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("New(%q) error = %v, want error %v", tc.listen, err, tc.wantErr)
 			}
-			if got != tc.want {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("New(%q) = %+v, want %+v", tc.listen, got, tc.want)
 			}
 		})
@@ -100,5 +101,22 @@ func TestQuote(t *testing.T) {
 		if got := Quote(in); got != want {
 			t.Errorf("Quote(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// TestExtraKeyVars: with api.anthropic.com intercepted the server adds
+// ANTHROPIC_API_KEY; it is printed and exported after the OpenAI ones.
+func TestExtraKeyVars(t *testing.T) {
+	e := Env{ProxyURL: "http://127.0.0.1:3128", Token: "sct_x", CAFile: "/ca.crt", ExtraKeyVars: []string{"ANTHROPIC_API_KEY"}}
+	var b strings.Builder
+	if err := e.WriteExports(&b, ""); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) != 5 || lines[3] != "export ANTHROPIC_API_KEY=sct_x" {
+		t.Fatalf("exports:\n%s", b.String())
+	}
+	if v := e.Vars(); !slices.Contains(v, "ANTHROPIC_API_KEY=sct_x") || slices.Contains(KeyVars, "ANTHROPIC_API_KEY") {
+		t.Fatalf("Vars() = %v (KeyVars %v must stay unchanged)", v, KeyVars)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sessctl/sessctl/provider"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/internal/keyfile"
 	"github.com/sessctl/sessctl/internal/runnerenv"
+	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )
@@ -52,6 +54,12 @@ func printFirstRun(cfg *config.Config, proxyAddr, adminAddr net.Addr, runnerTok,
 		env, err := runnerenv.New(cfg.Listen, proxyAddr, runnerTok, filepath.Join(cfg.CADir, "ca.crt"))
 		if err != nil {
 			return err
+		}
+		for _, h := range cfg.Intercept {
+			if p, ok := provider.ForHost(h, cfg.Providers); ok && p == provider.Anthropic {
+				env.ExtraKeyVars = []string{"ANTHROPIC_API_KEY"} // Claude Code, the Anthropic SDKs
+				break
+			}
 		}
 		fmt.Fprintf(os.Stdout, "\nsessctl: first run: created runner %q (its token is shown once; only its hash is kept, in %s).\nOn the runner:\n", "runner-1", cfg.RunnersFile)
 		env.WriteExports(os.Stdout, "  ")

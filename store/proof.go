@@ -196,8 +196,12 @@ func (res *ProofResult) check(cp []byte, key string, proof tlog.RecordProof) err
 // ProveConsistency returns a proof that the tree of oldSize records is a
 // prefix of the tree of newSize records (check it with tlog.CheckTree).
 func (r *Reader) ProveConsistency(oldSize, newSize int64) (tlog.TreeProof, error) {
+	return proveConsistency(r.db, oldSize, newSize)
+}
+
+func proveConsistency(db *bbolt.DB, oldSize, newSize int64) (tlog.TreeProof, error) {
 	var p tlog.TreeProof
-	err := r.db.View(func(tx *bbolt.Tx) error {
+	err := db.View(func(tx *bbolt.Tx) error {
 		var err error
 		p, err = tlog.ProveTree(newSize, oldSize, bucketHashReader{tx.Bucket(bucketTree)})
 		return err

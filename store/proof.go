@@ -26,18 +26,26 @@ func (r *Reader) Prove(seq uint64) ([]byte, error) { return prove(r.db, seq) }
 func (s *Store) Prove(seq uint64) ([]byte, error) { return prove(s.db, seq) }
 
 func prove(db *bbolt.DB, seq uint64) ([]byte, error) {
-	var out bytes.Buffer
-	err := db.View(func(tx *bbolt.Tx) error {
-		in, err := proveLatest(tx, seq, func(_, v []byte) []byte { return v })
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&out, "%s\nkey %s\nindex %d\nleaf %s\n", proofHeader, in.key, seq, base64.StdEncoding.EncodeToString(in.leaf))
+	return writeProof(db, seq, func(_ *bbolt.Tx, _, v []byte) []byte { return v }, func(out *bytes.Buffer, in *inclusion) {
+		fmt.Fprintf(out, "%s\nkey %s\nindex %d\nleaf %s\n", proofHeader, in.key, seq, base64.StdEncoding.EncodeToString(in.leaf))
 		for _, h := range in.proof {
-			fmt.Fprintf(&out, "hash %s\n", h)
+			fmt.Fprintf(out, "hash %s\n", h)
 		}
 		out.WriteString("checkpoint\n")
 		out.Write(in.note)
+	})
+}
+
+// writeProof proves record seq in the newest checkpoint (see proveLatest)
+// and returns what write makes of that proof.
+func writeProof(db *bbolt.DB, seq uint64, note func(tx *bbolt.Tx, k, v []byte) []byte, write func(*bytes.Buffer, *inclusion)) ([]byte, error) {
+	var out bytes.Buffer
+	err := db.View(func(tx *bbolt.Tx) error {
+		in, err := proveLatest(tx, seq, note)
+		if err != nil {
+			return err
+		}
+		write(&out, in)
 		return nil
 	})
 	if err != nil {
@@ -56,16 +64,16 @@ type inclusion struct {
 }
 
 // proveLatest reads, in tx, the newest checkpoint (its note is what note
-// returns for the checkpoint bucket's last key and value), checks that it
-// covers record seq, and returns seq's leaf and its inclusion proof in that
-// checkpoint's tree.
-func proveLatest(tx *bbolt.Tx, seq uint64, note func(k, v []byte) []byte) (*inclusion, error) {
+// returns for tx and the checkpoint bucket's last key and value), checks
+// that it covers record seq, and returns seq's leaf and its inclusion proof
+// in that checkpoint's tree.
+func proveLatest(tx *bbolt.Tx, seq uint64, note func(tx *bbolt.Tx, k, v []byte) []byte) (*inclusion, error) {
 	vkey := string(tx.Bucket(bucketMeta).Get(metaPublicKey))
 	k, v := tx.Bucket(bucketCheckpoints).Cursor().Last()
 	if k == nil {
 		return nil, errors.New("the log has no checkpoint")
 	}
-	msg := note(k, v)
+	msg := note(tx, k, v)
 	c, err := OpenCheckpoint(msg, vkey)
 	if err != nil {
 		return nil, fmt.Errorf("latest checkpoint: %w", err)

@@ -30,26 +30,15 @@ func (r *Reader) ProveTLog(seq uint64) ([]byte, error) { return proveTLog(r.db, 
 func (s *Store) ProveTLog(seq uint64) ([]byte, error) { return proveTLog(s.db, seq) }
 
 func proveTLog(db *bbolt.DB, seq uint64) ([]byte, error) {
-	var out bytes.Buffer
-	err := db.View(func(tx *bbolt.Tx) error {
-		in, err := proveLatest(tx, seq, func(k, _ []byte) []byte {
-			return cosignedIn(tx, binary.BigEndian.Uint64(k))
-		})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&out, "%s\nextra %s\nindex %d\n", tlogProofHeader, base64.StdEncoding.EncodeToString(in.leaf), seq)
+	cosigned := func(tx *bbolt.Tx, k, _ []byte) []byte { return cosignedIn(tx, binary.BigEndian.Uint64(k)) }
+	return writeProof(db, seq, cosigned, func(out *bytes.Buffer, in *inclusion) {
+		fmt.Fprintf(out, "%s\nextra %s\nindex %d\n", tlogProofHeader, base64.StdEncoding.EncodeToString(in.leaf), seq)
 		for _, h := range in.proof {
-			fmt.Fprintf(&out, "%s\n", h)
+			fmt.Fprintf(out, "%s\n", h)
 		}
 		out.WriteString("\n")
 		out.Write(in.note)
-		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store: prove %d: %w", seq, err)
-	}
-	return out.Bytes(), nil
 }
 
 // VerifyTLogProof checks a C2SP tlog-proof made by ProveTLog offline:

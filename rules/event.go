@@ -576,18 +576,13 @@ func synthesize(st *textStream, text []byte) ([]byte, string) {
 	if !ok || root.kind != jObject {
 		return nil, ""
 	}
-	if st.kind == antText || st.kind == antJSON || st.kind == antThinking {
-		d := root.get(src, "delta").get(src, st.field)
-		if !d.isString() {
-			return nil, ""
-		}
-		out := append([]byte(nil), src[:d.start]...)
-		out = appendQuote(out, text)
-		out = append(out, src[d.end:]...)
-		return out, root.get(src, "type").text(src)
-	}
-	if st.kind == respText {
+	if st.kind == antText || st.kind == antJSON || st.kind == antThinking || st.kind == respText {
+		// Anthropic carries the text in a field of "delta"; the Responses
+		// API carries it as "delta" itself.
 		d := root.get(src, "delta")
+		if st.kind != respText {
+			d = d.get(src, st.field)
+		}
 		if !d.isString() {
 			return nil, ""
 		}

@@ -174,16 +174,7 @@ func (s *Store) SetWitnessSize(name string, size int64) error {
 
 // ProveConsistency is [Reader.ProveConsistency] on the live log.
 func (s *Store) ProveConsistency(oldSize, newSize int64) (tlog.TreeProof, error) {
-	var p tlog.TreeProof
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		var err error
-		p, err = tlog.ProveTree(newSize, oldSize, bucketHashReader{tx.Bucket(bucketTree)})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: consistency proof %d..%d: %w", oldSize, newSize, err)
-	}
-	return p, nil
+	return proveConsistency(s.db, oldSize, newSize)
 }
 
 // sigLine is one parsed note signature line.

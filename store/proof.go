@@ -26,40 +26,70 @@ func (r *Reader) Prove(seq uint64) ([]byte, error) { return prove(r.db, seq) }
 func (s *Store) Prove(seq uint64) ([]byte, error) { return prove(s.db, seq) }
 
 func prove(db *bbolt.DB, seq uint64) ([]byte, error) {
-	var out bytes.Buffer
-	err := db.View(func(tx *bbolt.Tx) error {
-		vkey := string(tx.Bucket(bucketMeta).Get(metaPublicKey))
-		k, msg := tx.Bucket(bucketCheckpoints).Cursor().Last()
-		if k == nil {
-			return errors.New("the log has no checkpoint")
-		}
-		c, err := OpenCheckpoint(msg, vkey)
-		if err != nil {
-			return fmt.Errorf("latest checkpoint: %w", err)
-		}
-		if uint64(c.Size) <= seq {
-			return fmt.Errorf("record %d is not yet covered by a signed checkpoint (the latest covers %d records); retry after the next checkpoint", seq, c.Size)
-		}
-		leaf := tx.Bucket(bucketLeaves).Get(u64key(seq))
-		if leaf == nil {
-			return fmt.Errorf("record %d: %w", seq, ErrNotFound)
-		}
-		p, err := tlog.ProveRecord(c.Size, int64(seq), bucketHashReader{tx.Bucket(bucketTree)})
-		if err != nil {
-			return fmt.Errorf("inclusion proof: %w", err)
-		}
-		fmt.Fprintf(&out, "%s\nkey %s\nindex %d\nleaf %s\n", proofHeader, vkey, seq, base64.StdEncoding.EncodeToString(leaf))
-		for _, h := range p {
-			fmt.Fprintf(&out, "hash %s\n", h)
+	return writeProof(db, seq, func(_ *bbolt.Tx, _, v []byte) []byte { return v }, func(out *bytes.Buffer, in *inclusion) {
+		fmt.Fprintf(out, "%s\nkey %s\nindex %d\nleaf %s\n", proofHeader, in.key, seq, base64.StdEncoding.EncodeToString(in.leaf))
+		for _, h := range in.proof {
+			fmt.Fprintf(out, "hash %s\n", h)
 		}
 		out.WriteString("checkpoint\n")
-		out.Write(msg)
+		out.Write(in.note)
+	})
+}
+
+// writeProof proves record seq in the newest checkpoint (see proveLatest)
+// and returns what write makes of that proof.
+func writeProof(db *bbolt.DB, seq uint64, note func(tx *bbolt.Tx, k, v []byte) []byte, write func(*bytes.Buffer, *inclusion)) ([]byte, error) {
+	var out bytes.Buffer
+	err := db.View(func(tx *bbolt.Tx) error {
+		in, err := proveLatest(tx, seq, note)
+		if err != nil {
+			return err
+		}
+		write(&out, in)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: prove %d: %w", seq, err)
 	}
 	return out.Bytes(), nil
+}
+
+// inclusion is what a proof of one record in the newest checkpoint is made
+// of.
+type inclusion struct {
+	key   string // the log's verifier key
+	note  []byte // the newest checkpoint note
+	leaf  []byte
+	proof tlog.RecordProof
+}
+
+// proveLatest reads, in tx, the newest checkpoint (its note is what note
+// returns for tx and the checkpoint bucket's last key and value), checks
+// that it covers record seq, and returns seq's leaf and its inclusion proof
+// in that checkpoint's tree.
+func proveLatest(tx *bbolt.Tx, seq uint64, note func(tx *bbolt.Tx, k, v []byte) []byte) (*inclusion, error) {
+	vkey := string(tx.Bucket(bucketMeta).Get(metaPublicKey))
+	k, v := tx.Bucket(bucketCheckpoints).Cursor().Last()
+	if k == nil {
+		return nil, errors.New("the log has no checkpoint")
+	}
+	msg := note(tx, k, v)
+	c, err := OpenCheckpoint(msg, vkey)
+	if err != nil {
+		return nil, fmt.Errorf("latest checkpoint: %w", err)
+	}
+	if uint64(c.Size) <= seq {
+		return nil, fmt.Errorf("record %d is not yet covered by a signed checkpoint (the latest covers %d records); retry after the next checkpoint", seq, c.Size)
+	}
+	leaf := tx.Bucket(bucketLeaves).Get(u64key(seq))
+	if leaf == nil {
+		return nil, fmt.Errorf("record %d: %w", seq, ErrNotFound)
+	}
+	p, err := tlog.ProveRecord(c.Size, int64(seq), bucketHashReader{tx.Bucket(bucketTree)})
+	if err != nil {
+		return nil, fmt.Errorf("inclusion proof: %w", err)
+	}
+	return &inclusion{key: vkey, note: msg, leaf: leaf, proof: p}, nil
 }
 
 // ProofResult is what a verified proof bundle establishes.
@@ -139,33 +169,47 @@ func verifyProof(bundle []byte, pubkey string) (*ProofResult, error) {
 		}
 		res.KeyPinned = true
 	}
-	c, err := OpenCheckpoint(cp, res.PublicKey)
-	if err != nil {
+	if err := res.check(cp, res.PublicKey, proof); err != nil {
 		return nil, err
+	}
+	return res, nil
+}
+
+// check opens the checkpoint note cp with key, and checks that proof shows
+// res.Leaf is record res.Seq of the tree it signs and that the leaf says so
+// too. It fills in res.Checkpoint and res.Record.
+func (res *ProofResult) check(cp []byte, key string, proof tlog.RecordProof) error {
+	c, err := OpenCheckpoint(cp, key)
+	if err != nil {
+		return err
 	}
 	res.Checkpoint = c
 	if uint64(c.Size) <= res.Seq {
-		return nil, fmt.Errorf("checkpoint of %d records does not cover record %d", c.Size, res.Seq)
+		return fmt.Errorf("checkpoint of %d records does not cover record %d", c.Size, res.Seq)
 	}
 	if err := tlog.CheckRecord(proof, c.Size, c.Root, int64(res.Seq), tlog.RecordHash(res.Leaf)); err != nil {
-		return nil, fmt.Errorf("record %d is not in the signed tree: %w", res.Seq, err)
+		return fmt.Errorf("record %d is not in the signed tree: %w", res.Seq, err)
 	}
 	rec, err := DecodeLeaf(res.Leaf)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if rec.Seq != res.Seq {
-		return nil, fmt.Errorf("leaf says seq %d, proof is for %d", rec.Seq, res.Seq)
+		return fmt.Errorf("leaf says seq %d, proof is for %d", rec.Seq, res.Seq)
 	}
 	res.Record = rec
-	return res, nil
+	return nil
 }
 
 // ProveConsistency returns a proof that the tree of oldSize records is a
 // prefix of the tree of newSize records (check it with tlog.CheckTree).
 func (r *Reader) ProveConsistency(oldSize, newSize int64) (tlog.TreeProof, error) {
+	return proveConsistency(r.db, oldSize, newSize)
+}
+
+func proveConsistency(db *bbolt.DB, oldSize, newSize int64) (tlog.TreeProof, error) {
 	var p tlog.TreeProof
-	err := r.db.View(func(tx *bbolt.Tx) error {
+	err := db.View(func(tx *bbolt.Tx) error {
 		var err error
 		p, err = tlog.ProveTree(newSize, oldSize, bucketHashReader{tx.Bucket(bucketTree)})
 		return err

@@ -30,41 +30,15 @@ func (r *Reader) ProveTLog(seq uint64) ([]byte, error) { return proveTLog(r.db, 
 func (s *Store) ProveTLog(seq uint64) ([]byte, error) { return proveTLog(s.db, seq) }
 
 func proveTLog(db *bbolt.DB, seq uint64) ([]byte, error) {
-	var out bytes.Buffer
-	err := db.View(func(tx *bbolt.Tx) error {
-		vkey := string(tx.Bucket(bucketMeta).Get(metaPublicKey))
-		k, _ := tx.Bucket(bucketCheckpoints).Cursor().Last()
-		if k == nil {
-			return errors.New("the log has no checkpoint")
-		}
-		msg := cosignedIn(tx, binary.BigEndian.Uint64(k))
-		c, err := OpenCheckpoint(msg, vkey)
-		if err != nil {
-			return fmt.Errorf("latest checkpoint: %w", err)
-		}
-		if uint64(c.Size) <= seq {
-			return fmt.Errorf("record %d is not yet covered by a signed checkpoint (the latest covers %d records); retry after the next checkpoint", seq, c.Size)
-		}
-		leaf := tx.Bucket(bucketLeaves).Get(u64key(seq))
-		if leaf == nil {
-			return fmt.Errorf("record %d: %w", seq, ErrNotFound)
-		}
-		p, err := tlog.ProveRecord(c.Size, int64(seq), bucketHashReader{tx.Bucket(bucketTree)})
-		if err != nil {
-			return fmt.Errorf("inclusion proof: %w", err)
-		}
-		fmt.Fprintf(&out, "%s\nextra %s\nindex %d\n", tlogProofHeader, base64.StdEncoding.EncodeToString(leaf), seq)
-		for _, h := range p {
-			fmt.Fprintf(&out, "%s\n", h)
+	cosigned := func(tx *bbolt.Tx, k, _ []byte) []byte { return cosignedIn(tx, binary.BigEndian.Uint64(k)) }
+	return writeProof(db, seq, cosigned, func(out *bytes.Buffer, in *inclusion) {
+		fmt.Fprintf(out, "%s\nextra %s\nindex %d\n", tlogProofHeader, base64.StdEncoding.EncodeToString(in.leaf), seq)
+		for _, h := range in.proof {
+			fmt.Fprintf(out, "%s\n", h)
 		}
 		out.WriteString("\n")
-		out.Write(msg)
-		return nil
+		out.Write(in.note)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store: prove %d: %w", seq, err)
-	}
-	return out.Bytes(), nil
 }
 
 // VerifyTLogProof checks a C2SP tlog-proof made by ProveTLog offline:
@@ -135,24 +109,8 @@ func verifyTLogProof(proof []byte, pubkey string) (*ProofResult, []byte, error) 
 	if res.Leaf == nil {
 		return nil, nil, errors.New("no extra line: sessctl puts the record's leaf there")
 	}
-	c, err := OpenCheckpoint(cp, pubkey)
-	if err != nil {
+	if err := res.check(cp, pubkey, rp); err != nil {
 		return nil, nil, err
 	}
-	res.Checkpoint = c
-	if uint64(c.Size) <= res.Seq {
-		return nil, nil, fmt.Errorf("checkpoint of %d records does not cover record %d", c.Size, res.Seq)
-	}
-	if err := tlog.CheckRecord(rp, c.Size, c.Root, int64(res.Seq), tlog.RecordHash(res.Leaf)); err != nil {
-		return nil, nil, fmt.Errorf("record %d is not in the signed tree: %w", res.Seq, err)
-	}
-	rec, err := DecodeLeaf(res.Leaf)
-	if err != nil {
-		return nil, nil, err
-	}
-	if rec.Seq != res.Seq {
-		return nil, nil, fmt.Errorf("leaf says seq %d, proof is for %d", rec.Seq, res.Seq)
-	}
-	res.Record = rec
 	return res, cp, nil
 }

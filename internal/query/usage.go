@@ -256,25 +256,14 @@ func Usage(src Source, q UsageQuery) ([]UsageRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows := make([]UsageRow, 0, len(groups))
-	for _, r := range groups {
-		rows = append(rows, *r)
-	}
-	slices.SortFunc(rows, func(a, b UsageRow) int {
-		if c := cmp.Compare(b.Total, a.Total); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(b.Requests+b.Refused, a.Requests+a.Refused); c != 0 {
-			return c
-		}
+	return sortedRows(groups, func(a, b UsageRow) int {
 		for _, d := range q.By {
 			if c := cmp.Compare(a.Dim(d), b.Dim(d)); c != 0 {
 				return c
 			}
 		}
 		return 0
-	})
-	return rows, nil
+	}), nil
 }
 
 // UsageReport is what the Usage page draws: requests and tokens over
@@ -395,6 +384,15 @@ func Report(src Source, since, until time.Time) (*UsageReport, error) {
 
 // top returns the topN rows by tokens, then requests.
 func top(m map[string]*UsageRow) []UsageRow {
+	rows := sortedRows(m, func(a, b UsageRow) int {
+		return cmp.Compare(a.Repo+a.Model, b.Repo+b.Model)
+	})
+	return rows[:min(len(rows), topN)]
+}
+
+// sortedRows returns the rows of m, most tokens first, then most requests
+// (refused ones included), then as tie orders them.
+func sortedRows(m map[string]*UsageRow, tie func(a, b UsageRow) int) []UsageRow {
 	rows := make([]UsageRow, 0, len(m))
 	for _, r := range m {
 		rows = append(rows, *r)
@@ -406,7 +404,7 @@ func top(m map[string]*UsageRow) []UsageRow {
 		if c := cmp.Compare(b.Requests+b.Refused, a.Requests+a.Refused); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.Repo+a.Model, b.Repo+b.Model)
+		return tie(a, b)
 	})
-	return rows[:min(len(rows), topN)]
+	return rows
 }

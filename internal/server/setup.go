@@ -20,7 +20,6 @@ import (
 	"github.com/sessctl/sessctl/identity"
 	"github.com/sessctl/sessctl/internal/keyfile"
 	"github.com/sessctl/sessctl/internal/runnerenv"
-	"github.com/sessctl/sessctl/provider"
 	"github.com/sessctl/sessctl/rules"
 	"github.com/sessctl/sessctl/store"
 )

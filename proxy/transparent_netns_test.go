@@ -4,7 +4,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -17,11 +16,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sessctl/sessctl/ca"
+	"github.com/sessctl/sessctl/internal/testutil"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -127,24 +126,7 @@ func newNetns(t *testing.T) *netns {
 type helper struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	stderr *testutil.Buffer
 }
 
 // startHelper runs TestTransparentNetnsHelper in ns with env, and waits
@@ -154,7 +136,7 @@ func (n *netns) startHelper(ns string, env ...string) *helper {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestTransparentNetnsHelper$", "-test.count=1", "-test.timeout=5m")
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "SESSCTL_TEST_LOG=" + os.Getenv("SESSCTL_TEST_LOG")}, env...)
-	h := &helper{cmd: cmd, stderr: &lockedBuffer{}}
+	h := &helper{cmd: cmd, stderr: &testutil.Buffer{}}
 	cmd.Stderr = h.stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

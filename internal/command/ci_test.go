@@ -37,7 +37,7 @@ import (
 // ciServe is a `sessctl serve` trusting one OIDC issuer.
 type ciServe struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testutil.Buffer
 	listen string
 	data   string
 	caFile string // sessctl's CA
@@ -45,7 +45,7 @@ type ciServe struct {
 
 func startCIServe(t *testing.T, up *clientsUpstream, is *oidctest.Issuer) *ciServe {
 	t.Helper()
-	s := &ciServe{stderr: new(lockedBuffer), listen: freeAddr(t), data: t.TempDir()}
+	s := &ciServe{stderr: new(testutil.Buffer), listen: freeAddr(t), data: t.TempDir()}
 	s.caFile = filepath.Join(s.data, "ca", "ca.crt")
 	cfg := filepath.Join(t.TempDir(), "sessctl.yaml")
 	body := fmt.Sprintf(`listen: %s

@@ -189,7 +189,7 @@ func (u *clientsUpstream) String() string {
 type firstRun struct {
 	cmd      *exec.Cmd
 	dir      string // where serve runs; its data directory is dir/data
-	stderr   *lockedBuffer
+	stderr   *testutil.Buffer
 	exports  string   // the lines printed for the runner
 	adminURL string   // from the admin line
 	adminTok string   // from the admin line
@@ -201,7 +201,7 @@ type firstRun struct {
 // the printed runner lines in a shell started in runnerDir.
 func startFirstRun(t *testing.T, up *clientsUpstream, runnerDir string) *firstRun {
 	t.Helper()
-	s := &firstRun{dir: t.TempDir(), stderr: new(lockedBuffer)}
+	s := &firstRun{dir: t.TempDir(), stderr: new(testutil.Buffer)}
 	s.cmd = exec.Command(sessctlBin, "serve", "--listen", "127.0.0.1:0", "--admin_listen", "127.0.0.1:0",
 		"--upstream_addr", up.addr, "--upstream_ca_file", up.caFile)
 	s.cmd.Dir = s.dir

@@ -1,7 +1,6 @@
 package command
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -75,25 +74,8 @@ type replica struct {
 	listen string
 	admin  string
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testutil.Buffer
 	env    []string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // replica writes a replica's config; sharedKey false gives it a session
@@ -134,7 +116,7 @@ log_level: debug
 // start runs the replica and waits until /healthz answers.
 func (r *replica) start(t *testing.T) {
 	t.Helper()
-	r.stderr = &syncBuffer{}
+	r.stderr = &testutil.Buffer{}
 	r.cmd = exec.Command(sessctlBin, "serve", "--config", r.cfg)
 	r.cmd.Env = r.env
 	r.cmd.Stdout = io.Discard

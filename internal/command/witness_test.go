@@ -2,7 +2,6 @@ package command
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,41 +22,23 @@ import (
 	"github.com/prometheus/common/model"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/sessctl/sessctl/internal/testutil"
 	"github.com/sessctl/sessctl/internal/witnesstest"
 	"github.com/sessctl/sessctl/store"
 	"github.com/sessctl/sessctl/witness"
 )
 
-// lockedBuffer is a bytes.Buffer safe for a process to write while the
-// test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // witnessedServe is a `sessctl serve` started with a config file.
 type witnessedServe struct {
 	cmd           *exec.Cmd
-	stderr        *lockedBuffer
+	stderr        *testutil.Buffer
 	listen, admin string
 	token, adminT string // printed on the first run only
 }
 
 func startWitnessedServe(t *testing.T, data, cfg, upAddr, upCA string, firstRun bool) *witnessedServe {
 	t.Helper()
-	s := &witnessedServe{listen: freeAddr(t), admin: freeAddr(t), stderr: &lockedBuffer{}}
+	s := &witnessedServe{listen: freeAddr(t), admin: freeAddr(t), stderr: &testutil.Buffer{}}
 	s.cmd = exec.Command(sessctlBin, "serve", "--config", cfg, "--listen", s.listen, "--admin_listen", s.admin,
 		"--data_dir", data, "--upstream_addr", upAddr, "--upstream_ca_file", upCA)
 	s.cmd.Env = append(os.Environ(), "OPENAI_API_KEY="+realKey)

@@ -7,7 +7,6 @@ package witnesstest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessctl/sessctl/internal/testutil"
 )
 
 // Witness is a running litewitness.
@@ -34,7 +35,7 @@ type Witness struct {
 
 	bin, db string
 	cmd     *exec.Cmd
-	stderr  *syncBuffer
+	stderr  *testutil.Buffer
 }
 
 var build struct {
@@ -113,7 +114,7 @@ func Start(t testing.TB, name string) *Witness {
 	addr := l.Addr().String()
 	l.Close()
 
-	w := &Witness{Name: name, URL: "http://" + addr, bin: bin, db: filepath.Join(dir, "w.db"), stderr: &syncBuffer{}}
+	w := &Witness{Name: name, URL: "http://" + addr, bin: bin, db: filepath.Join(dir, "w.db"), stderr: &testutil.Buffer{}}
 	w.cmd = exec.Command(filepath.Join(bin, "litewitness"), "-db", w.db, "-name", name,
 		"-key", fpr, "-ssh-agent", sock, "-listen", addr)
 	w.cmd.Stdout, w.cmd.Stderr = w.stderr, w.stderr
@@ -209,21 +210,4 @@ func waitFor(t testing.TB, network, addr string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

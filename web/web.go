@@ -49,6 +49,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/sessctl/sessctl/approval"
@@ -169,6 +170,16 @@ func NewHandler(o Options) http.Handler {
 		}
 		mux.Handle("/log/", lh)
 	}
+
+	// Profiles of the running gate (CPU, heap, goroutines) for the
+	// operator who asks why it is slow; admin token required.
+	prof := http.NewServeMux()
+	prof.HandleFunc("/debug/pprof/", pprof.Index)
+	prof.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	prof.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	prof.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/pprof/", h.requireAPI(prof))
 
 	h.routePages(mux)
 

@@ -32,6 +32,13 @@ type job struct {
 	resp    []byte   // stored response body value, or nil
 	pending []byte   // Begin: pending entry for rec.SessionID
 	charges []Charge // budget charges written with rec
+	// chargesJSON is charges as the journal holds them.
+	chargesJSON []byte
+	// leaf is the record as stored, once it has its place in the chain
+	// (see assign).
+	leaf []byte
+	// moot marks a note whose record is in the same batch.
+	moot bool
 	// fn runs alone in its own transaction before rec is appended.
 	fn   func(tx *bbolt.Tx, st *chainState) error
 	hash tlog.Hash
@@ -76,6 +83,12 @@ func newJob(r *Record) (*job, error) {
 	rec.Start, rec.End = rec.Start.UTC(), rec.End.UTC()
 	j := &job{rec: &rec, charges: r.Charges, done: make(chan struct{})}
 	rec.Charges = nil
+	if len(r.Charges) > 0 {
+		var err error
+		if j.chargesJSON, err = json.Marshal(r.Charges); err != nil {
+			return nil, fmt.Errorf("store: append: encode charges: %w", err)
+		}
+	}
 	if rec.Recording != RecordingMetadata {
 		var err error
 		if len(r.RequestBody) > 0 {
@@ -229,7 +242,20 @@ func (s *Store) appender() {
 	tick = min(max(tick, 10*time.Millisecond), time.Second)
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
+	// applyTimer runs out applyDelay after the first record waits in
+	// the journal.
+	applyTimer := time.NewTimer(time.Hour)
+	applyTimer.Stop()
+	armed := false
 	for {
+		if len(s.unapplied) > 0 && (s.applyDue() || !armed) {
+			if s.applyDue() {
+				s.applyPending()
+			} else {
+				applyTimer.Reset(s.opts.applyDelay)
+				armed = true
+			}
+		}
 		select {
 		case j := <-s.jobs:
 			batch := []*job{j}
@@ -271,6 +297,11 @@ func (s *Store) appender() {
 			if s.size-s.lastCP >= uint64(s.opts.CheckpointEvery) {
 				s.tryCheckpoint()
 			}
+		case <-applyTimer.C:
+			armed = false
+			s.applyPending()
+		case ch := <-s.flushes:
+			ch <- s.applyPending()
 		case <-ticker.C:
 			if s.Healthy() != nil {
 				s.probe()
@@ -337,7 +368,7 @@ func (s *Store) runBatch(batch []*job) {
 	t0 := time.Now()
 	err := s.writeOrphans()
 	if err == nil {
-		err = s.commitBatch(batch, false)
+		err = s.commit(batch)
 	}
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(len(batch), time.Since(t0), err)
@@ -348,7 +379,11 @@ func (s *Store) runBatch(batch []*job) {
 		s.recordedOK(batch)
 	}
 	s.publish()
-	s.setHealth(err)
+	health := err
+	if health == nil {
+		health = s.applyErr
+	}
+	s.setHealth(health)
 	for _, j := range batch {
 		if err != nil {
 			j.err = err
@@ -357,15 +392,103 @@ func (s *Store) runBatch(batch []*job) {
 	}
 }
 
-// commitBatch appends the jobs in one transaction; with flush it also
-// writes every held-back index key.
-func (s *Store) commitBatch(batch []*job, flush bool) error {
+// Bounds on what waits in the journal for the bbolt file: the appender
+// applies it when any is reached (and when a reader, a checkpoint or a
+// special job needs the bbolt file complete).
+const (
+	applyRecords = 512
+	applyBytes   = 4 << 20
+	applyDelay   = 100 * time.Millisecond
+)
+
+// commit makes batch durable. Small batches go to the journal (one
+// write, one flush) and wait there to be applied to the bbolt file with
+// others; a batch with a special job or too large for a journal frame is
+// applied at once, after everything that waits, in one synced bbolt
+// transaction. Without a journal (Options.NoSync) everything is applied
+// at once.
+func (s *Store) commit(batch []*job) error {
+	for _, j := range batch {
+		if j.fn != nil {
+			return s.apply(batch, false)
+		}
+	}
+	markMoot(batch)
+	size := frameSize(batch)
+	if s.jnl == nil || size > maxJournalFrame {
+		return s.apply(batch, false)
+	}
+	if s.pendingBytes+size > applyBytes {
+		if err := s.apply(nil, false); err != nil {
+			return err
+		}
+	}
 	st := chainState{size: s.size, head: s.head}
+	for _, j := range batch {
+		if j.pending == nil && j.rec != nil {
+			assign(&st, j)
+		}
+	}
+	s.frame = encodeBatch(s.frame, s.batchNo+1, batch)
+	if err := s.jnl.append(s.frame); err != nil {
+		return err
+	}
+	s.batchNo++
+	s.size, s.head = st.size, st.head
+	for _, j := range batch {
+		if !j.moot {
+			s.unapplied = append(s.unapplied, j)
+		}
+	}
+	s.pendingBytes += len(s.frame)
+	if cap(s.frame) > 4*maxJournalFrame {
+		s.frame = nil
+	}
+	return nil
+}
+
+// markMoot marks the notes of batch whose record is in it too.
+func markMoot(batch []*job) {
+	recorded := recordedSessions(batch)
+	for _, j := range batch {
+		j.moot = j.pending != nil && recorded[j.rec.SessionID]
+	}
+}
+
+// applyDue reports whether what waits in the journal should be applied
+// now rather than at the timer.
+func (s *Store) applyDue() bool {
+	return len(s.unapplied) >= applyRecords || s.pendingBytes >= applyBytes
+}
+
+// applyPending applies what waits in the journal and records the
+// outcome in the store's health.
+func (s *Store) applyPending() error {
+	if len(s.unapplied) == 0 {
+		return s.applyErr
+	}
+	err := s.apply(nil, false)
+	s.applyErr = err
+	if err != nil {
+		s.setHealth(err)
+	}
+	return err
+}
+
+// apply writes the jobs that wait in the journal, then extra, in one
+// synced bbolt transaction; with flush it also writes every held-back
+// index key. Records of extra get their place in the chain here.
+func (s *Store) apply(extra []*job, flush bool) error {
+	all := s.unapplied
+	if len(extra) > 0 {
+		all = append(all[:len(all):len(all)], extra...)
+	}
+	st := chainState{size: s.appliedSize, head: s.appliedHead}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		st = chainState{size: s.size, head: s.head}
+		st = chainState{size: s.appliedSize, head: s.appliedHead}
 		packAppendOnly(tx)
-		recorded := recordedSessions(batch)
-		for _, j := range batch {
+		recorded := recordedSessions(all)
+		for _, j := range all {
 			if j.fn != nil {
 				if err := j.fn(tx, &st); err != nil {
 					return err
@@ -380,22 +503,45 @@ func (s *Store) commitBatch(batch []*job, flush bool) error {
 				}
 				continue
 			}
-			if j.rec != nil {
-				if err := s.appendTx(tx, &st, j); err != nil {
-					return err
-				}
+			if j.rec == nil {
+				continue
+			}
+			if j.leaf == nil {
+				assign(&st, j)
+			} else if j.rec.Seq != st.size || j.rec.Prev != hex.EncodeToString(st.head[:]) {
+				return fmt.Errorf("journaled record %d does not follow record %d", j.rec.Seq, st.size-1)
+			}
+			if err := s.applyTx(tx, &st, j); err != nil {
+				return err
 			}
 		}
 		if err := s.flushIndex(tx, &st, flush); err != nil {
 			return err
 		}
+		if s.jnl != nil {
+			if err := tx.Bucket(bucketMeta).Put(metaJournal, u64key(s.batchNo)); err != nil {
+				return err
+			}
+		}
 		return putHead(tx, st)
 	})
 	if err != nil {
+		for _, j := range extra {
+			j.leaf = nil
+		}
 		return fmt.Errorf("store: append to %s: %w", s.path, err)
 	}
+	s.appliedSize, s.appliedHead = st.size, st.head
 	s.size, s.head = st.size, st.head
 	s.indexed(st)
+	clear(s.unapplied)
+	s.unapplied, s.pendingBytes, s.applyErr = s.unapplied[:0], 0, nil
+	if cap(s.unapplied) > 4*applyRecords {
+		s.unapplied = nil
+	}
+	if s.jnl != nil {
+		s.jnl.rewind()
+	}
 	return nil
 }
 
@@ -455,17 +601,26 @@ func (s *Store) indexed(st chainState) {
 	s.ixKeys = append(s.ixKeys, st.index...)
 }
 
-// appendTx writes one record (leaf, tree hashes, bodies, indexes) in tx.
-func (s *Store) appendTx(tx *bbolt.Tx, st *chainState, j *job) error {
+// assign gives the record of j its place in the chain after st: its
+// sequence number, the hash of the record before it, its leaf and hash.
+func assign(st *chainState, j *job) {
 	seq := st.size
 	prev := hex.EncodeToString(st.head[:])
-	leaf := leafFrom(j.pre, seq, prev)
-	h := tlog.RecordHash(leaf)
-	if err := tx.Bucket(bucketLeaves).Put(u64key(seq), leaf); err != nil {
+	j.leaf = leafFrom(j.pre, seq, prev)
+	j.hash = tlog.RecordHash(j.leaf)
+	j.rec.Seq, j.rec.Prev = seq, prev
+	st.size, st.head = seq+1, j.hash
+}
+
+// applyTx writes one placed record (leaf, tree hashes, bodies, indexes)
+// in tx.
+func (s *Store) applyTx(tx *bbolt.Tx, st *chainState, j *job) error {
+	seq := j.rec.Seq
+	if err := tx.Bucket(bucketLeaves).Put(u64key(seq), j.leaf); err != nil {
 		return err
 	}
 	tree := tx.Bucket(bucketTree)
-	hashes, err := tlog.StoredHashesForRecordHash(int64(seq), h, bucketHashReader{tree})
+	hashes, err := tlog.StoredHashesForRecordHash(int64(seq), j.hash, bucketHashReader{tree})
 	if err != nil {
 		return fmt.Errorf("tree: %w", err)
 	}
@@ -507,9 +662,7 @@ func (s *Store) appendTx(tx *bbolt.Tx, st *chainState, j *job) error {
 	for _, x := range recordTerms(r) {
 		st.index = append(st.index, indexKey(x.field, x.value, t, seq))
 	}
-	r.Seq, r.Prev = seq, prev
-	j.hash = h
-	st.size, st.head = seq+1, h
+	st.size, st.head = seq+1, j.hash
 	return nil
 }
 
@@ -553,6 +706,12 @@ func (r bucketHashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 
 // probe tries a small write to find out whether the disk works again.
 func (s *Store) probe() {
+	if len(s.unapplied) > 0 {
+		if s.applyPending() == nil {
+			s.setHealth(s.writeOrphans())
+		}
+		return
+	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(metaProbe, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
 	})
@@ -573,6 +732,9 @@ func (s *Store) tryCheckpoint() {
 // checkpoint signs and stores a checkpoint for the current size, then
 // copies it to the checkpoint file and hook.
 func (s *Store) checkpoint() error {
+	if err := s.applyPending(); err != nil {
+		return err
+	}
 	c := Checkpoint{Origin: s.origin, Size: int64(s.size)}
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		var err error
@@ -629,7 +791,7 @@ func (s *Store) shutdown() {
 	}
 	if err == nil {
 		// Leave the log fully indexed for readers.
-		err = s.commitBatch([]*job{j}, true)
+		err = s.apply([]*job{j}, true)
 	}
 	if err == nil && s.size > s.lastCP {
 		err = s.checkpoint()

@@ -2,28 +2,19 @@ package store
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
-// When the database file stops accepting writes, Append fails and the
-// store reports itself unhealthy, so the proxy refuses traffic.
+// When the database and journal files stop accepting writes, Append
+// fails and the store reports itself unhealthy, so the proxy refuses
+// traffic.
 func TestFailClosedOnWriteError(t *testing.T) {
-	var mu sync.Mutex
-	var file *os.File
-	dir := t.TempDir()
-	s, err := Open(filepath.Join(dir, "s.db"), Options{
-		Logger: quietLogger(),
-		openFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
-			f, err := os.OpenFile(name, flag, perm)
-			mu.Lock()
-			file = f
-			mu.Unlock()
-			return f, err
-		},
+	files := &openFiles{}
+	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{
+		Logger:   quietLogger(),
+		openFile: files.open,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -35,9 +26,7 @@ func TestFailClosedOnWriteError(t *testing.T) {
 	if err := s.Healthy(); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	file.Close() // every later write and fsync fails
-	mu.Unlock()
+	files.closeAll(t) // every later write and fsync fails
 	if _, err := s.Append(ctx, exchange(2)); err == nil {
 		t.Fatal("Append succeeded on a closed file")
 	}

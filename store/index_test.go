@@ -33,7 +33,8 @@ func appendBulk(s *Store, recs []*Record) error {
 	bulk := &job{done: make(chan struct{})}
 	bulk.fn = func(tx *bbolt.Tx, st *chainState) error {
 		for _, j := range jobs {
-			if err := s.appendTx(tx, st, j); err != nil {
+			assign(st, j)
+			if err := s.applyTx(tx, st, j); err != nil {
 				return err
 			}
 		}

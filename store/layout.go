@@ -28,6 +28,9 @@ var (
 	metaPrunedTo  = []byte("pruned_to")
 	metaProbe     = []byte("probe")
 	metaIndexed   = []byte("indexed")
+	// metaJournal is the number of the last journal batch the bbolt
+	// file holds (see journal.go).
+	metaJournal = []byte("journal")
 )
 
 // dbFormat is the value of meta/format in a sessctl log.

@@ -24,6 +24,13 @@ func (s *Store) keepOrphans(batch []*job, cause error) {
 	// forwarded (BeginQueued), so their records must be kept if they
 	// fail too.
 	inBatch := map[string]bool{}
+	// Notes that wait in the journal are durable but not yet in the
+	// pending bucket.
+	for _, j := range s.unapplied {
+		if j.pending != nil {
+			inBatch[j.rec.SessionID] = true
+		}
+	}
 	for _, j := range batch {
 		if j.pending != nil {
 			inBatch[j.rec.SessionID] = true
@@ -106,7 +113,7 @@ func (s *Store) writeOrphans() error {
 		}
 		batch = append(batch, j)
 	}
-	if err := s.commitBatch(batch, false); err != nil {
+	if err := s.commit(batch); err != nil {
 		return err
 	}
 	s.log.Warn("records that could not be written are in the log as aborted", "count", len(batch), "dropped_over_limit", s.orphansDropped)

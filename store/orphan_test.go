@@ -14,17 +14,10 @@ import (
 // it) is kept as an aborted record to write once the store can; an
 // exchange never noted (a refusal) is not.
 func TestOrphansKeptWhenNoteAndRecordFail(t *testing.T) {
-	var mu sync.Mutex
-	var file *os.File
+	files := &openFiles{}
 	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{
-		Logger: quietLogger(),
-		openFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
-			f, err := os.OpenFile(name, flag, perm)
-			mu.Lock()
-			file = f
-			mu.Unlock()
-			return f, err
-		},
+		Logger:   quietLogger(),
+		openFile: files.open,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -33,9 +26,7 @@ func TestOrphansKeptWhenNoteAndRecordFail(t *testing.T) {
 	if _, err := s.Append(ctx, exchange(1)); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	file.Close() // every later write fails
-	mu.Unlock()
+	files.closeAll(t) // every later write fails
 
 	together, waited, refused := exchange(2), exchange(3), exchange(4)
 	refused.Kind, refused.Outcome = KindRefused, OutcomeUnauthenticated
@@ -75,5 +66,34 @@ func TestOrphansKeptWhenNoteAndRecordFail(t *testing.T) {
 	}
 	if kept[refused.SessionID] != nil {
 		t.Error("a refusal never noted was kept as a forwarded exchange")
+	}
+}
+
+// openFiles opens the files of a store (the database and its journal)
+// and can close them under it, so that every later write fails.
+type openFiles struct {
+	mu    sync.Mutex
+	files []*os.File
+}
+
+func (o *openFiles) open(name string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err == nil {
+		o.mu.Lock()
+		o.files = append(o.files, f)
+		o.mu.Unlock()
+	}
+	return f, err
+}
+
+func (o *openFiles) closeAll(t *testing.T) {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.files) != 2 {
+		t.Fatalf("%d files opened, want the database and its journal", len(o.files))
+	}
+	for _, f := range o.files {
+		f.Close()
 	}
 }

@@ -98,7 +98,8 @@ func (s *Store) PruneBelow(ctx context.Context, before time.Time, limit uint64) 
 		if err != nil {
 			return err
 		}
-		if err := s.appendTx(tx, st, pj); err != nil {
+		assign(st, pj)
+		if err := s.applyTx(tx, st, pj); err != nil {
 			return err
 		}
 		res.From, res.To, res.Seq, res.Pruned = from, to, pj.rec.Seq, true

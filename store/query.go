@@ -48,7 +48,7 @@ func OpenReader(path string) (*Reader, error) {
 				return fmt.Errorf("damaged sessctl log: bucket %q is missing", b)
 			}
 		}
-		return nil
+		return checkJournalApplied(path, m)
 	})
 	if err != nil {
 		db.Close()
@@ -189,10 +189,20 @@ func (r *Reader) Get(id string) (*Record, []byte, []byte, error) { return get(r.
 func (r *Reader) List(f Filter, fn func(*Record) error) error { return list(r.db, f, fn) }
 
 // Get is [Reader.Get] on the live log.
-func (s *Store) Get(id string) (*Record, []byte, []byte, error) { return get(s.db, id) }
+func (s *Store) Get(id string) (*Record, []byte, []byte, error) {
+	if err := s.flush(); err != nil {
+		return nil, nil, nil, err
+	}
+	return get(s.db, id)
+}
 
 // List is [Reader.List] on the live log.
-func (s *Store) List(f Filter, fn func(*Record) error) error { return list(s.db, f, fn) }
+func (s *Store) List(f Filter, fn func(*Record) error) error {
+	if err := s.flush(); err != nil {
+		return err
+	}
+	return list(s.db, f, fn)
+}
 
 func get(db *bbolt.DB, id string) (rec *Record, req, resp []byte, err error) {
 	err = db.View(func(tx *bbolt.Tx) error {
@@ -355,7 +365,12 @@ func scanTail(tx *bbolt.Tx, f *Filter, from uint64, upper pos, since uint64) ([]
 func (r *Reader) Session(id string) ([]*Record, error) { return session(r.db, id) }
 
 // Session is [Reader.Session] on the live log.
-func (s *Store) Session(id string) ([]*Record, error) { return session(s.db, id) }
+func (s *Store) Session(id string) ([]*Record, error) {
+	if err := s.flush(); err != nil {
+		return nil, err
+	}
+	return session(s.db, id)
+}
 
 func session(db *bbolt.DB, id string) ([]*Record, error) {
 	var recs []*Record
@@ -417,6 +432,9 @@ func latestCheckpoint(db *bbolt.DB) ([]byte, error) {
 // WriteSnapshot writes a consistent copy of the whole database file to w
 // (bbolt Tx.WriteTo), for verifying a running log elsewhere.
 func (s *Store) WriteSnapshot(w io.Writer) (int64, error) {
+	if err := s.flush(); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		var err error

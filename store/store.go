@@ -59,8 +59,9 @@ type Options struct {
 	// "pruning" during Prune) with the records done and the records to
 	// do, for a progress line.
 	Progress func(task string, done, total uint64)
-	// NoSync disables fsync (bbolt NoSync). For tests and benchmarks only:
-	// a record is then not durable when Append returns.
+	// NoSync disables fsync (bbolt NoSync) and the journal: records go
+	// straight to the bbolt file. For tests and benchmarks only: a
+	// record is then not durable when Append returns.
 	NoSync bool
 
 	// openFile replaces os.OpenFile for the database (tests).
@@ -68,6 +69,9 @@ type Options struct {
 	// indexEvery is the number of records whose index keys are held
 	// back before they are written (tests; default defaultIndexEvery).
 	indexEvery int
+	// applyDelay is how long records wait in the journal before they are
+	// applied to the bbolt file (tests; default applyDelay).
+	applyDelay time.Duration
 }
 
 // Receipt acknowledges a durable record.
@@ -117,6 +121,21 @@ type Store struct {
 	// failedNotes are the sessions whose in-flight note failed to commit
 	// and whose record has not been written yet.
 	failedNotes map[string]bool
+
+	// jnl is the journal (nil with Options.NoSync). Records in it and
+	// not yet in the bbolt file are unapplied, in order; size and head
+	// count them, appliedSize and appliedHead do not.
+	jnl          *journal
+	batchNo      uint64 // the last batch written to the journal
+	unapplied    []*job
+	pendingBytes int
+	appliedSize  uint64
+	appliedHead  tlog.Hash
+	// applyErr is the error of the last failed apply, until one works.
+	applyErr error
+	frame    []byte // reused journal payload buffer
+	// flushes asks the appender to apply the journal now (readers).
+	flushes chan chan error
 }
 
 type healthState struct{ err error }
@@ -143,6 +162,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.indexEvery <= 0 {
 		opts.indexEvery = defaultIndexEvery
 	}
+	if opts.applyDelay <= 0 {
+		opts.applyDelay = applyDelay
+	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:  time.Second,
 		NoSync:   opts.NoSync,
@@ -159,11 +181,16 @@ func Open(path string, opts Options) (*Store, error) {
 		jobs:        make(chan *job),
 		quit:        make(chan struct{}),
 		urgent:      make(chan struct{}, 1),
+		flushes:     make(chan chan error),
 		done:        make(chan struct{}),
 		failedNotes: make(map[string]bool),
 	}
 	s.health.Store(&healthState{})
 	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.openJournal(); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -262,7 +289,8 @@ func (s *Store) genesis() error {
 		}
 		packAppendOnly(tx)
 		st := chainState{}
-		if err := s.appendTx(tx, &st, j); err != nil {
+		assign(&st, j)
+		if err := s.applyTx(tx, &st, j); err != nil {
 			return err
 		}
 		if err := s.flushIndex(tx, &st, true); err != nil {
@@ -274,6 +302,7 @@ func (s *Store) genesis() error {
 		return fmt.Errorf("store: genesis %s: %w", s.path, err)
 	}
 	s.size, s.head, s.indexedTo = 1, j.hash, 1
+	s.appliedSize, s.appliedHead = s.size, s.head
 	s.log.Info("created session log", "origin", s.origin, "public_key", s.vkey)
 	return s.checkpoint()
 }
@@ -294,6 +323,9 @@ func sanitizeName(host string) string {
 // and root from the stored leaves and tree, checks them against the last
 // checkpoint, and turns pending exchanges into aborted records.
 func (s *Store) recover() error {
+	if err := s.replayJournal(); err != nil {
+		return err
+	}
 	var pending []*Record
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
@@ -355,6 +387,7 @@ func (s *Store) recover() error {
 	if err != nil {
 		return fmt.Errorf("store: reopen %s: %w", s.path, err)
 	}
+	s.appliedSize, s.appliedHead = s.size, s.head
 	if err := s.buildIndex(); err != nil {
 		return err
 	}
@@ -370,7 +403,7 @@ func (s *Store) recover() error {
 		if err != nil {
 			return err
 		}
-		if err := s.commitBatch([]*job{j}, false); err != nil {
+		if err := s.apply([]*job{j}, false); err != nil {
 			return fmt.Errorf("store: reopen %s: record aborted exchange: %w", s.path, err)
 		}
 		s.log.Warn("exchange was in flight at last stop; recorded as aborted", "session_id", a.SessionID, "seq", j.rec.Seq)
@@ -439,9 +472,13 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.done
-		s.health.Store(&healthState{err: ErrClosed})
 		// A closed store can record nothing: refuse traffic.
 		s.health.Store(&healthState{err: ErrClosed})
+		if s.jnl != nil {
+			if err := s.jnl.close(); err != nil && s.closeErr == nil {
+				s.closeErr = fmt.Errorf("store: close %s: %w", s.jnl.path, err)
+			}
+		}
 		if err := s.db.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("store: close %s: %w", s.path, err)
 		}

@@ -123,6 +123,9 @@ func putCharges(tx *bbolt.Tx, charges []Charge) error {
 // Budgets calls fn with every budget counter's latest window and what it
 // holds, so that a budget meter starts where the last run stopped.
 func (s *Store) Budgets(fn func(key string, window time.Time, spent Spent) error) error {
+	if err := s.flush(); err != nil {
+		return err
+	}
 	return s.db.View(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketBudgets)
 		if b == nil {

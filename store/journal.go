@@ -274,7 +274,7 @@ func scanJournal(data []byte, applied uint64) ([][]byte, error) {
 		first, prev = false, no
 		if no > applied {
 			if len(out) == 0 && no != applied+1 {
-				return nil, fmt.Errorf("journal starts at batch %d but the log holds batches up to %d: batches are missing", no, applied)
+				return nil, fmt.Errorf("journal starts at batch %d but the log holds batches up to %d: batches are missing, or the log file is older than its journal (restored from a backup?); if it was restored on purpose, move the journal away", no, applied)
 			}
 			out = append(out, p)
 		}

@@ -185,6 +185,28 @@ func TestJournalRewind(t *testing.T) {
 	}
 }
 
+// A clean Close leaves everything in the bbolt file and removes the
+// journal: the file alone is the log, and an older copy of it can be put
+// back.
+func TestJournalRemovedOnClose(t *testing.T) {
+	s, path := openTest(t, journalOptions())
+	if _, err := s.Append(context.Background(), exchange(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(journalPath(path)); err != nil {
+		t.Fatalf("journal while open: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(journalPath(path)); !os.IsNotExist(err) {
+		t.Fatalf("journal after a clean close: %v", err)
+	}
+	if rep := mustVerify(t, path, VerifyOptions{}); !rep.OK() || rep.Records != 3 {
+		t.Fatalf("verify: %d records, %v", rep.Records, rep.Problems)
+	}
+}
+
 // A journal that is not the log's own, or that misses batches the log
 // needs, stops Open with a clear error instead of being skipped.
 func TestJournalMismatch(t *testing.T) {
@@ -193,8 +215,7 @@ func TestJournalMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	image, opts := crashImage(t, path)
-	o, otherPath := openTest(t, Options{})
-	o.Close()
+	_, otherPath := openTest(t, Options{})
 	other, err := os.ReadFile(journalPath(otherPath))
 	if err != nil {
 		t.Fatal(err)

@@ -478,6 +478,14 @@ func (s *Store) Close() error {
 			if err := s.jnl.close(); err != nil && s.closeErr == nil {
 				s.closeErr = fmt.Errorf("store: close %s: %w", s.jnl.path, err)
 			}
+			// Everything is in the bbolt file: the journal goes, so that
+			// the file alone is the log (copied, or restored from a
+			// backup).
+			if s.closeErr == nil && len(s.unapplied) == 0 {
+				if err := os.Remove(s.jnl.path); err != nil {
+					s.closeErr = fmt.Errorf("store: close %s: %w", s.path, err)
+				}
+			}
 		}
 		if err := s.db.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("store: close %s: %w", s.path, err)

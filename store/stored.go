@@ -52,7 +52,12 @@ func splitSealed(v []byte) *SealedBody {
 
 // Size returns the number of durable records in the log (the sequence
 // number the next record gets).
-func (s *Store) Size() (uint64, error) { return size(s.db) }
+func (s *Store) Size() (uint64, error) {
+	if err := s.flush(); err != nil {
+		return 0, err
+	}
+	return size(s.db)
+}
 
 // Size is [Store.Size] on a log opened read-only.
 func (r *Reader) Size() (uint64, error) { return size(r.db) }

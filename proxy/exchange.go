@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -167,6 +168,9 @@ func (s *Server) serveExchange(w http.ResponseWriter, r *http.Request) {
 	if !ex.begin(w, r) {
 		return
 	}
+	if asksToStream(res.Body) {
+		ex.s.opt.Store.Hurry()
+	}
 	ex.forward(w, r, res.Body)
 }
 
@@ -189,6 +193,25 @@ func (ex *exchange) begin(w http.ResponseWriter, r *http.Request) bool {
 	}
 	ex.begun = wait
 	return true
+}
+
+// asksToStream reports whether a request body seems to ask for a streamed
+// answer ("stream": true, as the OpenAI and Anthropic APIs spell it). A
+// false positive costs one early commit of the in-flight note; a false
+// negative only lets the first answer byte wait for it.
+func asksToStream(body []byte) bool {
+	const key = `"stream"`
+	for {
+		i := bytes.Index(body, []byte(key))
+		if i < 0 {
+			return false
+		}
+		body = body[i+len(key):]
+		rest, ok := bytes.CutPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte(":"))
+		if ok && bytes.HasPrefix(bytes.TrimLeft(rest, " \t\r\n"), []byte("true")) {
+			return true
+		}
+	}
 }
 
 // awaitBegun returns once the in-flight note of a forwarded exchange is

@@ -32,6 +32,10 @@ type Recorder interface {
 	// it is durable, and is called before any answer byte reaches the
 	// runner.
 	BeginQueued(ctx context.Context, r *store.Record) (wait func(context.Context) error, err error)
+	// Hurry asks for the notes queued so far to be committed now rather
+	// than held for their records: for an answer that will stream, whose
+	// first byte waits for its note.
+	Hurry()
 	// Append returns once the record is durable.
 	Append(ctx context.Context, r *store.Record) (store.Receipt, error)
 	// Healthy reports whether records can be written; traffic is refused

@@ -201,6 +201,17 @@ func (s *Store) BeginQueued(ctx context.Context, r *Record) (wait func(context.C
 	}, nil
 }
 
+// Hurry asks the appender to commit the in-flight notes it holds (see
+// BeginQueued) now instead of waiting for their records: for an exchange
+// whose answer will stream, so that the note is durable, or nearly, when
+// the first answer byte arrives.
+func (s *Store) Hurry() {
+	select {
+	case s.urgent <- struct{}{}:
+	default: // a request to commit is already pending
+	}
+}
+
 func (s *Store) submit(ctx context.Context, j *job) error {
 	if err := s.enqueue(ctx, j); err != nil {
 		return err

@@ -66,7 +66,7 @@ func FuzzMask(f *testing.F) {
 
 // blocks reports whether a block rule fires on text (a stream then stops).
 func blocks(s *Set, text []byte) bool {
-	hits, _ := s.resp.find(text, []seg{{0, len(text), 0}}, false, nil)
+	hits := s.resp.find(text, []seg{{0, len(text), 0}})
 	for _, h := range hits {
 		if s.resp.rules[h.rule].Action != Mask {
 			return true

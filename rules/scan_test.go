@@ -104,7 +104,7 @@ func TestScanMatchesRegexp(t *testing.T) {
 				buf = append(buf, txt...)
 				texts = append(texts, txt)
 			}
-			hits, _ := m.find(buf, segs, false, nil)
+			hits := m.find(buf, segs)
 			var got, want [][2]int
 			for _, h := range hits {
 				got = append(got, [2]int{h.start, h.end})
@@ -127,7 +127,7 @@ func TestScanBudget(t *testing.T) {
 	s := mustSet(t, Rule{Name: "r", Pattern: `ab[^z]*z`, Action: Mask})
 	text := []byte(strings.Repeat("ab", 50000))
 	text = append(text, 'z')
-	hits, _ := s.req.find(text, []seg{{0, len(text), 0}}, false, nil)
+	hits := s.req.find(text, []seg{{0, len(text), 0}})
 	if len(hits) != 1 || hits[0].start != 0 || hits[0].end != len(text) {
 		t.Fatalf("hits = %v", hits)
 	}
@@ -188,7 +188,7 @@ func TestStreamStepsMatchWholeMany(t *testing.T) {
 }
 
 func maskWhole(s *Set, text []byte) []byte {
-	hits, _ := s.resp.find(text, []seg{{0, len(text), 0}}, false, nil)
+	hits := s.resp.find(text, []seg{{0, len(text), 0}})
 	return applyMasks(nil, text, hits, s.resp)
 }
 

@@ -84,6 +84,7 @@ type EventMasker struct {
 	streams []*textStream
 	blocked *compiled
 	vms     []*valueVM // by rule, made on first use
+	scratch jscratch   // the JSON parser's buffers, for the next event
 	touched bool       // text of this answer has been held back or masked
 	// inThinking: blocked is a mask rule that matched inside a thinking
 	// block, which must not be edited (its signature covers it).
@@ -210,7 +211,7 @@ func (m *EventMasker) process(ev []byte) []outEvent {
 	if m.blocked != nil {
 		return nil
 	}
-	root, strs, ok := parseJSON(ev)
+	root, strs, ok := m.scratch.parse(ev)
 	if !ok {
 		out := maskBody(m.m, m.t, m.t.counts, ev, nil)
 		if m.checkFired(m.t.counts) {
@@ -239,7 +240,11 @@ func (m *EventMasker) process(ev []byte) []outEvent {
 	}
 	// Streams that end here without a piece in this event: release their
 	// tail first.
-	for _, st := range slices.Clone(m.streams) {
+	var streams []*textStream
+	if len(ends) > 0 {
+		streams = slices.Clone(m.streams)
+	}
+	for _, st := range streams {
 		if ended(st) && !has(st) {
 			outs = append(outs, m.finish(st)...)
 			if m.blocked != nil {
@@ -419,6 +424,7 @@ func (m *EventMasker) step(st *textStream, piece []byte, final bool) []byte {
 		end := len(buf) - partialRune(buf[rel:])
 		sc := m.m.findStream(buf[:end], seg{start: 0, end: end, from: from}, m.bound)
 		keep, release = m.hold(st, sc, end, from, rel)
+		sc.release()
 		hits = slices.DeleteFunc(sc.hits, func(h hit) bool { return h.mstart >= keep })
 	}
 	for _, h := range hits {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -17,6 +18,7 @@ type matcher struct {
 	first    [256][]litRef // literals by first byte, for partial literals at a stream's end
 	maxLit   int           // longest literal, in bytes (upper bound)
 	fallback []int         // rules scanned without prefilter
+	states   sync.Pool     // *[]ruleState, one per rule, for scans
 }
 
 type litRef struct {
@@ -126,6 +128,7 @@ type scan struct {
 	bound  func(*compiled) int // stream holdback per rule
 
 	st       []ruleState
+	stp      *[]ruleState // st, from and back to m.states
 	hits     []hit
 	filtered []hit // stream: matches whose value a filter dropped
 	live     int   // stream: earliest start of a possible match not yet complete
@@ -148,7 +151,18 @@ func (m *matcher) find(buf []byte, segs []seg) []hit {
 	if len(m.rules) == 0 {
 		return nil
 	}
-	return m.run(buf, segs, false, nil).hits
+	s := m.run(buf, segs, false, nil)
+	s.release()
+	return s.hits
+}
+
+// release gives the scan's rule states back for another scan; s.st is
+// not used after it.
+func (s *scan) release() {
+	if s.stp != nil {
+		s.m.states.Put(s.stp)
+		s.st, s.stp = nil, nil
+	}
 }
 
 // findStream runs the rules of m over buf[sg.start:sg.end], a stream's text
@@ -166,11 +180,14 @@ func (m *matcher) findStream(buf []byte, sg seg, bound func(*compiled) int) *sca
 }
 
 func (m *matcher) run(buf []byte, segs []seg, stream bool, bound func(*compiled) int) *scan {
-	n := len(m.rules)
-	s := &scan{
-		m: m, buf: buf, stream: stream, bound: bound,
-		st: make([]ruleState, n), live: -1,
+	s := &scan{m: m, buf: buf, stream: stream, bound: bound, live: -1}
+	if p, ok := m.states.Get().(*[]ruleState); ok {
+		s.stp = p
+	} else {
+		st := make([]ruleState, len(m.rules))
+		s.stp = &st
 	}
+	s.st = *s.stp
 	for i := range s.st {
 		s.st[i] = ruleState{last: -1, budget: 8*len(buf) + 1<<16, liveAt: -1}
 	}

@@ -15,9 +15,11 @@ var ErrBlocked = errors.New("rules: answer blocked by a rule")
 
 // StreamOptions tune the stream maskers.
 type StreamOptions struct {
-	// Holdback bounds how many bytes of text that could still become a
-	// match are held back, per text stream (rules may raise it for
-	// themselves with Rule.Holdback). Default 256.
+	// Holdback bounds how long a partial match may be, in bytes, and
+	// still be followed, per text stream (rules may raise it for
+	// themselves with Rule.Holdback): of its text, what could belong to
+	// the masked value is held back, the rest is released and kept as
+	// context. Default 256.
 	Holdback int
 	// MaxEvent bounds the size of one SSE event. Default 16 MiB.
 	MaxEvent int
@@ -74,8 +76,10 @@ func IsTerminalEvent(typ string) bool {
 // EventMasker masks a stream of JSON events (the data of SSE events, or
 // WebSocket messages) of one answer. Text that arrives in pieces (chat
 // completion deltas, Responses API *.delta events) is masked across pieces:
-// the tail that could still become a match is held back, and released in a
-// later event. Every other string of every event is masked as a whole text.
+// the tail that could still become the masked value of a match is held
+// back, and released in a later event; text before it that a match may
+// still begin with (the name before a "secret" group) is released and kept
+// as context. Every other string of every event is masked as a whole text.
 // An EventMasker is not safe for concurrent use.
 type EventMasker struct {
 	m       *matcher

@@ -87,9 +87,8 @@ type EventMasker struct {
 	t       *tally
 	streams []*textStream
 	blocked *compiled
-	vms     []*valueVM // by rule, made on first use
-	scratch jscratch   // the JSON parser's buffers, for the next event
-	touched bool       // text of this answer has been held back or masked
+	scratch jscratch // the JSON parser's buffers, for the next event
+	touched bool     // text of this answer has been held back or masked
 	// inThinking: blocked is a mask rule that matched inside a thinking
 	// block, which must not be edited (its signature covers it).
 	inThinking bool
@@ -517,12 +516,21 @@ func (m *EventMasker) hold(st *textStream, sc *scan, end, from, rel int) (keep, 
 				release = min(release, sc.st[r].liveAt)
 			}
 		}
-		// Rules with a value group: the earliest text any match from keep
-		// on may take as its value.
-		for r, c := range m.m.rules {
-			if c.secret > 0 && release > keep {
-				release = min(release, m.valueVM(r).valueStart(buf[:end], keep, uint32(2*c.secret)))
+		// The earliest text any match from keep on may take as its value,
+		// by the rule's program alone: for rules with a value group, and
+		// for matches that outgrew their rule's holdback while another
+		// rule's partial match keeps them in view.
+		for _, c := range m.m.rules {
+			if release == keep {
+				break
 			}
+			open := wholeMatch
+			if c.secret > 0 {
+				open = uint32(2 * c.secret)
+			}
+			vm := c.valueVM()
+			release = min(release, vm.valueStart(buf[:end], keep, open))
+			c.vms.Put(vm)
 		}
 	}
 	release = max(release, rel)
@@ -530,17 +538,6 @@ func (m *EventMasker) hold(st *textStream, sc *scan, end, from, rel int) (keep, 
 		release--
 	}
 	return keep, release
-}
-
-// valueVM returns the value VM of rule r, made on first use.
-func (m *EventMasker) valueVM(r int) *valueVM {
-	if m.vms == nil {
-		m.vms = make([]*valueVM, len(m.m.rules))
-	}
-	if m.vms[r] == nil {
-		m.vms[r] = newValueVM(m.m.rules[r].prog)
-	}
-	return m.vms[r]
 }
 
 // partialRune returns the length of an incomplete UTF-8 sequence at the

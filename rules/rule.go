@@ -89,6 +89,15 @@ type compiled struct {
 	prog    *syntax.Prog
 	starts  *startTable // what a match can begin with, by the assertions that hold
 	replace []byte
+	vms     sync.Pool // *valueVM for prog, shared by the stream maskers
+}
+
+// valueVM returns a value VM for the rule's program; give it back to c.vms.
+func (c *compiled) valueVM() *valueVM {
+	if vm, ok := c.vms.Get().(*valueVM); ok {
+		return vm
+	}
+	return newValueVM(c.prog)
 }
 
 // Set is a compiled, ordered ruleset. A Set is immutable and safe for

@@ -38,6 +38,10 @@ type valueItem struct {
 
 const noValue = math.MaxInt
 
+// wholeMatch, as the opening instruction of the value, makes the whole
+// match the value.
+const wholeMatch = ^uint32(0)
+
 func newValueVM(prog *syntax.Prog) *valueVM {
 	q := func() *valueQueue {
 		n := len(prog.Inst)
@@ -109,7 +113,8 @@ func (q *valueQueue) add(prog *syntax.Prog, pc uint32, val, pos int, open uint32
 // could lie in the value of a match of prog beginning at a rune boundary
 // at or after from: a match that ends within text, or one that more text
 // could still complete. The value is the capture group whose opening
-// instruction has Arg open. It returns len(text) when no such position
+// instruction has Arg open, or the whole match if open is wholeMatch.
+// It returns len(text) when no such position
 // exists. Bytes before from are context only. Matches are considered
 // whether or not leftmost-first matching would report them, and threads
 // are merged towards the earliest value: the answer may be early, never
@@ -126,7 +131,11 @@ func (v *valueVM) valueStart(text []byte, from int, open uint32) int {
 	for pos := from; pos < len(text); {
 		r, w := utf8.DecodeRune(text[pos:])
 		if pos < best {
-			best = min(best, cur.add(prog, uint32(prog.Start), noValue, pos, open, syntax.EmptyOpContext(prev, r)))
+			val := noValue
+			if open == wholeMatch {
+				val = pos
+			}
+			best = min(best, cur.add(prog, uint32(prog.Start), val, pos, open, syntax.EmptyOpContext(prev, r)))
 		}
 		nflags := endFlags(r)
 		if pos+w < len(text) {

@@ -444,12 +444,13 @@ func (m *EventMasker) step(st *textStream, piece []byte, final bool) []byte {
 	if m.blocked != nil {
 		return nil
 	}
+	// hold never releases text a value may take, so a value starts at or
+	// after rel; were it not so, what is left of it is masked.
+	hits = slices.DeleteFunc(hits, func(h hit) bool { return h.end <= rel })
 	for i := range hits {
 		h := &hits[i]
-		// hold never releases text a value may take, so a value starts
-		// at or after rel; were it not so, what is left is masked.
 		h.start = max(h.start, rel) - rel
-		h.end = max(h.end, rel) - rel
+		h.end -= rel
 		h.mstart -= rel
 		h.mend -= rel
 	}

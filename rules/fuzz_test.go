@@ -163,8 +163,9 @@ func FuzzAnthropicSSE(f *testing.F) {
 // and checks the stream masker: the text released after every delta is a
 // prefix of the text masked whole, so that no value the whole text masks
 // reaches the client, even for a moment; and at the end they are equal. It
-// checks the same through a chat completions SSE stream, with the default
-// holdback, for texts shorter than it.
+// checks the same through an SSE stream (chat completions, Responses or
+// Anthropic Messages, by seed), with the default holdback, for texts
+// shorter than it.
 func FuzzStreamSplits(f *testing.F) {
 	f.Add([]byte("The build failed because the test expects its old path."), uint64(1), uint64(2))
 	f.Add([]byte("aws_secret_access_key = \"x\" and hooks.slack.com/services/ here"), uint64(7), uint64(9))
@@ -228,12 +229,13 @@ func FuzzStreamSplits(f *testing.F) {
 			deltas, carry = append(deltas, d[:n]), d[n:]
 		}
 		deltas = append(deltas, carry)
+		ds := dialectStreams[seed%uint64(len(dialectStreams))]
 		var out bytes.Buffer
-		m := s.NewSSE(&out, nil, StreamOptions{})
-		m.Write(chatStream(deltas))
+		m := s.NewSSE(&out, nil, StreamOptions{Dialect: ds.dialect})
+		m.Write(ds.render(deltas))
 		m.Close()
-		if got := joinChat(t, parseSSE(t, out.Bytes())); got != want {
-			t.Fatalf("chat deltas %q: client got %q, whole %q", deltas, got, want)
+		if got := ds.text(t, out.Bytes()); got != want {
+			t.Fatalf("%s deltas %q: client got %q, whole %q", ds.name, deltas, got, want)
 		}
 	})
 }

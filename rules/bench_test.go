@@ -166,3 +166,47 @@ func BenchmarkAnthropicDelta(b *testing.B) {
 		}
 	}
 }
+
+// englishAnswer is an ordinary English answer, as a model streams it: one
+// word (with its leading space) per delta.
+func englishAnswer() []string {
+	text := "The build failed because the integration test expects the fixture file at its old path; " +
+		"update the path or restore it. Sure, here is how to configure the deployment: first set the " +
+		"environment, then run the job and check the logs for errors. If the service returns a timeout, " +
+		"its retry policy should back off; the session ends when the answer is complete, so please " +
+		"review the changes, rerun the pipeline and tell me whether the tests pass. " +
+		"Secrets such as access keys belong in the secret store, never in the source tree."
+	var words []string
+	for i, w := range strings.Split(text, " ") {
+		if i > 0 {
+			w = " " + w
+		}
+		words = append(words, w)
+	}
+	return words
+}
+
+// BenchmarkSSEEnglish streams an English answer of 93 words, a word
+// per delta, through the default rules: one op is the whole answer (every
+// delta and the end of the stream).
+func BenchmarkSSEEnglish(b *testing.B) {
+	s := Default()
+	words := englishAnswer()
+	var events [][]byte
+	for _, w := range words {
+		events = append(events, []byte(chunk(w)))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		m := s.NewSSE(io.Discard, nil, StreamOptions{})
+		for _, ev := range events {
+			if _, err := m.Write(ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := m.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/delta")
+}

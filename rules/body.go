@@ -233,7 +233,7 @@ func maskBody(m *matcher, t *tally, counts []int, body []byte, skip map[int]bool
 	}
 	spans, ok := scanJSON(body)
 	if !ok {
-		hits, _ := m.find(body, []seg{{0, len(body), 0}}, false, nil)
+		hits := m.find(body, []seg{{0, len(body), 0}})
 		t.add(counts, body, hits)
 		if !hasMask(hits, m) {
 			return body
@@ -301,7 +301,7 @@ func maskEdits(m *matcher, t *tally, counts []int, src []byte, spans []span, ski
 		}
 		segs[i] = seg{start: st, end: len(buf), from: st}
 	}
-	hits, _ := m.find(buf, segs, false, nil)
+	hits := m.find(buf, segs)
 	if len(hits) == 0 {
 		return nil
 	}
@@ -420,7 +420,7 @@ func (s *Set) ResponseIn(body []byte, d Dialect) Result {
 				continue
 			}
 			text := appendUnquote(nil, th.raw(body))
-			hits, _ := s.resp.find(text, []seg{{start: 0, end: len(text), from: 0}}, false, nil)
+			hits := s.resp.find(text, []seg{{start: 0, end: len(text), from: 0}})
 			for _, h := range hits {
 				if c := s.resp.rules[h.rule]; thinking == nil && c.Action == Mask {
 					thinking = c

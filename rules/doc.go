@@ -8,7 +8,8 @@
 // [Set.NewEventMasker] does the same for one JSON event at a time (SSE data
 // or WebSocket messages): a secret that the model emits split across
 // deltas is masked before any byte of it is written, while text that
-// cannot become a match passes at once.
+// cannot become part of a masked value passes at once: only the secret
+// group of a rule that has one is held back, not the key name before it.
 //
 // Patterns are Go (RE2) regular expressions, so matching takes linear time.
 // Before running them, the scanner looks in one pass for the literal text

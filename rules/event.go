@@ -15,9 +15,11 @@ var ErrBlocked = errors.New("rules: answer blocked by a rule")
 
 // StreamOptions tune the stream maskers.
 type StreamOptions struct {
-	// Holdback bounds how many bytes of text that could still become a
-	// match are held back, per text stream (rules may raise it for
-	// themselves with Rule.Holdback). Default 256.
+	// Holdback bounds how long a partial match may be, in bytes, and
+	// still be followed, per text stream (rules may raise it for
+	// themselves with Rule.Holdback): of its text, what could belong to
+	// the masked value is held back, the rest is released and kept as
+	// context. Default 256.
 	Holdback int
 	// MaxEvent bounds the size of one SSE event. Default 16 MiB.
 	MaxEvent int
@@ -74,8 +76,10 @@ func IsTerminalEvent(typ string) bool {
 // EventMasker masks a stream of JSON events (the data of SSE events, or
 // WebSocket messages) of one answer. Text that arrives in pieces (chat
 // completion deltas, Responses API *.delta events) is masked across pieces:
-// the tail that could still become a match is held back, and released in a
-// later event. Every other string of every event is masked as a whole text.
+// the tail that could still become the masked value of a match is held
+// back, and released in a later event; text before it that a match may
+// still begin with (the name before a "secret" group) is released and kept
+// as context. Every other string of every event is masked as a whole text.
 // An EventMasker is not safe for concurrent use.
 type EventMasker struct {
 	m       *matcher
@@ -83,7 +87,8 @@ type EventMasker struct {
 	t       *tally
 	streams []*textStream
 	blocked *compiled
-	touched bool // text of this answer has been held back or masked
+	scratch jscratch // the JSON parser's buffers, for the next event
+	touched bool     // text of this answer has been held back or masked
 	// inThinking: blocked is a mask rule that matched inside a thinking
 	// block, which must not be edited (its signature covers it).
 	inThinking bool
@@ -112,7 +117,8 @@ type textStream struct {
 	tool   int    // chat: tool call index
 	field  string // chat, Anthropic: delta field
 	itemID string // responses: item id
-	ctx    []byte // the last released rune, as context for matching
+	ctx    []byte // released text kept as context for matching
+	from   int    // offset in ctx where an undecided match may begin
 	held   []byte // text not released yet
 	tmpl   []byte // the last event that carried this stream
 }
@@ -208,7 +214,7 @@ func (m *EventMasker) process(ev []byte) []outEvent {
 	if m.blocked != nil {
 		return nil
 	}
-	root, strs, ok := parseJSON(ev)
+	root, strs, ok := m.scratch.parse(ev)
 	if !ok {
 		out := maskBody(m.m, m.t, m.t.counts, ev, nil)
 		if m.checkFired(m.t.counts) {
@@ -237,7 +243,11 @@ func (m *EventMasker) process(ev []byte) []outEvent {
 	}
 	// Streams that end here without a piece in this event: release their
 	// tail first.
-	for _, st := range slices.Clone(m.streams) {
+	var streams []*textStream
+	if len(ends) > 0 {
+		streams = slices.Clone(m.streams)
+	}
+	for _, st := range streams {
 		if ended(st) && !has(st) {
 			outs = append(outs, m.finish(st)...)
 			if m.blocked != nil {
@@ -394,37 +404,31 @@ func (m *EventMasker) finish(st *textStream) []outEvent {
 
 // step adds a piece to st and returns the masked text that can be released.
 // With final set, the text is complete and all of it is released.
+//
+// A stream keeps two positions in its text. Matches that begin before the
+// first are decided; text from it on may still begin a match, and is kept
+// (released or not) as context for the next piece. Text from the second on
+// is held back: it could belong to the value of a match still undecided
+// (the "secret" group, or the whole match of a rule without one). The key
+// name before a secret, or the host of a webhook URL, thus reaches the
+// client at once, and the secret that may follow it is still masked,
+// matched against the text already released.
 func (m *EventMasker) step(st *textStream, piece []byte, final bool) []byte {
 	buf := make([]byte, 0, len(st.ctx)+len(st.held)+len(piece))
 	buf = append(append(append(buf, st.ctx...), st.held...), piece...)
-	from := len(st.ctx)
-	segs := []seg{{start: 0, end: len(buf), from: from}}
-	cut := len(buf)
+	from, rel := st.from, len(st.ctx)
 	var hits []hit
+	keep, release := len(buf), len(buf)
 	if final {
-		hits, _ = m.m.find(buf, segs, false, nil)
+		hits = m.m.find(buf, []seg{{start: 0, end: len(buf), from: from}})
 	} else {
 		// A rune cut in two (never in JSON text, but possible in raw
 		// pieces) waits for its other part.
-		cut = len(buf) - partialRune(buf[from:])
-		segs[0].end = cut
-		var live int
-		hits, live = m.m.find(buf[:cut], segs, true, m.bound)
-		if live >= 0 {
-			cut = live
-		}
-		for cut < len(buf) && cut > from && !utf8.RuneStart(buf[cut]) {
-			cut--
-		}
-		for moved := true; moved; {
-			moved = false
-			for _, h := range hits {
-				if h.mstart < cut && cut < h.mend {
-					cut, moved = h.mstart, true
-				}
-			}
-		}
-		hits = slices.DeleteFunc(hits, func(h hit) bool { return h.mstart >= cut })
+		end := len(buf) - partialRune(buf[rel:])
+		sc := m.m.findStream(buf[:end], seg{start: 0, end: end, from: from}, m.bound)
+		keep, release = m.hold(st, sc, end, from, rel)
+		sc.release()
+		hits = slices.DeleteFunc(sc.hits, func(h hit) bool { return h.mstart >= keep })
 	}
 	for _, h := range hits {
 		// A thinking block is signed: a mask in it would break the
@@ -440,13 +444,17 @@ func (m *EventMasker) step(st *textStream, piece []byte, final bool) []byte {
 	if m.blocked != nil {
 		return nil
 	}
+	// hold never releases text a value may take, so a value starts at or
+	// after rel; were it not so, what is left of it is masked.
+	hits = slices.DeleteFunc(hits, func(h hit) bool { return h.end <= rel })
 	for i := range hits {
-		hits[i].start -= from
-		hits[i].end -= from
-		hits[i].mstart -= from
-		hits[i].mend -= from
+		h := &hits[i]
+		h.start = max(h.start, rel) - rel
+		h.end -= rel
+		h.mstart -= rel
+		h.mend -= rel
 	}
-	text := buf[from:cut]
+	text := buf[rel:release]
 	m.t.add(m.t.counts, text, hits)
 	var out []byte
 	if st.kind.isJSONText() {
@@ -454,11 +462,83 @@ func (m *EventMasker) step(st *textStream, piece []byte, final bool) []byte {
 	} else {
 		out = applyMasks(nil, text, hits, m.m)
 	}
-	if cut > 0 {
-		st.ctx = lastRune(buf[:cut])
+	ctx := keep
+	if keep > 0 {
+		_, w := utf8.DecodeLastRune(buf[:keep])
+		ctx -= w
 	}
-	st.held = append([]byte(nil), buf[cut:]...)
+	st.ctx = append(st.ctx[:0], buf[ctx:release]...)
+	st.from = keep - ctx
+	st.held = append(st.held[:0], buf[release:]...)
 	return out
+}
+
+// hold decides, after the scan sc of a stream's text buf[:end] (matches may
+// begin at from, text before rel has been released), from where matches
+// are still undecided (keep) and from where text is held back (release).
+func (m *EventMasker) hold(st *textStream, sc *scan, end, from, rel int) (keep, release int) {
+	buf := sc.buf
+	keep = end
+	if sc.live >= 0 {
+		keep = sc.live
+	}
+	for keep > from && keep < end && !utf8.RuneStart(buf[keep]) {
+		keep--
+	}
+	// A match decided before keep that reaches past it is found again with
+	// the next piece: keep moves back to its start. That includes matches
+	// that filters drop, which still hide the matches they overlap.
+	for moved := true; moved; {
+		moved = false
+		for _, list := range [2][]hit{sc.hits, sc.filtered} {
+			for _, h := range list {
+				if h.mstart < keep && keep < h.mend {
+					keep, moved = h.mstart, true
+				}
+			}
+		}
+	}
+	release = end
+	switch {
+	case st.kind.isJSONText():
+		// A mask in JSON text grows over the escapes at its edges: hold
+		// whole matches there.
+		release = keep
+	case keep < end:
+		// A match found again later: its value waits.
+		for _, h := range sc.hits {
+			if h.mstart >= keep {
+				release = min(release, h.start)
+			}
+		}
+		// A partial match of a rule whose value is the whole match.
+		for r, c := range m.m.rules {
+			if c.secret == 0 && sc.st[r].liveAt >= 0 {
+				release = min(release, sc.st[r].liveAt)
+			}
+		}
+		// The earliest text any match from keep on may take as its value,
+		// by the rule's program alone: for rules with a value group, and
+		// for matches that outgrew their rule's holdback while another
+		// rule's partial match keeps them in view.
+		for _, c := range m.m.rules {
+			if release == keep {
+				break
+			}
+			open := wholeMatch
+			if c.secret > 0 {
+				open = uint32(2 * c.secret)
+			}
+			vm := c.valueVM()
+			release = min(release, vm.valueStart(buf[:end], keep, open))
+			c.vms.Put(vm)
+		}
+	}
+	release = max(release, rel)
+	for release > rel && release < end && !utf8.RuneStart(buf[release]) {
+		release--
+	}
+	return keep, release
 }
 
 // partialRune returns the length of an incomplete UTF-8 sequence at the

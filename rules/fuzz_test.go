@@ -3,7 +3,10 @@ package rules
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // fuzzSet is the default ruleset plus rules that exercise the fallback
@@ -66,7 +69,7 @@ func FuzzMask(f *testing.F) {
 
 // blocks reports whether a block rule fires on text (a stream then stops).
 func blocks(s *Set, text []byte) bool {
-	hits, _ := s.resp.find(text, []seg{{0, len(text), 0}}, false, nil)
+	hits := s.resp.find(text, []seg{{0, len(text), 0}})
 	for _, h := range hits {
 		if s.resp.rules[h.rule].Action != Mask {
 			return true
@@ -151,6 +154,88 @@ func FuzzAnthropicSSE(f *testing.F) {
 		}
 		if err1 == nil && !bytes.Equal(whole, pieces) {
 			t.Fatalf("output depends on the writes:\n%q\n%q", whole, pieces)
+		}
+	})
+}
+
+// FuzzStreamSplits splices examples of the default rules (behind the key
+// name or URL their rules need) into text, cuts it at random into deltas,
+// and checks the stream masker: the text released after every delta is a
+// prefix of the text masked whole, so that no value the whole text masks
+// reaches the client, even for a moment; and at the end they are equal. It
+// checks the same through an SSE stream (chat completions, Responses or
+// Anthropic Messages, by seed), with the default holdback, for texts
+// shorter than it.
+func FuzzStreamSplits(f *testing.F) {
+	f.Add([]byte("The build failed because the test expects its old path."), uint64(1), uint64(2))
+	f.Add([]byte("aws_secret_access_key = \"x\" and hooks.slack.com/services/ here"), uint64(7), uint64(9))
+	f.Add([]byte("pw:abc\nkey 123-45 sKEY é😀"), uint64(3), uint64(4))
+	f.Add([]byte(""), uint64(11), uint64(5))
+	s := fuzzSet(f)
+	cases := defaultSecretCases()
+	slices.SortFunc(cases, func(a, b secretCase) int { return strings.Compare(a.text, b.text) })
+	f.Fuzz(func(t *testing.T, base []byte, pick, seed uint64) {
+		x := seed | 1
+		next := func(n int) int {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			return int(x % uint64(n))
+		}
+		// Up to three secrets, each with the text before it.
+		text := append([]byte(nil), base...)
+		for k := range 1 + int(pick%3) {
+			sc := cases[int(pick/3+uint64(k)*7)%len(cases)]
+			at := next(len(text) + 1)
+			text = slices.Concat(text[:at], []byte(sc.text), text[at:])
+		}
+		if blocks(s, text) {
+			return
+		}
+		res := s.Response(text)
+		want := string(maskWhole(s, text))
+		var pieces [][]byte
+		for rest := text; len(rest) > 0; {
+			n := min(len(rest), next(24))
+			pieces = append(pieces, rest[:n])
+			rest = rest[n:]
+		}
+		steps := streamSteps(s, pieces)
+		for i, got := range steps {
+			if !strings.HasPrefix(want, got) {
+				t.Fatalf("pieces %q: after %d released %q, not a prefix of the whole %q", pieces, i, got, want)
+			}
+			for _, sec := range res.Secrets {
+				if !strings.Contains(want, string(sec)) && strings.Contains(got, string(sec)) {
+					t.Fatalf("pieces %q: secret %q released", pieces, sec)
+				}
+			}
+		}
+		if got := steps[len(steps)-1]; got != want {
+			t.Fatalf("pieces %q: released %q, whole %q", pieces, got, want)
+		}
+		if !utf8.Valid(text) || len(text) >= DefaultHoldback {
+			return // JSON deltas carry valid text; a longer one may outgrow the holdback
+		}
+		// JSON carries whole runes: each cut moves to the next rune start.
+		var deltas []string
+		carry := ""
+		for _, p := range pieces {
+			d := carry + string(p)
+			n := len(d)
+			for n > 0 && !utf8.ValidString(d[:n]) {
+				n--
+			}
+			deltas, carry = append(deltas, d[:n]), d[n:]
+		}
+		deltas = append(deltas, carry)
+		ds := dialectStreams[seed%uint64(len(dialectStreams))]
+		var out bytes.Buffer
+		m := s.NewSSE(&out, nil, StreamOptions{Dialect: ds.dialect})
+		m.Write(ds.render(deltas))
+		m.Close()
+		if got := ds.text(t, out.Bytes()); got != want {
+			t.Fatalf("%s deltas %q: client got %q, whole %q", ds.name, deltas, got, want)
 		}
 	})
 }

@@ -41,6 +41,55 @@ type jparser struct {
 	tree bool
 	strs []span
 	bad  bool
+	// The members of the objects and arrays being read wait in stack;
+	// each object or array, once read, moves its own into nodes, where
+	// its keys and elems slices point.
+	stack []jnode
+	nodes []jnode
+}
+
+// jscratch keeps the buffers of a parse for the next one: a parse with it
+// allocates nothing once they have grown, and makes the tree of the
+// previous parse with it invalid.
+type jscratch struct {
+	stack, nodes []jnode
+	strs         []span
+}
+
+// parse is parseJSON with the buffers of sc.
+func (sc *jscratch) parse(src []byte) (jnode, []span, bool) {
+	p := &jparser{src: src, tree: true, strs: sc.strs[:0], stack: sc.stack[:0], nodes: sc.nodes[:0]}
+	n, ok := p.parse()
+	sc.strs, sc.stack, sc.nodes = p.strs, p.stack, p.nodes
+	if !ok {
+		return jnode{}, nil, false
+	}
+	return n, p.strs, true
+}
+
+// members moves the elements pushed on the stack since mark into nodes
+// and returns them.
+func (p *jparser) members(mark int) []jnode {
+	n := len(p.stack) - mark
+	base := len(p.nodes)
+	p.nodes = append(p.nodes, p.stack[mark:]...)
+	p.stack = p.stack[:mark]
+	return p.nodes[base : base+n : base+n]
+}
+
+// pairs moves the keys and values pushed on the stack since mark, in
+// turn, into nodes and returns them.
+func (p *jparser) pairs(mark int) (keys, elems []jnode) {
+	n := (len(p.stack) - mark) / 2
+	base := len(p.nodes)
+	for i := mark; i < len(p.stack); i += 2 {
+		p.nodes = append(p.nodes, p.stack[i])
+	}
+	for i := mark + 1; i < len(p.stack); i += 2 {
+		p.nodes = append(p.nodes, p.stack[i])
+	}
+	p.stack = p.stack[:mark]
+	return p.nodes[base : base+n : base+n], p.nodes[base+n : base+2*n : base+2*n]
 }
 
 // span is a string token: src[start:end] includes the quotes; esc reports a
@@ -67,13 +116,18 @@ func scanJSON(src []byte) ([]span, bool) {
 // parseJSON parses src as one JSON value into a tree.
 func parseJSON(src []byte) (jnode, []span, bool) {
 	p := &jparser{src: src, tree: true}
-	p.ws()
-	n := p.value(0)
-	p.ws()
-	if p.bad || p.pos != len(src) {
+	n, ok := p.parse()
+	if !ok {
 		return jnode{}, nil, false
 	}
 	return n, p.strs, true
+}
+
+func (p *jparser) parse() (jnode, bool) {
+	p.ws()
+	n := p.value(0)
+	p.ws()
+	return n, !p.bad && p.pos == len(p.src)
 }
 
 func (p *jparser) ws() {
@@ -220,6 +274,7 @@ func (p *jparser) object(depth int) jnode {
 		n.end = p.pos
 		return n
 	}
+	mark := len(p.stack)
 	for {
 		p.ws()
 		if p.pos >= len(p.src) || p.src[p.pos] != '"' {
@@ -237,19 +292,17 @@ func (p *jparser) object(depth int) jnode {
 			return jnode{}
 		}
 		if p.tree {
-			if n.keys == nil {
-				n.keys = make([]jnode, 0, 8)
-				n.elems = make([]jnode, 0, 8)
-			}
-			n.keys = append(n.keys, k)
-			n.elems = append(n.elems, v)
+			p.stack = append(p.stack, k, v)
 		}
 		if !p.more('}') {
-			if !p.bad {
-				n.end = p.pos
-				return n
+			if p.bad {
+				return jnode{}
 			}
-			return jnode{}
+			n.end = p.pos
+			if p.tree {
+				n.keys, n.elems = p.pairs(mark)
+			}
+			return n
 		}
 	}
 }
@@ -263,6 +316,7 @@ func (p *jparser) array(depth int) jnode {
 		n.end = p.pos
 		return n
 	}
+	mark := len(p.stack)
 	for {
 		p.ws()
 		v := p.value(depth + 1)
@@ -270,14 +324,17 @@ func (p *jparser) array(depth int) jnode {
 			return jnode{}
 		}
 		if p.tree {
-			n.elems = append(n.elems, v)
+			p.stack = append(p.stack, v)
 		}
 		if !p.more(']') {
-			if !p.bad {
-				n.end = p.pos
-				return n
+			if p.bad {
+				return jnode{}
 			}
-			return jnode{}
+			n.end = p.pos
+			if p.tree {
+				n.elems = p.members(mark)
+			}
+			return n
 		}
 	}
 }

@@ -35,7 +35,10 @@ type Rule struct {
 	// Description says what the rule finds; shown by "sessctl rules list".
 	Description string
 	// Pattern is a Go (RE2) regular expression. If it has a group named
-	// "secret", only that group is masked, filtered and recorded.
+	// "secret", only that group is masked, filtered and recorded; in a
+	// streamed answer only text that could belong to it is held back, so
+	// that what comes before it (a key name, a URL's host) reaches the
+	// client at once.
 	Pattern string
 	// Action is Mask, Block or Approve.
 	Action Action
@@ -53,8 +56,9 @@ type Rule struct {
 	// not a hit.
 	Allow []string
 	// Holdback, when positive, is how many bytes of a partial match of
-	// this rule a stream may hold back, instead of StreamOptions.Holdback:
-	// set it for secrets longer than the default bound (PEM blocks).
+	// this rule a stream may keep (held back, or released and kept as
+	// context to match against), instead of StreamOptions.Holdback: set
+	// it for secrets longer than the default bound (PEM blocks).
 	Holdback int
 	// Line is the line of the rule in its file, 0 if unknown.
 	Line int
@@ -85,6 +89,15 @@ type compiled struct {
 	prog    *syntax.Prog
 	starts  *startTable // what a match can begin with, by the assertions that hold
 	replace []byte
+	vms     sync.Pool // *valueVM for prog, shared by the stream maskers
+}
+
+// valueVM returns a value VM for the rule's program; give it back to c.vms.
+func (c *compiled) valueVM() *valueVM {
+	if vm, ok := c.vms.Get().(*valueVM); ok {
+		return vm
+	}
+	return newValueVM(c.prog)
 }
 
 // Set is a compiled, ordered ruleset. A Set is immutable and safe for

@@ -4,6 +4,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -17,6 +18,7 @@ type matcher struct {
 	first    [256][]litRef // literals by first byte, for partial literals at a stream's end
 	maxLit   int           // longest literal, in bytes (upper bound)
 	fallback []int         // rules scanned without prefilter
+	states   sync.Pool     // *[]ruleState, one per rule, for scans
 }
 
 type litRef struct {
@@ -125,10 +127,12 @@ type scan struct {
 	stream bool
 	bound  func(*compiled) int // stream holdback per rule
 
-	st   []ruleState
-	hits []hit
-	live int // stream: earliest start of a possible match not yet complete
-	rd   runeReader
+	st       []ruleState
+	stp      *[]ruleState // st, from and back to m.states
+	hits     []hit
+	filtered []hit // stream: matches whose value a filter dropped
+	live     int   // stream: earliest start of a possible match not yet complete
+	rd       runeReader
 }
 
 // ruleState is the progress of one rule in a scan.
@@ -138,23 +142,54 @@ type ruleState struct {
 	budget int  // bytes of windowed matching left
 	over   bool // out of budget: scanned with the regular expression alone
 	done   bool // stream: a partial match is live; later matches are moot
+	liveAt int  // stream: earliest start of a partial match of this rule, -1
 }
 
-// find runs the rules of m over the segments of buf. In stream mode the text
-// may continue after the end of the (single) segment: find then also reports
-// in live the earliest position where a match could still begin or grow (or
-// -1), and returns only the matches before it that more text cannot change.
-func (m *matcher) find(buf []byte, segs []seg, stream bool, bound func(*compiled) int) (hits []hit, live int) {
-	n := len(m.rules)
-	if n == 0 {
-		return nil, -1
+// find runs the rules of m over the segments of buf and returns the
+// matches, sorted by the start of their values.
+func (m *matcher) find(buf []byte, segs []seg) []hit {
+	if len(m.rules) == 0 {
+		return nil
 	}
-	s := &scan{
-		m: m, buf: buf, stream: stream, bound: bound,
-		st: make([]ruleState, n), live: -1,
+	s := m.run(buf, segs, false, nil)
+	s.release()
+	return s.hits
+}
+
+// release gives the scan's rule states back for another scan; s.st is
+// not used after it.
+func (s *scan) release() {
+	if s.stp != nil {
+		s.m.states.Put(s.stp)
+		s.st, s.stp = nil, nil
 	}
+}
+
+// findStream runs the rules of m over buf[sg.start:sg.end], a stream's text
+// that may continue after sg.end. In the scan it returns, live is the
+// earliest position where a match could still begin or grow (-1 if none),
+// and st[r].liveAt that of rule r; hits and filtered hold every match found
+// (the latter, those whose value a filter dropped): those that start
+// before live are the ones more text cannot change. bound gives each rule's
+// holdback: a partial match that began further back is not live.
+func (m *matcher) findStream(buf []byte, sg seg, bound func(*compiled) int) *scan {
+	if len(m.rules) == 0 {
+		return &scan{live: -1}
+	}
+	return m.run(buf, []seg{sg}, true, bound)
+}
+
+func (m *matcher) run(buf []byte, segs []seg, stream bool, bound func(*compiled) int) *scan {
+	s := &scan{m: m, buf: buf, stream: stream, bound: bound, live: -1}
+	if p, ok := m.states.Get().(*[]ruleState); ok {
+		s.stp = p
+	} else {
+		st := make([]ruleState, len(m.rules))
+		s.stp = &st
+	}
+	s.st = *s.stp
 	for i := range s.st {
-		s.st[i] = ruleState{last: -1, budget: 8*len(buf) + 1<<16}
+		s.st[i] = ruleState{last: -1, budget: 8*len(buf) + 1<<16, liveAt: -1}
 	}
 	if m.tris.refs != nil {
 		s.prefiltered(segs)
@@ -165,14 +200,12 @@ func (m *matcher) find(buf []byte, segs []seg, stream bool, bound func(*compiled
 	for ri := range s.st {
 		if s.st[ri].over {
 			s.hits = slices.DeleteFunc(s.hits, func(h hit) bool { return h.rule == ri })
+			s.filtered = slices.DeleteFunc(s.filtered, func(h hit) bool { return h.rule == ri })
 			s.full(ri, segs)
 		}
 	}
 	if stream {
 		s.partials(segs[0])
-		if s.live >= 0 {
-			s.hits = slices.DeleteFunc(s.hits, func(h hit) bool { return h.mstart >= s.live })
-		}
 	}
 	slices.SortFunc(s.hits, func(a, b hit) int {
 		if a.start != b.start {
@@ -180,7 +213,7 @@ func (m *matcher) find(buf []byte, segs []seg, stream bool, bound func(*compiled
 		}
 		return a.rule - b.rule
 	})
-	return s.hits, s.live
+	return s
 }
 
 // prefiltered looks for the literals of every rule in one pass and tries the
@@ -250,7 +283,7 @@ func (s *scan) try(r, p int, sg seg) {
 		if s.stream && s.rd.eof && p >= sg.end-s.bound(c) &&
 			liveStart(c.prog, s.buf[ws:sg.end], p-ws, true) >= 0 {
 			// The match could still start here and grow: hold from p.
-			s.setLive(p)
+			s.setLive(r, p)
 			s.st[r].done = true
 			return
 		}
@@ -279,6 +312,9 @@ func (s *scan) record(r, mstart, base int, loc []int) {
 		start, end = base+loc[2*c.secret], base+loc[2*c.secret+1]
 	}
 	if start == end || !c.keep(s.buf[start:end]) {
+		if s.stream {
+			s.filtered = append(s.filtered, hit{rule: r, start: start, end: end, mstart: mstart, mend: mend})
+		}
 		return
 	}
 	s.hits = append(s.hits, hit{rule: r, start: start, end: end, mstart: mstart, mend: mend})
@@ -315,26 +351,23 @@ func (s *scan) full(r int, segs []seg) {
 		sg := segs[0]
 		from := max(sg.from, sg.end-s.bound(c))
 		if p := liveStart(c.prog, s.buf[sg.start:sg.end], from-sg.start, false); p >= 0 {
-			s.setLive(sg.start + p)
+			s.setLive(r, sg.start+p)
 		}
 	}
 }
 
-// partials marks as live any literal cut by the end of a stream's text.
+// partials marks as live, for each rule, the first of its literals cut by
+// the end of a stream's text.
 func (s *scan) partials(sg seg) {
 	from := max(sg.from, sg.end-s.m.maxLit)
 	for p := from; p < sg.end; p++ {
-		if s.live >= 0 && p >= s.live {
-			return
-		}
 		for _, ref := range s.m.first[s.buf[p]] {
-			c := s.m.rules[ref.rule]
-			if s.st[ref.rule].over || p < sg.end-s.bound(c) {
+			c, st := s.m.rules[ref.rule], &s.st[ref.rule]
+			if st.over || st.liveAt >= 0 && st.liveAt <= p || p < sg.end-s.bound(c) {
 				continue
 			}
 			if _, _, partial := ref.lit.at(s.buf[p:sg.end]); partial && s.canStart(c, sg, p) {
-				s.setLive(p)
-				return
+				s.setLive(ref.rule, p)
 			}
 		}
 	}
@@ -357,7 +390,11 @@ func (s *scan) canStart(c *compiled, sg seg, p int) bool {
 	return c.starts.canStart(c.prog, prev, r)
 }
 
-func (s *scan) setLive(p int) {
+// setLive notes that a match of rule r may begin at p and grow.
+func (s *scan) setLive(r, p int) {
+	if st := &s.st[r]; st.liveAt < 0 || p < st.liveAt {
+		st.liveAt = p
+	}
 	if s.live < 0 || p < s.live {
 		s.live = p
 	}

@@ -25,7 +25,8 @@ type SSEMasker struct {
 	pos       int    // bytes of buf already split into lines
 	lineStart int    // start of the current line in buf
 	out       []byte
-	named     bool // the stream names its events ("event:" lines)
+	lines     [][]byte // the lines of the event being handled
+	named     bool     // the stream names its events ("event:" lines)
 	err       error
 	closed    bool
 }
@@ -166,9 +167,8 @@ type sseLine struct {
 	raw          []byte
 }
 
-// splitLines splits an event into its lines, without terminators.
-func splitLines(ev []byte) [][]byte {
-	var lines [][]byte
+// splitLines appends the lines of an event to lines, without terminators.
+func splitLines(lines [][]byte, ev []byte) [][]byte {
 	for len(ev) > 0 {
 		i := bytes.IndexAny(ev, "\r\n")
 		if i < 0 {
@@ -197,7 +197,8 @@ func parseLine(l []byte) sseLine {
 
 // handle masks one event (its raw bytes, blank line included).
 func (m *SSEMasker) handle(ev []byte) {
-	lines := splitLines(ev)
+	m.lines = splitLines(m.lines[:0], ev)
+	lines := m.lines
 	var data []byte
 	hasData, named := false, false
 	for _, l := range lines {

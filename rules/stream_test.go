@@ -323,19 +323,20 @@ func TestLogprobsDropped(t *testing.T) {
 // a time as models do (" quick", " brown"), leaves the masker with the
 // Write that brings each word: a word character followed by the start of a
 // secret prefix ("e" of "eyJ", "n" of "npm_") is mid-word, where patterns
-// that begin with \b cannot start. The only tails held are those that
-// really could begin a secret: "s" or "se" of "secret_access_key", which
-// aws-secret-access-key allows anywhere, and "h" of "hooks.slack.com".
+// that begin with \b cannot start; and "s" or "se", which could begin
+// "secret_access_key=", pass too, because only the secret after the key
+// name is masked. The only tails held are those that really could begin a
+// masked value: "npm" of "npm_".
 func TestSSEProseReleasedAtOnce(t *testing.T) {
 	tests := []struct {
 		text string
 		held map[string]string // word -> the tail of it held until the next word
 	}{
-		{"The quick brown fox jumps over the lazy dog. ", map[string]string{" jumps": "s"}},
-		{"The build failed because the integration test expects the fixture file at its old path; update the path or restore it.",
-			map[string]string{" because": "se", " expects": "s", " its": "s", " path": "h"}},
-		{"Here is the code: func main() { fmt.Println(\"done\") } and the npm run build output.", map[string]string{" is": "s", " npm": "npm"}},
+		{"The quick brown fox jumps over the lazy dog. ", nil},
+		{"The build failed because the integration test expects the fixture file at its old path; update the path or restore it.", nil},
+		{"Here is the code: func main() { fmt.Println(\"done\") } and the npm run build output.", map[string]string{" npm": "npm"}},
 		{"Rename the file, then rerun the pipeline; the token expired yesterday.", nil},
+		{"Webhooks post to hooks.slack.com/services/ and the secret_access_key setting is read from the vault.", nil},
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer

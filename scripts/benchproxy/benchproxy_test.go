@@ -121,7 +121,7 @@ func TestOwnProcess(t *testing.T) {
 
 // TestDirectPath runs both workloads against the real stand-in over TLS.
 func TestDirectPath(t *testing.T) {
-	up, err := startUpstream(t.TempDir(), 3, 5*time.Millisecond)
+	up, err := startUpstream(t.TempDir(), "", 3, 5*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestDirectPath(t *testing.T) {
 // TestBigBodies sends the memory cases, scaled down, straight to the
 // stand-in: each must pass whole.
 func TestBigBodies(t *testing.T) {
-	up, err := startUpstream(t.TempDir(), 3, time.Millisecond)
+	up, err := startUpstream(t.TempDir(), "", 3, time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,8 +144,8 @@ func serveBareGoproxy(ctx context.Context, listen, dir string, o bareOptions) er
 // startBarePath runs this binary in -bare-goproxy mode pointed at the
 // stand-in, and returns the path through it. Clients present a dummy
 // credential: only the key swap lets them through.
-func startBarePath(ctx context.Context, dir string, up *upstream) (*path, error) {
-	self, err := os.Executable()
+func startBarePath(ctx context.Context, o options, dir string, up *upstream) (*path, error) {
+	self, err := o.executable()
 	if err != nil {
 		return nil, fmt.Errorf("bare-goproxy: %w", err)
 	}

@@ -278,8 +278,14 @@ func copyFile(src, dst string, perm fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	// io.Copy between files uses copy_file_range on Linux.
+	// io.Copy between files uses copy_file_range on Linux. The copy is
+	// synced, so that its writeback does not compete with the fsyncs of
+	// the run that follows.
 	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
 		out.Close()
 		return err
 	}

@@ -74,6 +74,18 @@ type options struct {
 	listen        string
 	upstreamAddr  string
 	upstreamCA    string
+
+	// self is this harness's binary, run again for the stand-in and the
+	// bare goproxy (default: os.Executable).
+	self string
+}
+
+// executable returns the binary to run for the harness's own modes.
+func (o options) executable() (string, error) {
+	if o.self != "" {
+		return o.self, nil
+	}
+	return os.Executable()
 }
 
 func main() {

@@ -15,18 +15,18 @@ import (
 
 // report is the whole run, as written to results.json.
 type report struct {
-	Generated string         `json:"generated"`
-	Machine   machine        `json:"machine"`
-	Settings  settings       `json:"settings"`
-	Skipped   []skip         `json:"skipped,omitempty"`
+	Generated string   `json:"generated"`
+	Machine   machine  `json:"machine"`
+	Settings  settings `json:"settings"`
+	Skipped   []skip   `json:"skipped,omitempty"`
 	// Network is where the stand-in ran (netns or loopback).
 	Network network `json:"network"`
 	// Prefill is the log sessctl started with, when one was prefilled.
 	Prefill  *prefill        `json:"prefilled_log,omitempty"`
 	Profiles []profileResult `json:"profiles,omitempty"`
-	Results   []result       `json:"results"`
-	Memory    []memoryResult `json:"memory,omitempty"`
-	Targets   []target       `json:"targets,omitempty"`
+	Results  []result        `json:"results"`
+	Memory   []memoryResult  `json:"memory,omitempty"`
+	Targets  []target        `json:"targets,omitempty"`
 	// Verify is the first line of `sessctl verify` on the log the run
 	// wrote.
 	Verify string `json:"sessctl_verify,omitempty"`
@@ -139,18 +139,23 @@ func ptr(f float64) *float64 { return &f }
 func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nmachine: %d × %s, Linux %s, %s; mitmproxy: %s; sessctl %s\n", r.Machine.NProc, r.Machine.CPUModel,
 		r.Machine.Kernel, r.Machine.GoVersion, orNone(r.Machine.Mitmproxy), orNone(r.Machine.SessctlRev))
+	fmt.Fprintf(w, "%s\n%s\n", r.networkLine(), r.prefillLine())
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "skipped %s: %s\n", s.Path, s.Reason)
 	}
-	fmt.Fprintln(w, "\nnon-streaming chat completions (latency: request sent to answer read, ms)")
+	fmt.Fprintln(w, "\nnon-streaming chat completions, gzip answers (latency: request sent to answer read, ms; gzip: answers still compressed at the client)")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tpath\treq/s\tp50\tp99\t+p50\tRSS MiB\tanon\tCPU s/1k req\terrors\t")
+	fmt.Fprintln(tw, "workload\tpath\treq/s\t×direct\tp50\tp99\t+p50\tgzip\tRSS MiB\tanon\tCPU s/1k req\terrors\t")
 	for _, x := range r.Results {
 		if x.Stream {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%d\t\n", x.Workload, x.Path, x.RPS, x.Latency.P50, x.Latency.P99,
-			opt(x.AddedP50MS), opt(x.PeakRSSMiB), opt(x.PeakAnonMiB), opt(x.CPUPer1k), x.Errors)
+		q := "-"
+		if d := r.find("direct", x.Workload); d != nil && d.RPS > 0 {
+			q = fmt.Sprintf("%.2f", x.RPS/d.RPS)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%d\t\n", x.Workload, x.Path, x.RPS, q, x.Latency.P50, x.Latency.P99,
+			opt(x.AddedP50MS), pct(x.GzipAnswers), opt(x.PeakRSSMiB), opt(x.PeakAnonMiB), opt(x.CPUPer1k), x.Errors)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nstreamed answers (ms; TTFD: first event with text; whole: first delta's text complete; gap: between deltas' completions; ev gap: between events on the wire; split: deltas spread over 2+ events)")
@@ -188,6 +193,13 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.Verify != "" {
 		fmt.Fprintf(w, "\nsessctl verify: %s\n", r.Verify)
+	}
+	for _, p := range r.Profiles {
+		if p.Err != "" {
+			fmt.Fprintf(w, "\nprofile %s %s: %s\n", p.Path, p.Workload, p.Err)
+		} else {
+			fmt.Fprintf(w, "\nprofile %s %s (%.0f req/s while profiled): %s; top in the Markdown report\n", p.Path, p.Workload, p.RPS, p.File)
+		}
 	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w)

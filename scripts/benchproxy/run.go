@@ -101,7 +101,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		case "direct":
 			return directPath(up), nil
 		case "bare-goproxy":
-			return startBarePath(ctx, filepath.Join(run, dir), up)
+			return startBarePath(ctx, o, filepath.Join(run, dir), up)
 		case "mitmproxy":
 			if o.mitmdump == "" {
 				return nil, fmt.Errorf("mitmdump not found (install it with: apt-get install -y mitmproxy)")

@@ -44,7 +44,7 @@ func (s *standInProc) Close() error {
 // set and this is possible, else on loopback with a message saying why.
 // Its raw outputs go to dir.
 func startStandIn(ctx context.Context, o options, dir string, log *slog.Logger) (*standInProc, error) {
-	self, err := os.Executable()
+	self, err := o.executable()
 	if err != nil {
 		return nil, fmt.Errorf("stand-in: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -98,7 +99,7 @@ func (r *report) profilesMarkdown(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "CPU profiles of sessctl (GET /debug/pprof/profile from its admin listener, in a round of their own after the measured rounds; `go tool pprof -top`):")
 	for _, p := range r.Profiles {
-		fmt.Fprintf(w, "\n%s, %s, %d s at %.0f req/s, `%s`", p.Path, p.Workload, p.Seconds, p.RPS, p.File)
+		fmt.Fprintf(w, "\n%s, %s, %d s at %.0f req/s, `%s`", p.Path, p.Workload, p.Seconds, p.RPS, relPath(p.File))
 		if p.Err != "" {
 			fmt.Fprintf(w, ": %s\n", p.Err)
 			continue
@@ -162,4 +163,16 @@ func (r *report) writeMarkdown(file string) error {
 		return fmt.Errorf("markdown: %w", err)
 	}
 	return nil
+}
+
+// relPath is file relative to the working directory when it is below it.
+func relPath(file string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return file
+	}
+	if rel, err := filepath.Rel(wd, file); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return file
 }

@@ -123,5 +123,12 @@ func pprofTop(goBin, file string, cum bool, n int) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("go tool pprof: %v: %s", err, strings.TrimSpace(string(out)))
 	}
-	return strings.TrimRight(string(out), "\n"), nil
+	// The binary's name and build id say nothing to a reader.
+	var keep []string
+	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		if !strings.HasPrefix(l, "File: ") && !strings.HasPrefix(l, "Build ID: ") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n"), nil
 }

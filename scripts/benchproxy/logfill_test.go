@@ -29,7 +29,7 @@ func TestFillLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	cp := filepath.Join(t.TempDir(), "copy")
-	if err := copyDataDir(data, cp); err != nil {
+	if err := copyDataDir(context.Background(), data, cp); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(filepath.Join(cp, "log.key"))
@@ -71,7 +71,7 @@ func TestFillLog(t *testing.T) {
 	if seen != n || streamed != n/4 || masked != n/100 {
 		t.Errorf("%d exchanges, %d streamed, %d with a masked secret; want %d, %d, %d", seen, streamed, masked, n, n/4, n/100)
 	}
-	if err := copyDataDir(data, cp); err == nil || !strings.Contains(err.Error(), "exists") {
+	if err := copyDataDir(context.Background(), data, cp); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Errorf("copy over an existing directory: %v", err)
 	}
 }

@@ -70,7 +70,7 @@ func startSessctl(ctx context.Context, bin, dir string, tmpfs bool, up *upstream
 	var took time.Duration
 	if seed != "" {
 		start := time.Now()
-		if err := copyDataDir(seed, data); err != nil {
+		if err := copyDataDir(ctx, seed, data); err != nil {
 			os.RemoveAll(tmp)
 			return nil, 0, fmt.Errorf("%s: copying the prefilled log: %w", name, err)
 		}

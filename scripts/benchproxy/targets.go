@@ -39,11 +39,11 @@ func (r *report) judge() {
 	sc16, mc16, dc16 := r.find(s, "chat-c16"), r.find(m, "chat-c16"), r.find(d, "chat-c16")
 	add("throughput vs direct at c=16", "sessctl ≥ 0.8× direct requests/s, non-streaming, concurrency 16", []*result{sc16, dc16}, func() (string, bool) {
 		q := sc16.RPS / dc16.RPS
-		return fmt.Sprintf("%.0f vs %.0f req/s = %.2f×", sc16.RPS, dc16.RPS, q), q >= 0.8
+		return fmt.Sprintf("%.0f vs %.0f req/s = %.3f×", sc16.RPS, dc16.RPS, q), q >= 0.8
 	})
 	add("throughput vs mitmproxy at c=16", "sessctl ≥ 2× mitmproxy requests/s, non-streaming, concurrency 16", []*result{sc16, mc16}, func() (string, bool) {
 		q := sc16.RPS / mc16.RPS
-		return fmt.Sprintf("%.0f vs %.0f req/s = %.2f×", sc16.RPS, mc16.RPS, q), q >= 2
+		return fmt.Sprintf("%.0f vs %.0f req/s = %.3f×", sc16.RPS, mc16.RPS, q), q >= 2
 	})
 
 	ss1, ds1 := r.find(s, "stream-c1"), r.find(d, "stream-c1")

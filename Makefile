@@ -7,7 +7,7 @@ FUZZTIME ?= 30s
 
 SOAK_DURATION ?= 30m
 
-.PHONY: build run test lint bench bench-go bench-proxy fuzz soak clean
+.PHONY: build run test lint bench bench-go bench-proxy bench-proxy-quick fuzz soak clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) .
@@ -29,8 +29,18 @@ bench: bench-go bench-proxy
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
 
+# The proxy comparison (issue 14's table): direct, bare goproxy, mitmproxy,
+# sessctl (log prefilled with BENCH_LOG_RECORDS records, generated once and
+# cached in bench/out) and sessctl on tmpfs; BENCH_ARGS go to the harness.
+BENCH_LOG_RECORDS ?= 1000000
+BENCH_ARGS ?=
+
 bench-proxy: build
-	@if [ -x scripts/bench-proxy.sh ]; then scripts/bench-proxy.sh; else echo "bench-proxy: scripts/bench-proxy.sh not built yet"; fi
+	scripts/bench-proxy.sh -log-records $(BENCH_LOG_RECORDS) $(BENCH_ARGS)
+
+# A short run for iteration: 2 s phases, no prefilled log, no memory cases.
+bench-proxy-quick: build
+	scripts/bench-proxy.sh -quick $(BENCH_ARGS)
 
 # Soak: bin/sessctl under mixed traffic (JSON, streamed, slow readers,
 # WebSocket, refusals, SIGHUP reloads) for SOAK_DURATION, printing RSS,

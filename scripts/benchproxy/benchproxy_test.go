@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,7 +122,7 @@ func TestOwnProcess(t *testing.T) {
 
 // TestDirectPath runs both workloads against the real stand-in over TLS.
 func TestDirectPath(t *testing.T) {
-	up, err := startUpstream(t.TempDir(), 3, 5*time.Millisecond)
+	up, err := startUpstream(t.TempDir(), "", 3, 5*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,8 +132,8 @@ func TestDirectPath(t *testing.T) {
 	ctx := context.Background()
 
 	s := p.do(ctx, chatBody(false), false, deltaTexts(3))
-	if s.err != nil || s.total <= 0 {
-		t.Fatalf("chat: %+v", s)
+	if s.err != nil || s.total <= 0 || !s.gzip {
+		t.Fatalf("chat (gzip expected): %+v", s)
 	}
 	s = p.do(ctx, chatBody(true), true, deltaTexts(3))
 	if s.err != nil || s.ttfd <= 0 || s.firstWhole != s.ttfd || len(s.gaps) != 2 || s.events != 3 || s.split != 0 {
@@ -166,7 +167,7 @@ func TestDirectPath(t *testing.T) {
 // TestBigBodies sends the memory cases, scaled down, straight to the
 // stand-in: each must pass whole.
 func TestBigBodies(t *testing.T) {
-	up, err := startUpstream(t.TempDir(), 3, time.Millisecond)
+	up, err := startUpstream(t.TempDir(), "", 3, time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,64 +228,71 @@ func TestErrorBody(t *testing.T) {
 
 func TestTargets(t *testing.T) {
 	f := func(v float64) *float64 { return &v }
-	res := func(path, wl string, rps, p50 float64, rss *float64) result {
+	res := func(path, wl string, rps, p50 float64, rss *float64, split float64) result {
 		r := result{Path: path, Workload: wl, Requests: 100, RPS: rps, Latency: dist{P50: p50}, PeakRSSMiB: rss}
 		if strings.HasPrefix(wl, "stream") {
 			r.TTFD = &dist{P50: p50}
 			r.FirstWhole = &dist{P50: p50}
 			r.Gap = &dist{P99: 20 + p50}
+			r.SplitDeltas = &split
 		}
 		return r
 	}
+	all := []string{"added latency at c=1", "added latency vs mitmproxy at c=1", "throughput vs direct at c=16",
+		"throughput vs mitmproxy at c=16", "time to first delta at c=1", "deltas held back",
+		"inter-delta gap, stream-c1", "inter-delta gap, stream-c16", "RSS at c=16, 1M-record log", "no guarantee weakened"}
 	cases := []struct {
 		name    string
 		results []result
+		records int
 		met     map[string]bool // by target name; absent: n/a
 	}{
 		{
 			name: "all met",
 			results: []result{
-				res("direct", "chat-c1", 5000, 0.2, nil), res("sessctl", "chat-c1", 3000, 0.9, f(20)),
-				res("direct", "chat-c16", 4000, 3, nil), res("sessctl", "chat-c16", 3500, 4, f(40)), res("mitmproxy", "chat-c16", 200, 60, f(70)),
-				res("direct", "stream-c1", 2, 0.3, nil), res("sessctl", "stream-c1", 2, 1.0, f(30)),
-				res("direct", "stream-c16", 40, 1, nil), res("sessctl", "stream-c16", 40, 2, f(50)),
+				res("direct", "chat-c1", 5000, 0.2, nil, 0), res("mitmproxy", "chat-c1", 300, 3.2, f(60), 0), res("sessctl", "chat-c1", 3000, 1.0, f(20), 0),
+				res("direct", "chat-c16", 4000, 3, nil, 0), res("sessctl", "chat-c16", 3500, 4, f(40), 0), res("mitmproxy", "chat-c16", 200, 60, f(70), 0),
+				res("direct", "stream-c1", 2, 0.3, nil, 0), res("sessctl", "stream-c1", 2, 1.2, f(30), 0.05),
+				res("direct", "stream-c16", 40, 1, nil, 0), res("sessctl", "stream-c16", 40, 2, f(50), 0),
 			},
+			records: 1_000_000,
 			met: map[string]bool{
-				"throughput vs mitmproxy": true, "throughput vs direct": true, "added latency": true,
-				"time to first delta, stream-c1": true, "inter-delta gap, stream-c1": true, "first delta complete, stream-c1": true,
-				"time to first delta, stream-c16": true, "inter-delta gap, stream-c16": true, "first delta complete, stream-c16": true,
-				"proxy RSS": true,
+				"added latency at c=1": true, "added latency vs mitmproxy at c=1": true, "throughput vs direct at c=16": true,
+				"throughput vs mitmproxy at c=16": true, "time to first delta at c=1": true, "deltas held back": true,
+				"inter-delta gap, stream-c1": true, "inter-delta gap, stream-c16": true, "RSS at c=16, 1M-record log": true,
 			},
 		},
 		{
-			name: "missed, and mitmproxy not measured",
+			name: "missed, mitmproxy not measured, log too small to judge RSS",
 			results: []result{
-				res("direct", "chat-c1", 5000, 0.2, nil), res("sessctl", "chat-c1", 1000, 1.5, f(20)),
-				res("direct", "chat-c16", 4000, 3, nil), res("sessctl", "chat-c16", 3000, 5, f(70)),
-				res("direct", "stream-c16", 40, 1, nil), res("sessctl", "stream-c16", 40, 4, f(50)),
+				res("direct", "chat-c1", 5000, 0.2, nil, 0), res("sessctl", "chat-c1", 1000, 1.5, f(20), 0),
+				res("direct", "chat-c16", 4000, 3, nil, 0), res("sessctl", "chat-c16", 3000, 5, f(70), 0),
+				res("direct", "stream-c16", 40, 1, nil, 0), res("sessctl", "stream-c16", 40, 7, f(50), 0.2),
 			},
+			records: 20_000,
 			met: map[string]bool{
-				"throughput vs direct": false, "added latency": false,
-				"time to first delta, stream-c16": false, "inter-delta gap, stream-c16": false, "first delta complete, stream-c16": false,
-				"proxy RSS": false,
+				"added latency at c=1": false, "throughput vs direct at c=16": false, "deltas held back": false,
+				"inter-delta gap, stream-c16": false,
 			},
 		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := &report{Results: c.results}
+			r := &report{Results: c.results, Prefill: &prefill{Records: c.records}}
 			r.compare()
-			if len(r.Targets) != 10 {
-				t.Fatalf("%d targets, want 10", len(r.Targets))
-			}
+			var names []string
 			for _, tg := range r.Targets {
+				names = append(names, tg.Name)
 				want, judged := c.met[tg.Name]
 				switch {
 				case !judged && tg.Met != nil:
-					t.Errorf("%s: judged %v without its paths", tg.Name, *tg.Met)
+					t.Errorf("%s: judged %v without its paths (%s)", tg.Name, *tg.Met, tg.Measured)
 				case judged && (tg.Met == nil || *tg.Met != want):
 					t.Errorf("%s: met %v, want %v (%s)", tg.Name, tg.Met, want, tg.Measured)
 				}
+			}
+			if !slices.Equal(names, all) {
+				t.Fatalf("targets %q, want %q", names, all)
 			}
 			var out, md bytes.Buffer
 			r.print(&out)
@@ -292,8 +300,8 @@ func TestTargets(t *testing.T) {
 				t.Errorf("table lacks the results:\n%s", out.String())
 			}
 			r.markdown(&md)
-			if !strings.Contains(md.String(), "| chat-c16 | sessctl |") {
-				t.Errorf("Markdown lacks the results:\n%s", md.String())
+			if !strings.Contains(md.String(), "| chat-c16 | sessctl |") || !strings.Contains(md.String(), "| sessctl | 3") {
+				t.Errorf("Markdown lacks the results or the summary:\n%s", md.String())
 			}
 		})
 	}

@@ -55,6 +55,10 @@ func chatBody(stream bool) []byte {
 	return b
 }
 
+// answerMark is a part of the non-streamed answer's text that every path
+// must deliver intact.
+var answerMark = []byte("testdata/configs/default.yaml")
+
 // sample is what the client saw of one request.
 type sample struct {
 	total time.Duration
@@ -64,7 +68,9 @@ type sample struct {
 	ttfd, firstWhole time.Duration
 	gaps, eventGaps  []time.Duration
 	events, split    int
-	err              error
+	// gzip says the answer reached the client gzip-compressed.
+	gzip bool
+	err  error
 }
 
 // do sends one chat completion and reads the whole answer. A streamed
@@ -90,11 +96,11 @@ func (p *path) do(ctx context.Context, body []byte, stream bool, want []string) 
 		return sample{err: fmt.Errorf("status %d: %s", resp.StatusCode, b)}
 	}
 	if !stream {
-		n, err := readAllCount(resp.Body)
-		if err == nil && n == 0 {
-			err = fmt.Errorf("empty answer")
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && !bytes.Contains(b, answerMark) {
+			err = fmt.Errorf("answer is not the stand-in's (%d bytes)", len(b))
 		}
-		return sample{total: time.Since(start), err: err}
+		return sample{total: time.Since(start), gzip: resp.Uncompressed, err: err}
 	}
 	st, err := readStream(resp.Body, want, func() time.Duration { return time.Since(start) })
 	if err != nil {
@@ -181,9 +187,15 @@ type result struct {
 	PeakIsLifetime bool     `json:"peak_is_lifetime,omitempty"`
 	CPUSeconds     *float64 `json:"cpu_s,omitempty"`
 	CPUPer1k       *float64 `json:"cpu_s_per_1k_requests,omitempty"`
-	// DriverCPUPer1k is the CPU of the benchmark process itself (client
-	// and stand-in), which shares the machine with the proxy.
-	DriverCPUPer1k float64 `json:"driver_cpu_s_per_1k_requests"`
+	// DriverCPUPer1k is the CPU of the benchmark process itself (the
+	// client, and the stand-in when it runs in this process), which
+	// shares the machine with the proxy; UpstreamCPUPer1k that of the
+	// stand-in when it runs in a process of its own.
+	DriverCPUPer1k   float64  `json:"driver_cpu_s_per_1k_requests"`
+	UpstreamCPUPer1k *float64 `json:"upstream_cpu_s_per_1k_requests,omitempty"`
+	// GzipAnswers is the fraction of non-streamed answers that reached
+	// the client gzip-compressed (the stand-in sends all of them so).
+	GzipAnswers *float64 `json:"gzip_answers,omitempty"`
 }
 
 // tally accumulates the measured rounds of one path under one workload.
@@ -194,6 +206,9 @@ type tally struct {
 	elapsed   time.Duration
 	proxyCPU  time.Duration
 	driverCPU time.Duration
+	// upPID is the stand-in's process (0: it runs in this one).
+	upPID     int
+	upCPU     time.Duration
 	peakReset bool
 	mem       *sampler
 }
@@ -218,9 +233,12 @@ func (t *tally) round(ctx context.Context, d time.Duration, deltas int, profile 
 	if profile != nil {
 		end = profile()
 	}
-	var p0, p1 time.Duration
+	var p0, p1, u0, u1 time.Duration
 	if t.p.PID != 0 {
 		p0, _ = cpuTime(t.p.PID)
+	}
+	if t.upPID != 0 {
+		u0, _ = cpuTime(t.upPID)
 	}
 	s0, _ := cpuTime(os.Getpid())
 	samples, elapsed := runPhase(ctx, t.p, t.w, d, deltas)
@@ -228,6 +246,10 @@ func (t *tally) round(ctx context.Context, d time.Duration, deltas int, profile 
 	if t.p.PID != 0 {
 		p1, _ = cpuTime(t.p.PID)
 	}
+	if t.upPID != 0 {
+		u1, _ = cpuTime(t.upPID)
+	}
+	t.upCPU += u1 - u0
 	if end != nil {
 		end()
 	}
@@ -242,7 +264,7 @@ func (t *tally) result() result {
 	w := t.w
 	r := result{Path: t.p.Name, Workload: w.String(), Stream: w.Stream, Concurrency: w.Concurrency, DurationS: t.elapsed.Seconds()}
 	var lat, ttfd, whole, gaps, evGaps []time.Duration
-	var events, split, deltas int
+	var events, split, deltas, gz int
 	for _, s := range t.samples {
 		if s.err != nil {
 			if r.Errors == 0 {
@@ -253,6 +275,9 @@ func (t *tally) result() result {
 		}
 		r.Requests++
 		lat = append(lat, s.total)
+		if s.gzip {
+			gz++
+		}
 		if w.Stream {
 			ttfd = append(ttfd, s.ttfd)
 			whole = append(whole, s.firstWhole)
@@ -277,6 +302,12 @@ func (t *tally) result() result {
 	}
 	if r.Requests > 0 {
 		r.DriverCPUPer1k = t.driverCPU.Seconds() / float64(r.Requests) * 1000
+		if t.upPID != 0 {
+			r.UpstreamCPUPer1k = ptr(t.upCPU.Seconds() / float64(r.Requests) * 1000)
+		}
+		if !w.Stream {
+			r.GzipAnswers = ptr(float64(gz) / float64(r.Requests))
+		}
 	}
 	if t.p.PID != 0 {
 		cpu := t.proxyCPU.Seconds()

@@ -1,24 +1,33 @@
 // Command benchproxy measures what a gate in front of api.openai.com costs.
 //
-// It starts a local TLS stand-in for the API (with a throwaway CA of its
-// own), then drives the same workloads against it three ways: directly, as
-// the physical limit of the machine; through mitmproxy (mitmdump), the MITM
+// It starts a TLS stand-in for the API (with a throwaway CA of its own) as
+// a process of its own, in a network namespace created for it when run as
+// root (else on loopback, with a message), then drives the same workloads
+// against it several ways: directly, as the physical limit of the machine;
+// through a bare goproxy MITM that only swaps the key (the floor of the
+// library sessctl is built on); through mitmproxy (mitmdump), the MITM
 // proxy people reach for; and through sessctl with its defaults (recording,
-// built-in rules, fsync). Workloads are interleaved, so that the three paths
-// of one workload are measured close together in time. It reports
-// requests/s, latency percentiles, time to first streamed delta and the gaps
-// between deltas as the client sees them, and the proxy process's peak RSS
-// (VmHWM, reset before each workload) and CPU time (utime+stime) from /proc.
-// It then sends 50 MB bodies through each proxy and reports what happened
-// and the peak RSS.
+// built-in rules, fsync), starting from a log prefilled with -log-records
+// records. Workloads are interleaved, so that the paths of one workload are
+// measured close together in time. Non-streamed answers come gzip-compressed
+// when the client accepts it, as the API's do. It reports requests/s,
+// latency percentiles, time to first streamed delta and the gaps between
+// deltas as the client sees them, and each proxy process's peak RSS
+// (VmHWM, reset before each workload, with its anonymous part) and CPU time
+// (utime+stime) from /proc. After the measured rounds of the non-streaming
+// workloads it takes CPU profiles of sessctl from its admin listener in a
+// round of their own. It then sends 50 MB bodies through each proxy and
+// reports what happened and the peak RSS.
 //
-// The figures are printed as a table and written as JSON (-out). Nothing is
+// The figures are printed as a table and written as JSON (-out) and
+// Markdown (results.md in -work), with issue 14's goals judged. Nothing is
 // asserted: benchmarks report, they never fail a build on a number.
 //
 // Usage:
 //
 //	go build -o bin/benchproxy ./scripts/benchproxy
 //	bin/benchproxy -sessctl bin/sessctl -mitmdump "$(command -v mitmdump)" -out bench/results.json
+//	bin/benchproxy -quick ...   # short phases, no prefilled log, no memory cases
 //
 // scripts/bench-proxy.sh (make bench-proxy) is the usual entry point.
 package main
@@ -30,7 +39,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +62,30 @@ type options struct {
 	perf           string
 	standIn        bool
 	holdback       bool
+	netns          bool
+	logRecords     int
+	profileSeconds int
+	goBin          string
+	quick          bool
+
+	// Modes run as child processes of a run.
+	standInListen string
+	bare          bool
+	listen        string
+	upstreamAddr  string
+	upstreamCA    string
+
+	// self is this harness's binary, run again for the stand-in and the
+	// bare goproxy (default: os.Executable).
+	self string
+}
+
+// executable returns the binary to run for the harness's own modes.
+func (o options) executable() (string, error) {
+	if o.self != "" {
+		return o.self, nil
+	}
+	return os.Executable()
 }
 
 func main() {
@@ -63,7 +95,7 @@ func main() {
 	flag.StringVar(&o.mitmdump, "mitmdump", "", "mitmdump binary (empty: skip the mitmproxy path)")
 	flag.StringVar(&o.out, "out", "bench/results.json", "where to write the results")
 	flag.StringVar(&o.work, "work", "bench/out", "directory for raw outputs: CAs, data dirs, proxy logs")
-	flag.StringVar(&paths, "paths", "direct,mitmproxy,sessctl,sessctl-tmpfs", "paths to measure, comma-separated: direct, mitmproxy, sessctl, and sessctl-tmpfs (diagnostic: sessctl with its log on /dev/shm, where fsync costs nothing)")
+	flag.StringVar(&paths, "paths", "direct,bare-goproxy,mitmproxy,sessctl,sessctl-tmpfs", "paths to measure, comma-separated: direct, bare-goproxy (goproxy MITM swapping the key, nothing else), mitmproxy, sessctl, and sessctl-tmpfs (diagnostic: sessctl with its log on /dev/shm, where fsync costs nothing)")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before each workload")
 	flag.DurationVar(&o.duration, "duration", 6*time.Second, "measured time of each non-streaming workload")
 	flag.DurationVar(&o.streamDuration, "stream-duration", 8*time.Second, "measured time of each streaming workload")
@@ -74,9 +106,40 @@ func main() {
 	flag.BoolVar(&o.memory, "memory", true, "run the large-body memory cases")
 	flag.StringVar(&o.perf, "perf", "", "profile the sessctl process with perf(1) during each measured workload, writing reports to this directory (figures of such a run are distorted by perf and are not written to -out)")
 	flag.BoolVar(&o.standIn, "standin", false, "only run the upstream stand-in (printing its address and CA file) until interrupted")
+	flag.StringVar(&o.standInListen, "standin-listen", "127.0.0.1:0", "with -standin: the address to listen on")
 	flag.BoolVar(&o.holdback, "holdback", false, "only show which deltas of the streamed answer sessctl's built-in rules hold back in part, all rules and rule by rule")
+	flag.BoolVar(&o.netns, "netns", true, "run the stand-in in a network namespace of its own (needs root and ip; else loopback, with a message)")
+	flag.IntVar(&o.logRecords, "log-records", 1_000_000, "prefill sessctl's log with this many records before the run (generated once, cached in -work as log-N, copied fresh for each run; 0: start empty)")
+	flag.IntVar(&o.profileSeconds, "profile-seconds", 10, "CPU-profile sessctl for this long from its admin listener after the measured rounds of chat-c1 and chat-c16 (0: no profiles)")
+	flag.StringVar(&o.goBin, "go", envOr("GO", "go"), "go command, for go tool pprof")
+	flag.BoolVar(&o.quick, "quick", false, "a short run for iteration: 0.3 s warm-up, 2 s phases in 2 rounds, no memory cases, no prefilled log and 2 s profiles unless those flags are given")
+	flag.BoolVar(&o.bare, "bare-goproxy", false, "only run the bare goproxy MITM (real key from OPENAI_API_KEY) on -listen, for -upstream-addr trusting -upstream-ca, until interrupted; its CA goes to -work/ca.crt")
+	flag.StringVar(&o.listen, "listen", "127.0.0.1:0", "with -bare-goproxy: the address to listen on")
+	flag.StringVar(&o.upstreamAddr, "upstream-addr", "", "with -bare-goproxy: where api.openai.com is dialled")
+	flag.StringVar(&o.upstreamCA, "upstream-ca", "", "with -bare-goproxy: the upstream's CA file")
 	flag.Parse()
 	o.paths = strings.Split(paths, ",")
+	if o.quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quick := []struct {
+			name string
+			fn   func()
+		}{
+			{"warmup", func() { o.warmup = 300 * time.Millisecond }},
+			{"duration", func() { o.duration = 2 * time.Second }},
+			{"stream-duration", func() { o.streamDuration = 2 * time.Second }},
+			{"rounds", func() { o.rounds = 2 }},
+			{"memory", func() { o.memory = false }},
+			{"log-records", func() { o.logRecords = 0 }},
+			{"profile-seconds", func() { o.profileSeconds = 2 }},
+		}
+		for _, q := range quick {
+			if !set[q.name] {
+				q.fn()
+			}
+		}
+	}
 	if o.perf != "" || o.rounds < 1 {
 		// One profile per workload.
 		o.rounds = 1
@@ -89,197 +152,24 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o, log); err != nil {
+	var err error
+	switch {
+	case o.standIn:
+		err = serveStandIn(ctx, o)
+	case o.bare:
+		err = serveBareGoproxy(ctx, o.listen, o.work, bareOptions{UpstreamAddr: o.upstreamAddr, UpstreamCA: o.upstreamCA, Key: os.Getenv("OPENAI_API_KEY")})
+	default:
+		err = run(ctx, o, log)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchproxy:", err)
 		os.Exit(1)
 	}
 }
 
-// perfHook returns a profile hook for tally.round that records pid with
-// perf into base.data and base.txt.
-func perfHook(ctx context.Context, log *slog.Logger, pid int, base string) func() func() {
-	return func() func() {
-		prof, err := startPerf(ctx, pid, base)
-		if err != nil {
-			log.Warn("perf", "err", err)
-			return func() {}
-		}
-		return func() {
-			if err := prof.finish(); err != nil {
-				log.Warn("perf", "err", err)
-			}
-		}
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
 	}
-}
-
-// run performs one benchmark run and writes its report.
-func run(ctx context.Context, o options, log *slog.Logger) error {
-	work, err := filepath.Abs(o.work)
-	if err != nil {
-		return fmt.Errorf("work dir: %w", err)
-	}
-	// Raw outputs of the previous run are replaced.
-	run := work
-	old, _ := filepath.Glob(filepath.Join(run, "*"))
-	for _, f := range old {
-		switch b := filepath.Base(f); {
-		case b == "upstream", strings.HasPrefix(b, "mitmproxy"), strings.HasPrefix(b, "sessctl"):
-			if err := os.RemoveAll(f); err != nil {
-				return fmt.Errorf("work dir: %w", err)
-			}
-		}
-	}
-	if err := os.MkdirAll(run, 0o755); err != nil {
-		return fmt.Errorf("work dir: %w", err)
-	}
-	up, err := startUpstream(filepath.Join(run, "upstream"), o.deltas, o.interval)
-	if err != nil {
-		return err
-	}
-	defer up.Close()
-	log.Info("upstream stand-in listening", "addr", up.Addr, "ca", up.CAFile)
-	if o.standIn {
-		fmt.Printf("upstream_addr=%s upstream_ca_file=%s real_key=%s\n", up.Addr, up.CAFile, realKey)
-		<-ctx.Done()
-		return nil
-	}
-
-	var ps []*path
-	defer func() {
-		for _, p := range ps {
-			p.Stop()
-		}
-	}()
-	// start starts a path; dir holds its raw outputs.
-	start := func(name, dir string) (*path, error) {
-		switch name {
-		case "direct":
-			return directPath(up), nil
-		case "mitmproxy":
-			if o.mitmdump == "" {
-				return nil, fmt.Errorf("mitmdump not found (install it with: apt-get install -y mitmproxy)")
-			}
-			return startMitmproxy(ctx, o.mitmdump, filepath.Join(run, dir), up)
-		case "sessctl":
-			if o.sessctl == "" {
-				return nil, fmt.Errorf("no sessctl binary given")
-			}
-			return startSessctl(ctx, o.sessctl, filepath.Join(run, dir), false, up)
-		case "sessctl-tmpfs":
-			if o.sessctl == "" {
-				return nil, fmt.Errorf("no sessctl binary given")
-			}
-			return startSessctl(ctx, o.sessctl, filepath.Join(run, dir), true, up)
-		}
-		return nil, fmt.Errorf("unknown path")
-	}
-	var skipped []skip
-	for _, name := range o.paths {
-		name = strings.TrimSpace(name)
-		p, err := start(name, name)
-		if err != nil {
-			log.Warn("skipping path", "path", name, "reason", err)
-			skipped = append(skipped, skip{Path: name, Reason: err.Error()})
-			continue
-		}
-		log.Info("path ready", "path", p.Name, "pid", p.PID)
-		ps = append(ps, p)
-	}
-
-	rep := &report{
-		Generated: time.Now().UTC().Format(time.RFC3339),
-		Machine:   describeMachine(o),
-		Settings: settings{
-			WarmupS: o.warmup.Seconds(), DurationS: o.duration.Seconds(), StreamDurationS: o.streamDuration.Seconds(),
-			Rounds: o.rounds, Deltas: o.deltas, IntervalMS: ms(o.interval), PromptBytes: len(chatBody(false)), BigBytes: o.bigBytes,
-		},
-		Skipped: skipped,
-	}
-	if o.perf != "" {
-		if err := os.MkdirAll(o.perf, 0o755); err != nil {
-			return fmt.Errorf("perf dir: %w", err)
-		}
-	}
-	for _, w := range workloads {
-		d := o.duration
-		if w.Stream {
-			d = o.streamDuration
-		}
-		// Warm every path up, then measure in interleaved rounds, so that
-		// a change in the machine's background load during the run falls
-		// on every path alike.
-		tallies := make([]*tally, len(ps))
-		for i, p := range ps {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			tallies[i] = warm(ctx, p, w, o.warmup, o.deltas)
-		}
-		for round := 0; round < o.rounds; round++ {
-			for i, p := range ps {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				var profile func() func()
-				if o.perf != "" && p.Name == "sessctl" {
-					profile = perfHook(ctx, log, p.PID, filepath.Join(o.perf, "sessctl-"+w.String()))
-				}
-				tallies[i].round(ctx, d/time.Duration(o.rounds), o.deltas, profile)
-			}
-		}
-		for _, t := range tallies {
-			r := t.result()
-			log.Info("measured", "path", r.Path, "workload", r.Workload, "rps", fmt.Sprintf("%.0f", r.RPS),
-				"p50_ms", fmt.Sprintf("%.2f", r.Latency.P50), "errors", r.Errors)
-			rep.Results = append(rep.Results, r)
-		}
-	}
-	if o.memory {
-		// Each case on a fresh proxy process, so that memory kept from an
-		// earlier case (the Go runtime returns freed memory to the kernel
-		// lazily) does not count against a later one.
-		for _, p := range ps {
-			if p.Name != "mitmproxy" && p.Name != "sessctl" {
-				continue
-			}
-			for _, c := range memoryCases(o.bigBytes) {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				fresh, err := start(p.Name, p.Name+"-mem-"+c.Name)
-				if err != nil {
-					log.Warn("memory case", "path", p.Name, "case", c.Name, "err", err)
-					continue
-				}
-				m := measureMemory(ctx, fresh, c)
-				fresh.Stop()
-				log.Info("memory case", "path", p.Name, "case", c.Name, "result", m.Result, "peak_rss_mib", fmt.Sprintf("%.1f", m.PeakRSSMiB))
-				rep.Memory = append(rep.Memory, m)
-			}
-		}
-	}
-	for _, p := range ps {
-		if p.Name == "sessctl" {
-			p.Stop()
-			rep.Verify = p.verify()
-		}
-	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		rep.Machine.LoadAvgTo = strings.TrimSpace(string(b))
-	}
-	rep.compare()
-	rep.print(os.Stdout)
-	if o.perf != "" {
-		fmt.Printf("\nperf reports in %s; figures of a profiled run are not written to %s\n", o.perf, o.out)
-		return nil
-	}
-	if err := rep.write(o.out); err != nil {
-		return err
-	}
-	md := filepath.Join(run, "results.md")
-	if err := rep.writeMarkdown(md); err != nil {
-		return err
-	}
-	fmt.Printf("\nwrote %s and %s (raw outputs in %s)\n", o.out, md, run)
-	return nil
+	return def
 }

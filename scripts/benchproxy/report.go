@@ -15,13 +15,18 @@ import (
 
 // report is the whole run, as written to results.json.
 type report struct {
-	Generated string         `json:"generated"`
-	Machine   machine        `json:"machine"`
-	Settings  settings       `json:"settings"`
-	Skipped   []skip         `json:"skipped,omitempty"`
-	Results   []result       `json:"results"`
-	Memory    []memoryResult `json:"memory,omitempty"`
-	Targets   []target       `json:"targets,omitempty"`
+	Generated string   `json:"generated"`
+	Machine   machine  `json:"machine"`
+	Settings  settings `json:"settings"`
+	Skipped   []skip   `json:"skipped,omitempty"`
+	// Network is where the stand-in ran (netns or loopback).
+	Network network `json:"network"`
+	// Prefill is the log sessctl started with, when one was prefilled.
+	Prefill  *prefill        `json:"prefilled_log,omitempty"`
+	Profiles []profileResult `json:"profiles,omitempty"`
+	Results  []result        `json:"results"`
+	Memory   []memoryResult  `json:"memory,omitempty"`
+	Targets  []target        `json:"targets,omitempty"`
 	// Verify is the first line of `sessctl verify` on the log the run
 	// wrote.
 	Verify string `json:"sessctl_verify,omitempty"`
@@ -47,6 +52,10 @@ type settings struct {
 	IntervalMS      float64 `json:"delta_interval_ms"`
 	PromptBytes     int     `json:"prompt_bytes"`
 	BigBytes        int64   `json:"big_bytes"`
+	// GzipAnswers says the stand-in compresses non-streamed answers for
+	// clients that accept gzip (all of the harness's do).
+	GzipAnswers bool `json:"gzip_answers"`
+	Quick       bool `json:"quick,omitempty"`
 }
 
 type skip struct {
@@ -54,7 +63,7 @@ type skip struct {
 	Reason string `json:"reason"`
 }
 
-// target is one goal of issue 7 and whether this run met it.
+// target is one goal of issue 14 and whether this run met it.
 type target struct {
 	Name     string `json:"name"`
 	Goal     string `json:"goal"`
@@ -106,7 +115,7 @@ func (r *report) find(path, workload string) *result {
 }
 
 // compare fills in the differences from the direct path and judges the
-// targets of issue 7.
+// goals of issue 14.
 func (r *report) compare() {
 	for i := range r.Results {
 		x := &r.Results[i]
@@ -121,55 +130,7 @@ func (r *report) compare() {
 			x.AddedGapP99MS = ptr(x.Gap.P99 - d.Gap.P99)
 		}
 	}
-	s, m, d := "sessctl", "mitmproxy", "direct"
-	add := func(name, goal string, need []*result, measured func() (string, bool)) {
-		t := target{Name: name, Goal: goal, Measured: "not measured"}
-		for _, n := range need {
-			if n == nil || n.Requests == 0 {
-				r.Targets = append(r.Targets, t)
-				return
-			}
-		}
-		var met bool
-		t.Measured, met = measured()
-		t.Met = &met
-		r.Targets = append(r.Targets, t)
-	}
-	sc16, mc16, dc16 := r.find(s, "chat-c16"), r.find(m, "chat-c16"), r.find(d, "chat-c16")
-	add("throughput vs mitmproxy", "sessctl ≥ 2× mitmproxy requests/s, non-streaming, concurrency 16", []*result{sc16, mc16}, func() (string, bool) {
-		q := sc16.RPS / mc16.RPS
-		return fmt.Sprintf("%.0f vs %.0f req/s = %.2f×", sc16.RPS, mc16.RPS, q), q >= 2
-	})
-	add("throughput vs direct", "sessctl ≥ 80% of direct requests/s, non-streaming, concurrency 16", []*result{sc16, dc16}, func() (string, bool) {
-		q := sc16.RPS / dc16.RPS
-		return fmt.Sprintf("%.0f vs %.0f req/s = %.0f%%", sc16.RPS, dc16.RPS, q*100), q >= 0.8
-	})
-	sc1, dc1 := r.find(s, "chat-c1"), r.find(d, "chat-c1")
-	add("added latency", "sessctl p50 − direct p50 ≤ 1 ms, non-streaming, concurrency 1", []*result{sc1, dc1}, func() (string, bool) {
-		a := sc1.Latency.P50 - dc1.Latency.P50
-		return fmt.Sprintf("%.2f ms (%.2f vs %.2f)", a, sc1.Latency.P50, dc1.Latency.P50), a <= 1
-	})
-	for _, c := range []string{"stream-c1", "stream-c16"} {
-		st, dt := r.find(s, c), r.find(d, c)
-		add("time to first delta, "+c, "sessctl TTFD p50 − direct ≤ 2 ms (first event carrying text)", []*result{st, dt}, func() (string, bool) {
-			a := st.TTFD.P50 - dt.TTFD.P50
-			return fmt.Sprintf("%+.2f ms (%.2f vs %.2f)", a, st.TTFD.P50, dt.TTFD.P50), a <= 2
-		})
-		add("first delta complete, "+c, "sessctl p50 − direct ≤ 2 ms (time until the first delta's whole text has arrived)", []*result{st, dt}, func() (string, bool) {
-			a := st.FirstWhole.P50 - dt.FirstWhole.P50
-			return fmt.Sprintf("%+.2f ms (%.2f vs %.2f)", a, st.FirstWhole.P50, dt.FirstWhole.P50), a <= 2
-		})
-		add("inter-delta gap, "+c, "sessctl gap p99 − direct gap p99 ≤ 2 ms", []*result{st, dt}, func() (string, bool) {
-			a := st.Gap.P99 - dt.Gap.P99
-			return fmt.Sprintf("%+.2f ms (%.2f vs %.2f)", a, st.Gap.P99, dt.Gap.P99), a <= 2
-		})
-	}
-	ss16 := r.find(s, "stream-c16")
-	add("proxy RSS", "sessctl peak RSS ≤ 64 MB at concurrency 16, recording on", []*result{sc16, ss16}, func() (string, bool) {
-		peak := max(*sc16.PeakRSSMiB, *ss16.PeakRSSMiB)
-		anon := max(deref(sc16.PeakAnonMiB), deref(ss16.PeakAnonMiB))
-		return fmt.Sprintf("VmHWM %.1f MiB (chat %.1f, stream %.1f; anonymous part at most %.1f)", peak, *sc16.PeakRSSMiB, *ss16.PeakRSSMiB, anon), peak*(1<<20) <= 64e6
-	})
+	r.judge()
 }
 
 func ptr(f float64) *float64 { return &f }
@@ -178,18 +139,23 @@ func ptr(f float64) *float64 { return &f }
 func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nmachine: %d × %s, Linux %s, %s; mitmproxy: %s; sessctl %s\n", r.Machine.NProc, r.Machine.CPUModel,
 		r.Machine.Kernel, r.Machine.GoVersion, orNone(r.Machine.Mitmproxy), orNone(r.Machine.SessctlRev))
+	fmt.Fprintf(w, "%s\n%s\n", r.networkLine(), r.prefillLine())
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "skipped %s: %s\n", s.Path, s.Reason)
 	}
-	fmt.Fprintln(w, "\nnon-streaming chat completions (latency: request sent to answer read, ms)")
+	fmt.Fprintln(w, "\nnon-streaming chat completions, gzip answers (latency: request sent to answer read, ms; gzip: answers still compressed at the client)")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tpath\treq/s\tp50\tp99\t+p50\tRSS MiB\tanon\tCPU s/1k req\terrors\t")
+	fmt.Fprintln(tw, "workload\tpath\treq/s\t×direct\tp50\tp99\t+p50\tgzip\tRSS MiB\tanon\tCPU s/1k req\terrors\t")
 	for _, x := range r.Results {
 		if x.Stream {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%d\t\n", x.Workload, x.Path, x.RPS, x.Latency.P50, x.Latency.P99,
-			opt(x.AddedP50MS), opt(x.PeakRSSMiB), opt(x.PeakAnonMiB), opt(x.CPUPer1k), x.Errors)
+		q := "-"
+		if d := r.find("direct", x.Workload); d != nil && d.RPS > 0 {
+			q = fmt.Sprintf("%.2f", x.RPS/d.RPS)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%d\t\n", x.Workload, x.Path, x.RPS, q, x.Latency.P50, x.Latency.P99,
+			opt(x.AddedP50MS), pct(x.GzipAnswers), opt(x.PeakRSSMiB), opt(x.PeakAnonMiB), opt(x.CPUPer1k), x.Errors)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nstreamed answers (ms; TTFD: first event with text; whole: first delta's text complete; gap: between deltas' completions; ev gap: between events on the wire; split: deltas spread over 2+ events)")
@@ -227,6 +193,13 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.Verify != "" {
 		fmt.Fprintf(w, "\nsessctl verify: %s\n", r.Verify)
+	}
+	for _, p := range r.Profiles {
+		if p.Err != "" {
+			fmt.Fprintf(w, "\nprofile %s %s: %s\n", p.Path, p.Workload, p.Err)
+		} else {
+			fmt.Fprintf(w, "\nprofile %s %s (%.0f req/s while profiled): %s; top in the Markdown report\n", p.Path, p.Workload, p.RPS, p.File)
+		}
 	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -29,25 +31,39 @@ const apiHost = "api.openai.com"
 // a runner's credential for it gets 401.
 const realKey = "sk-bench-real-key-0000000000000000"
 
-// upstream is a local TLS stand-in for api.openai.com.
+// upstream is a TLS stand-in for api.openai.com.
 type upstream struct {
-	// Addr is the host:port it listens on (loopback).
+	// Addr is the host:port it listens on.
 	Addr string
 	// CAFile is the PEM certificate of its throwaway CA.
 	CAFile string
 	// CAs holds that certificate, for clients that dial it directly.
 	CAs *x509.CertPool
-	srv *http.Server
+	// proc is the stand-in's process when it runs in one of its own
+	// (see startStandIn); srv the server when it runs in this one.
+	proc *child
+	srv  *http.Server
 }
 
 // startUpstream creates a throwaway CA in dir, a leaf for api.openai.com
-// (and 127.0.0.1), and serves chat completions on a loopback port: JSON
-// answers, or SSE answers of deltas deltas spaced interval apart.
-func startUpstream(dir string, deltas int, interval time.Duration) (*upstream, error) {
+// (and 127.0.0.1 and the listen address's IP), and serves chat
+// completions in this process on listen (host:port; "" for a loopback
+// port): JSON answers (gzip-compressed when the client accepts gzip), or
+// SSE answers of deltas deltas spaced interval apart.
+func startUpstream(dir, listen string, deltas int, interval time.Duration) (*upstream, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	cert, caPEM, err := throwawayPKI()
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ips := []net.IP{net.IPv4(127, 0, 0, 1)}
+	if h, _, err := net.SplitHostPort(listen); err == nil {
+		if ip := net.ParseIP(h); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+			ips = append(ips, ip)
+		}
+	}
+	cert, caPEM, err := throwawayPKI(ips)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: certificates: %w", err)
 	}
@@ -57,7 +73,7 @@ func startUpstream(dir string, deltas int, interval time.Duration) (*upstream, e
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: listen: %w", err)
 	}
@@ -73,12 +89,26 @@ func startUpstream(dir string, deltas int, interval time.Duration) (*upstream, e
 }
 
 // Close stops the stand-in.
-func (u *upstream) Close() error { return u.srv.Close() }
+func (u *upstream) Close() error {
+	if u.proc != nil {
+		u.proc.Stop()
+		return nil
+	}
+	return u.srv.Close()
+}
 
-// throwawayPKI returns a leaf certificate for api.openai.com signed by a
-// fresh CA, and the CA's PEM. Both carry the extensions strict clients
-// (Python's ssl, OpenSSL -x509_strict) require.
-func throwawayPKI() (tls.Certificate, []byte, error) {
+// PID is the stand-in's process when it runs in its own, else 0.
+func (u *upstream) PID() int {
+	if u.proc == nil {
+		return 0
+	}
+	return u.proc.PID()
+}
+
+// throwawayPKI returns a leaf certificate for api.openai.com and ips
+// signed by a fresh CA, and the CA's PEM. Both carry the extensions strict
+// clients (Python's ssl, OpenSSL -x509_strict) require.
+func throwawayPKI(ips []net.IP) (tls.Certificate, []byte, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, nil, err
@@ -110,7 +140,7 @@ func throwawayPKI() (tls.Certificate, []byte, error) {
 		SerialNumber: randSerial(),
 		Subject:      pkix.Name{CommonName: apiHost},
 		DNSNames:     []string{apiHost},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		IPAddresses:  ips,
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -131,7 +161,7 @@ func randSerial() *big.Int {
 
 // standIn answers like the chat completions API.
 //
-//	POST /v1/chat/completions                  JSON, or SSE when "stream": true
+//	POST /v1/chat/completions                  JSON (gzip when accepted), or SSE when "stream": true
 //	POST /v1/bench/answer?kind=K&bytes=N       an N-byte answer: K = json | sse | octet
 //
 // Every request must carry the real key.
@@ -175,6 +205,15 @@ func (s *standIn) chat(w http.ResponseWriter, r *http.Request) {
 	io.Copy(io.Discard, r.Body)
 	if !req.Stream {
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Vary", "Accept-Encoding")
+		if acceptsGzip(r.Header) {
+			// As the API does: the answer compressed (once, up front:
+			// the stand-in's CPU is not what is measured).
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Header().Set("Content-Length", strconv.Itoa(len(chatAnswerGzip)))
+			w.Write(chatAnswerGzip)
+			return
+		}
 		w.Header().Set("Content-Length", strconv.Itoa(len(chatAnswer)))
 		io.WriteString(w, chatAnswer)
 		return
@@ -204,6 +243,36 @@ func (s *standIn) chat(w http.ResponseWriter, r *http.Request) {
 
 // chatAnswer is a non-streamed chat completion of typical size.
 const chatAnswer = `{"id":"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG","object":"chat.completion","created":1741570283,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"The build failed because the integration test expects the fixture file testdata/config.yaml, which the refactor moved to testdata/configs/default.yaml. Update the path in TestLoadConfig, or restore the old location with a symlink.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":412,"completion_tokens":52,"total_tokens":464,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_06737a9306"}`
+
+// chatAnswerGzip is chatAnswer gzip-compressed.
+var chatAnswerGzip = gzipBytes([]byte(chatAnswer))
+
+func gzipBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
+}
+
+// acceptsGzip reports whether Accept-Encoding admits gzip (a q of 0
+// refuses it).
+func acceptsGzip(h http.Header) bool {
+	for _, v := range h.Values("Accept-Encoding") {
+		for _, part := range strings.Split(v, ",") {
+			coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if !strings.EqualFold(strings.TrimSpace(coding), "gzip") && strings.TrimSpace(coding) != "*" {
+				continue
+			}
+			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+			if q == "q=0" || q == "q=0.0" || q == "q=0.00" || q == "q=0.000" {
+				return false
+			}
+			return true
+		}
+	}
+	return false
+}
 
 var words = strings.Fields("The build failed because the integration test expects the fixture file at its old path; update the path or restore the file.")
 

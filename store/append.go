@@ -553,6 +553,7 @@ func (s *Store) apply(extra []*job, flush bool) error {
 	if s.jnl != nil {
 		s.jnl.rewind()
 	}
+	s.dropMapped()
 	return nil
 }
 

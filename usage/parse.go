@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 
+	"github.com/sessctl/sessctl/internal/jsonobj"
 	"github.com/sessctl/sessctl/store"
 )
 
@@ -84,22 +85,69 @@ func FromJSON(b []byte) (*store.Usage, bool) {
 	if !hasUsageObject(b) {
 		return nil, false
 	}
-	var v struct {
-		Usage    json.RawMessage `json:"usage"`
-		Response *struct {
-			Usage json.RawMessage `json:"usage"`
-		} `json:"response"`
-	}
-	if json.Unmarshal(b, &v) != nil {
+	top, response, ok := usageMembers(b)
+	if !ok {
 		return nil, false
 	}
-	if u, ok := parseCounts(v.Usage); ok {
+	if u, ok := parseCounts(top); ok {
 		return u, true
 	}
-	if v.Response != nil {
-		return parseCounts(v.Response.Usage)
+	if response != nil {
+		return parseCounts(response)
 	}
 	return nil, false
+}
+
+// usageMembers reads b as json.Unmarshal would read it into
+//
+//	struct {
+//		Usage    json.RawMessage `json:"usage"`
+//		Response *struct{ Usage json.RawMessage `json:"usage"` } `json:"response"`
+//	}
+//
+// in one pass, without decoding: names match case-insensitively, the last
+// of duplicates wins (a "response": null forgets earlier ones, and the
+// members of several "response" objects merge), and a "response" that is
+// neither an object nor null fails the whole read. response is nil when
+// there is no "response" object, and empty when it has no "usage".
+func usageMembers(b []byte) (top, response []byte, ok bool) {
+	var buf [16]jsonobj.Member
+	ms, _, err := jsonobj.Members(b, buf[:0])
+	if err != nil {
+		return nil, nil, false
+	}
+	hasResponse := false
+	for _, m := range ms {
+		switch {
+		case m.Fold("usage"):
+			top = m.Value
+		case m.Fold("response"):
+			switch m.Value[0] {
+			case 'n':
+				hasResponse, response = false, nil
+			case '{':
+				var ibuf [16]jsonobj.Member
+				inner, _, err := jsonobj.Members(m.Value, ibuf[:0])
+				if err != nil {
+					return nil, nil, false
+				}
+				if !hasResponse {
+					hasResponse, response = true, []byte{}
+				}
+				for _, im := range inner {
+					if im.Fold("usage") {
+						response = im.Value
+					}
+				}
+			default:
+				return nil, nil, false
+			}
+		}
+	}
+	if !hasResponse {
+		response = nil
+	}
+	return top, response, true
 }
 
 // hasUsageObject reports whether b may hold a "usage" member whose value

@@ -54,8 +54,12 @@ func benchRequest() []byte {
 // it keeps nothing of what the stand-in receives.
 type benchEnv struct {
 	client *http.Client
-	store  *store.Store
-	proxy  *Server
+	// newClient returns a client that opens a new connection (CONNECT
+	// and TLS handshake) for every request, resuming TLS sessions if
+	// resume is set.
+	newClient func(resume bool) *http.Client
+	store     *store.Store
+	proxy     *Server
 }
 
 // newBenchEnv starts a benchEnv. The log is put on /dev/shm when there is
@@ -157,18 +161,32 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		MaxIdleConnsPerHost: 64,
 	}}
 	b.Cleanup(client.CloseIdleConnections)
-	return &benchEnv{client: client, store: st, proxy: px}
+	newClient := func(resume bool) *http.Client {
+		cfg := &tls.Config{RootCAs: pool}
+		if resume {
+			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+		}
+		return &http.Client{Transport: &http.Transport{
+			Proxy:             http.ProxyURL(&url.URL{Scheme: "http", Host: pl.Addr().String()}),
+			TLSClientConfig:   cfg,
+			DisableKeepAlives: true,
+		}}
+	}
+	return &benchEnv{client: client, newClient: newClient, store: st, proxy: px}
 }
 
 // chat sends one non-streamed chat completion and reads the answer.
-func (e *benchEnv) chat(body []byte) error {
+func (e *benchEnv) chat(body []byte) error { return e.chatWith(e.client, body) }
+
+// chatWith is chat with another client.
+func (e *benchEnv) chatWith(c *http.Client, body []byte) error {
 	req, err := http.NewRequest("POST", "https://api.openai.com/v1/chat/completions", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+testRunnerToken)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := e.client.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
@@ -219,7 +237,9 @@ func processCPU() int64 {
 // stand-in offering HTTP/2, on kept-alive connections: one at a time (c1,
 // ns/op is the whole exchange's latency) and 16 at once (c16). allocs/op
 // B/op and cpu-ns/op count the whole process: the Go client and the
-// stand-in too.
+// stand-in too. newconn-full and newconn-resumed open a new connection
+// for each exchange (CONNECT, TLS handshake with the runner), without and
+// with a TLS session to resume.
 func BenchmarkExchange(b *testing.B) {
 	e := newBenchEnv(b)
 	body := benchRequest()
@@ -235,6 +255,25 @@ func BenchmarkExchange(b *testing.B) {
 			}
 		}
 	})
+	for _, resume := range []bool{false, true} {
+		name := "newconn-full"
+		if resume {
+			name = "newconn-resumed"
+		}
+		b.Run(name, func(b *testing.B) {
+			c := e.newClient(resume)
+			if err := e.chatWith(c, body); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			for b.Loop() {
+				if err := e.chatWith(c, body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 	b.Run("c16", func(b *testing.B) {
 		b.ReportAllocs()
 		defer reportCPU(b)()

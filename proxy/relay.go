@@ -30,9 +30,11 @@ func (ex *exchange) relay(w http.ResponseWriter, r *http.Request, resp *http.Res
 	}
 	defer body.Close()
 	removeHopHeaders(resp.Header)
+	// The upstream's header is this exchange's own (the transport makes
+	// a new one for every answer): its values are handed on, not copied.
 	h := w.Header()
 	for k, vs := range resp.Header {
-		h[k] = append([]string(nil), vs...)
+		h[k] = vs
 	}
 	h.Del("Content-Length")
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))

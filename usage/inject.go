@@ -2,8 +2,9 @@ package usage
 
 import (
 	"bytes"
-	"encoding/json"
 	"strings"
+
+	"github.com/sessctl/sessctl/internal/jsonobj"
 )
 
 // StreamsChat reports whether a request to path with this body asks for a
@@ -83,7 +84,7 @@ func stripChunk(data []byte) (out []byte, drop bool) {
 	// cut without decoding, when it is the only "usage" in the chunk.
 	const tail = `,"usage":null}`
 	if t := bytes.TrimRight(data, " \t\r\n"); bytes.HasSuffix(t, []byte(tail)) &&
-		bytes.Count(data, []byte(`"usage"`)) == 1 && json.Valid(data) {
+		bytes.Count(data, []byte(`"usage"`)) == 1 && jsonobj.Valid(data) {
 		out := make([]byte, 0, len(data))
 		out = append(out, t[:len(t)-len(tail)]...)
 		out = append(out, '}')

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/sessctl/sessctl/identity"
+	"github.com/sessctl/sessctl/internal/jsonobj"
 	"github.com/sessctl/sessctl/rules"
 )
 
@@ -53,15 +55,44 @@ func openAIError(typ, code, message string) []byte {
 	return append(b, '\n')
 }
 
-// bodyModel returns the "model" field of a JSON request body, if any.
+// bodyModel returns the "model" field of a JSON request body, if any, as
+// json.Unmarshal into struct{ Model string } reads it: the last member
+// named "model" in any case wins, null is no model, and a body that is
+// not valid JSON or whose "model" is neither a string nor null has none.
+// It reads the body in one pass, decoding only the model's value.
 func bodyModel(body []byte) string {
-	var v struct {
-		Model string `json:"model"`
-	}
-	if json.Unmarshal(body, &v) != nil || len(v.Model) > 200 {
+	var buf [16]jsonobj.Member
+	ms, _, err := jsonobj.Members(body, buf[:0])
+	if err != nil {
 		return ""
 	}
-	return v.Model
+	var model []byte
+	for _, m := range ms {
+		if !m.Fold("model") {
+			continue
+		}
+		switch m.Value[0] {
+		case '"':
+			model = m.Value
+		case 'n':
+		default:
+			return ""
+		}
+	}
+	if model == nil {
+		return ""
+	}
+	if inner := model[1 : len(model)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		if len(inner) > 200 {
+			return ""
+		}
+		return string(inner)
+	}
+	var s string
+	if json.Unmarshal(model, &s) != nil || len(s) > 200 {
+		return ""
+	}
+	return s
 }
 
 // openAIUsageFields is the usage object of chat completions (prompt_,

@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,28 +52,50 @@ func (ex *exchange) forward(w http.ResponseWriter, r *http.Request, body []byte)
 }
 
 // outboundHeader copies the runner's headers for the upstream request,
-// without hop-by-hop headers, the runner's credential, sessctl's own
-// metadata headers, or Accept-Encoding (the transport asks for gzip and
-// decodes it, so that rules see plain text).
+// without hop-by-hop headers (and those named in Connection), the
+// runner's credential, sessctl's own metadata headers, or Accept-Encoding
+// (the transport asks for gzip and decodes it, so that rules see plain
+// text). It copies in one pass: what is not forwarded is never copied.
 func outboundHeader(in http.Header) http.Header {
-	h := in.Clone()
-	removeHopHeaders(h)
-	// Every header some provider's clients put a credential in: the
-	// runner's token never goes upstream, whichever header carried it.
-	h.Del("Authorization")
-	h.Del("X-Api-Key")
-	h.Del("Api-Key")
-	h.Del("Accept-Encoding")
-	h.Del("Content-Length")
-	// The body is already read whole; and the organisation and project
-	// the real key is billed to are sessctl's to choose, not the runner's.
-	h.Del("Expect")
-	h.Del("Openai-Organization")
-	h.Del("Openai-Project")
-	for k := range h {
-		if strings.HasPrefix(k, "Sessctl-") {
-			h.Del(k)
+	var named []string // canonical names listed in Connection
+	for _, f := range in["Connection"] {
+		for name := range strings.SplitSeq(f, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				named = append(named, textproto.CanonicalMIMEHeaderKey(name))
+			}
 		}
+	}
+	n := 0
+	for _, vs := range in {
+		n += len(vs)
+	}
+	vals := make([]string, 0, n) // one array for every value, as Header.Clone
+	h := make(http.Header, len(in))
+	for k, vs := range in {
+		if notForwarded[k] || strings.HasPrefix(k, "Sessctl-") || slices.Contains(named, k) {
+			continue
+		}
+		vals = append(vals, vs...)
+		h[k] = vals[len(vals)-len(vs) : len(vals) : len(vals)]
 	}
 	return h
 }
+
+// notForwarded are the request headers never sent upstream (canonical
+// names): hop-by-hop headers; every header some provider's clients put a
+// credential in (the runner's token never goes upstream, whichever header
+// carried it); Accept-Encoding and Content-Length (set for the body
+// sessctl sends); Expect (the body is already read whole); and the
+// organisation and project the real key is billed to, which are sessctl's
+// to choose, not the runner's.
+var notForwarded = func() map[string]bool {
+	m := map[string]bool{
+		"Authorization": true, "X-Api-Key": true, "Api-Key": true,
+		"Accept-Encoding": true, "Content-Length": true, "Expect": true,
+		"Openai-Organization": true, "Openai-Project": true,
+	}
+	for _, k := range hopHeaders {
+		m[k] = true
+	}
+	return m
+}()

@@ -56,9 +56,11 @@ func (h *holding) release() {
 	h.n = 0
 }
 
-// readChunk is the step by which a body of unknown length is read and
-// reserved.
-const readChunk = 64 << 10
+// firstChunk is the first buffer a body of unknown length is read into
+// (and reserved); it doubles from there. A typical JSON answer (1-2 KB)
+// fits; a 64 KiB first buffer cost more to allocate and clear than the
+// rest of reading such an answer.
+const firstChunk = 4 << 10
 
 // readAll reads r (at most limit bytes; limit+1 tells the caller it is
 // over) into a buffer reserved from
@@ -91,7 +93,7 @@ func (h *holding) readAll(r io.Reader, size, limit int64) ([]byte, error) {
 	var buf []byte
 	for {
 		if len(buf) == cap(buf) {
-			grow := int64(max(readChunk, cap(buf)))
+			grow := int64(max(firstChunk, cap(buf)))
 			grow = min(grow, limit+1-int64(cap(buf)))
 			if grow <= 0 {
 				return buf, nil

@@ -30,6 +30,7 @@ type Metrics struct {
 	recordErrors     prometheus.Counter
 	storeUnavailable prometheus.Counter
 	tlsErrors        prometheus.Counter
+	tlsResumed       prometheus.Counter
 	passthrough      prometheus.Counter
 	transparentConns prometheus.Counter
 	transparentInt   prometheus.Counter
@@ -86,6 +87,7 @@ func NewMetrics() *Metrics {
 	m.recordErrors = counter("sessctl_record_errors_total", "Exchanges or refusals whose record could not be written.")
 	m.storeUnavailable = counter("sessctl_store_unavailable_total", "Requests refused with 503 because the session log could not record (fail closed).")
 	m.tlsErrors = counter("sessctl_tls_handshake_errors_total", "TLS handshakes with runners that failed.")
+	m.tlsResumed = counter("sessctl_tls_resumed_total", "TLS handshakes with runners that resumed a session (a session ticket: no key exchange, no certificate).")
 	m.passthrough = counter("sessctl_passthrough_total", "Tunnels spliced to a passthrough host without decryption.")
 	m.transparentConns = counter("sessctl_transparent_connections_total", "Connections accepted on the transparent listener.")
 	m.transparentInt = counter("sessctl_transparent_intercepted_total", "Transparent connections intercepted (TLS terminated by sessctl).")
@@ -127,7 +129,7 @@ func NewMetrics() *Metrics {
 		Help: "Requests (and WebSockets) inside intercepted tunnels being handled now.",
 	})
 	m.reg.MustRegister(
-		m.requests, m.refusals, m.recordErrors, m.storeUnavailable, m.tlsErrors, m.passthrough,
+		m.requests, m.refusals, m.recordErrors, m.storeUnavailable, m.tlsErrors, m.tlsResumed, m.passthrough,
 		m.transparentConns, m.transparentInt, m.witnessForks, m.addedLatency, m.upstreamLatency,
 		m.refusalsMerged, m.refusalSummaries, m.connsRefused,
 		m.firstDelta, m.storeCommit, m.storeBatch, m.storeErrors, m.inflight,

@@ -154,6 +154,8 @@ type Server struct {
 	pass      map[string]bool
 	inner     *http.Server
 	conns     *connListener
+	// runnerTLS terminates every runner connection (see newRunnerTLS).
+	runnerTLS *tls.Config
 	front     http.Handler
 	wsClient  *http.Client
 	inflight  *inflight
@@ -274,6 +276,7 @@ func New(opts Options) (*Server, error) {
 		ConnContext:       withTunnel,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
 	}
+	s.runnerTLS = s.newRunnerTLS()
 	s.front = s.newFront()
 	s.wsClient = newWSClient(opts.UpstreamDial, opts.UpstreamTLS)
 	go s.inner.Serve(s.conns)

@@ -30,9 +30,11 @@ func (ex *exchange) relay(w http.ResponseWriter, r *http.Request, resp *http.Res
 	}
 	defer body.Close()
 	removeHopHeaders(resp.Header)
+	// The upstream's header is this exchange's own (the transport makes
+	// a new one for every answer): its values are handed on, not copied.
 	h := w.Header()
 	for k, vs := range resp.Header {
-		h[k] = append([]string(nil), vs...)
+		h[k] = vs
 	}
 	h.Del("Content-Length")
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
@@ -48,14 +50,15 @@ func (ex *exchange) relay(w http.ResponseWriter, r *http.Request, resp *http.Res
 		ex.fail(w, refAnswerTooLarge.with(ex.s.opt.MaxBody))
 	default:
 		// Everything else, typed or not, is read whole and masked.
-		ex.relayWhole(r.Context(), w, resp.StatusCode, body)
+		ex.relayWhole(r.Context(), w, resp.StatusCode, body, resp.ContentLength)
 	}
 }
 
 // relayWhole masks a JSON or text answer whole. The record is made durable
-// before the runner receives the answer.
-func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, status int, body io.Reader) {
-	data, err := ex.hold.readAll(body, -1, ex.s.opt.MaxBody)
+// before the runner receives the answer. size is the answer's length if
+// known (decoded answers' is not), else -1.
+func (ex *exchange) relayWhole(ctx context.Context, w http.ResponseWriter, status int, body io.Reader, size int64) {
+	data, err := ex.hold.readAll(body, size, ex.s.opt.MaxBody)
 	ex.tm.upFirst, ex.tm.whole = time.Now(), true
 	if errors.Is(err, errOverBudget) {
 		clear(w.Header())

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -105,4 +107,102 @@ func isAEAD(id uint16) bool {
 		}
 	}
 	return false
+}
+
+// lastSessionCache offers the last session it was given for any server
+// name: a client that tries a ticket on another host than it came from.
+type lastSessionCache struct {
+	mu   sync.Mutex
+	last *tls.ClientSessionState
+}
+
+func (c *lastSessionCache) Get(string) (*tls.ClientSessionState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last, c.last != nil
+}
+
+func (c *lastSessionCache) Put(_ string, cs *tls.ClientSessionState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cs != nil {
+		c.last = cs
+	}
+}
+
+// TestRunnerTLSResumes: a runner's second connection resumes the session
+// of its first (session ticket, TLS 1.3 and 1.2), and the request on it
+// is served and recorded as any other; a ticket is not accepted on a
+// tunnel to another host, and a ClientHello without SNI is not resumed.
+func TestRunnerTLSResumes(t *testing.T) {
+	e := newEnv(t, okJSON, func(o *Options) { o.Intercept = append(o.Intercept, "api.anthropic.com") })
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(e.caPEM)
+	for _, v := range []struct {
+		name string
+		max  uint16
+	}{{"TLS 1.3", tls.VersionTLS13}, {"TLS 1.2", tls.VersionTLS12}} {
+		t.Run(v.name, func(t *testing.T) {
+			c := &http.Client{Transport: &http.Transport{
+				Proxy:             http.ProxyURL(e.proxyURL),
+				DisableKeepAlives: true, // a new connection for each request
+				TLSClientConfig:   &tls.Config{RootCAs: pool, MaxVersion: v.max, ClientSessionCache: tls.NewLRUClientSessionCache(8)},
+			}}
+			var resumed []bool
+			for range 3 {
+				req, _ := http.NewRequest("POST", "https://api.openai.com/v1/chat/completions", strings.NewReader(chatBody))
+				req.Header.Set("Authorization", "Bearer "+testRunnerToken)
+				resp, body := do(t, c, req)
+				if resp.StatusCode != 200 {
+					t.Fatalf("status %d: %s", resp.StatusCode, body)
+				}
+				resumed = append(resumed, resp.TLS.DidResume)
+			}
+			if resumed[0] || !resumed[1] || !resumed[2] {
+				t.Fatalf("DidResume over three connections = %v, want [false true true]", resumed)
+			}
+		})
+	}
+	handshake := func(t *testing.T, host string, cfg *tls.Config) tls.ConnectionState {
+		t.Helper()
+		tc := tls.Client(connectTunnel(t, e, host), cfg)
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("handshake with %s: %v", host, err)
+		}
+		// A TLS 1.3 ticket arrives after the handshake: read until the
+		// server's first message has been processed.
+		tc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		tc.Read(make([]byte, 1))
+		return tc.ConnectionState()
+	}
+	t.Run("ticket for another host", func(t *testing.T) {
+		cache := &lastSessionCache{}
+		// The client trusts anything: the server must refuse to resume.
+		cfg := &tls.Config{ServerName: "api.openai.com", InsecureSkipVerify: true, ClientSessionCache: cache}
+		handshake(t, "api.openai.com", cfg)
+		if cache.last == nil {
+			t.Fatal("no session ticket was issued")
+		}
+		if !handshake(t, "api.openai.com", cfg).DidResume {
+			t.Fatal("the ticket did not resume on its own host")
+		}
+		cfg = cfg.Clone()
+		cfg.ServerName = "api.anthropic.com"
+		if handshake(t, "api.anthropic.com", cfg).DidResume {
+			t.Fatal("a ticket issued for api.openai.com resumed on a tunnel to api.anthropic.com")
+		}
+	})
+	t.Run("no SNI", func(t *testing.T) {
+		cache := &lastSessionCache{}
+		cfg := &tls.Config{InsecureSkipVerify: true, ClientSessionCache: cache}
+		st := handshake(t, "api.openai.com", cfg)
+		if len(st.PeerCertificates) == 0 || st.PeerCertificates[0].VerifyHostname("api.openai.com") != nil {
+			t.Fatal("without SNI, the runner did not get the tunnel host's leaf")
+		}
+		if cache.last != nil {
+			if handshake(t, "api.openai.com", cfg).DidResume {
+				t.Fatal("a session without SNI resumed")
+			}
+		}
+	})
 }

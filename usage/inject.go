@@ -2,8 +2,9 @@ package usage
 
 import (
 	"bytes"
-	"encoding/json"
 	"strings"
+
+	"github.com/sessctl/sessctl/internal/jsonobj"
 )
 
 // StreamsChat reports whether a request to path with this body asks for a
@@ -18,7 +19,7 @@ func StreamsChat(path string, body []byte) bool {
 		return false
 	}
 	m, found, err := lookup(ms, "stream")
-	return err == nil && found && string(m.val) == "true"
+	return err == nil && found && string(m.Value) == "true"
 }
 
 // IncludeUsage returns a streamed completion request that asks for usage
@@ -44,10 +45,10 @@ func IncludeUsage(body []byte) ([]byte, bool) {
 		}
 		return insertAt(body, open, member+sep), true
 	}
-	if string(so.val) == "null" {
-		return replaceSpan(body, so.valStart, so.valEnd, `{"include_usage":true}`), true
+	if string(so.Value) == "null" {
+		return replaceSpan(body, so.ValStart, so.ValEnd, `{"include_usage":true}`), true
 	}
-	inner, iopen, err := members(so.val)
+	inner, iopen, err := members(so.Value)
 	if err != nil {
 		return body, false
 	}
@@ -60,11 +61,11 @@ func IncludeUsage(body []byte) ([]byte, bool) {
 		if len(inner) == 0 {
 			sep = ""
 		}
-		return insertAt(body, so.valStart+iopen, `"include_usage":true`+sep), true
-	case string(iu.val) == "true":
+		return insertAt(body, so.ValStart+iopen, `"include_usage":true`+sep), true
+	case string(iu.Value) == "true":
 		return body, false
-	case string(iu.val) == "false" || string(iu.val) == "null":
-		return replaceSpan(body, so.valStart+iu.valStart, so.valStart+iu.valEnd, "true"), true
+	case string(iu.Value) == "false" || string(iu.Value) == "null":
+		return replaceSpan(body, so.ValStart+iu.ValStart, so.ValStart+iu.ValEnd, "true"), true
 	}
 	return body, false
 }
@@ -83,7 +84,7 @@ func stripChunk(data []byte) (out []byte, drop bool) {
 	// cut without decoding, when it is the only "usage" in the chunk.
 	const tail = `,"usage":null}`
 	if t := bytes.TrimRight(data, " \t\r\n"); bytes.HasSuffix(t, []byte(tail)) &&
-		bytes.Count(data, []byte(`"usage"`)) == 1 && json.Valid(data) {
+		bytes.Count(data, []byte(`"usage"`)) == 1 && jsonobj.Valid(data) {
 		out := make([]byte, 0, len(data))
 		out = append(out, t[:len(t)-len(tail)]...)
 		out = append(out, '}')
@@ -94,13 +95,13 @@ func stripChunk(data []byte) (out []byte, drop bool) {
 		return data, false
 	}
 	for i, m := range ms {
-		if m.key != "usage" {
+		if !m.Is("usage") {
 			continue
 		}
-		if string(m.val) == "null" {
+		if string(m.Value) == "null" {
 			return removeMember(data, ms, open, i), false
 		}
-		if c, found, err := lookup(ms, "choices"); err == nil && found && isEmptyArray(c.val) {
+		if c, found, err := lookup(ms, "choices"); err == nil && found && isEmptyArray(c.Value) {
 			return nil, true
 		}
 		return data, false

@@ -2,62 +2,24 @@ package usage
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
+
+	"github.com/sessctl/sessctl/internal/jsonobj"
 )
 
 // member is one member of a JSON object, with byte offsets into the
-// object's source.
-type member struct {
-	key string
-	// start is where the text before the member begins: just after the
-	// previous value, or after the opening brace for the first member.
-	start int
-	// valStart and valEnd delimit the member's value.
-	valStart, valEnd int
-	val              json.RawMessage
-}
+// object's source (see jsonobj.Member).
+type member = jsonobj.Member
 
 // errNotObject is returned for input that is not one JSON object.
-var errNotObject = errors.New("not a JSON object")
+var errNotObject = jsonobj.ErrNotObject
 
 // members returns the members of the JSON object src, in order, with
 // their offsets, and the offset just after the opening brace. Keys are
-// decoded (escapes resolved), as any JSON parser upstream would read them.
+// read decoded (escapes resolved), as any JSON parser upstream would read
+// them. It reads src in one pass, without copying it.
 func members(src []byte) ([]member, int, error) {
-	dec := json.NewDecoder(bytes.NewReader(src))
-	tok, err := dec.Token()
-	if err != nil || tok != json.Delim('{') {
-		return nil, 0, errNotObject
-	}
-	open := int(dec.InputOffset())
-	var ms []member
-	prev := open
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, 0, errNotObject
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, 0, errNotObject
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, 0, errNotObject
-		}
-		end := int(dec.InputOffset())
-		ms = append(ms, member{key: key, start: prev, valStart: end - len(v), valEnd: end, val: v})
-		prev = end
-	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return nil, 0, errNotObject
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, 0, errNotObject
-	}
-	return ms, open, nil
+	return jsonobj.Members(src, make([]member, 0, 8))
 }
 
 // lookup returns the member named key, requiring it to be the only member
@@ -67,10 +29,10 @@ func members(src []byte) ([]member, int, error) {
 // no such member.
 func lookup(ms []member, key string) (m member, found bool, err error) {
 	for _, x := range ms {
-		if !equalFold(x.key, key) {
+		if !x.Fold(key) {
 			continue
 		}
-		if found || x.key != key {
+		if found || !x.Is(key) {
 			return member{}, false, errAmbiguous
 		}
 		m, found = x, true
@@ -81,9 +43,6 @@ func lookup(ms []member, key string) (m member, found bool, err error) {
 // errAmbiguous reports a member that could be read two ways.
 var errAmbiguous = errors.New("ambiguous: several members could be read as this one")
 
-// equalFold is strings.EqualFold: the rule encoding/json uses for names.
-func equalFold(a, b string) bool { return bytes.EqualFold([]byte(a), []byte(b)) }
-
 // removeMember returns src (an object with members ms, opening brace
 // ending at open) without member i, its separating comma and the space
 // around it.
@@ -91,18 +50,18 @@ func removeMember(src []byte, ms []member, open, i int) []byte {
 	out := make([]byte, 0, len(src))
 	if i > 0 {
 		// Drop ", "key": value" : from the end of the previous value.
-		out = append(out, src[:ms[i].start]...)
-		return append(out, src[ms[i].valEnd:]...)
+		out = append(out, src[:ms[i].Start]...)
+		return append(out, src[ms[i].ValEnd:]...)
 	}
 	if len(ms) == 1 {
 		// The only member: keep the braces.
-		end := ms[0].valEnd
+		end := ms[0].ValEnd
 		out = append(out, src[:open]...)
 		return append(out, src[end:]...)
 	}
 	// The first of several: drop up to the next member's key.
 	out = append(out, src[:open]...)
-	rest := src[ms[0].valEnd:]
+	rest := src[ms[0].ValEnd:]
 	j := bytes.IndexByte(rest, ',')
 	rest = bytes.TrimLeft(rest[j+1:], " \t\r\n")
 	return append(out, rest...)

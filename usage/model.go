@@ -31,7 +31,7 @@ func Model(body []byte) (string, error) {
 		return "", fmt.Errorf("usage: model: %w", ErrNoModel)
 	}
 	var s string
-	if json.Unmarshal(m.val, &s) != nil || s == "" || len(s) > maxModel {
+	if json.Unmarshal(m.Value, &s) != nil || s == "" || len(s) > maxModel {
 		return "", errors.New("usage: model: \"model\" is not a model name")
 	}
 	return s, nil
@@ -50,10 +50,10 @@ func EventModel(msg []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("usage: model: %w", err)
 	}
-	if !found || string(resp.val) == "null" {
+	if !found || string(resp.Value) == "null" {
 		return top, topErr
 	}
-	inner, innerErr := Model(resp.val)
+	inner, innerErr := Model(resp.Value)
 	for _, err := range []error{topErr, innerErr} {
 		if err != nil && !errors.Is(err, ErrNoModel) {
 			return "", err

@@ -22,6 +22,7 @@ type Stream struct {
 	max   int
 	buf   []byte // an event begins at buf[0]
 	out   []byte // what one Write passes on
+	data  []byte // an event's data lines joined, when it has several
 	usage *store.Usage
 	// raw is set once an event exceeded max: the rest passes unread.
 	raw bool
@@ -50,7 +51,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 		if end < 0 {
 			break
 		}
-		s.out = append(s.out, s.event(s.buf[off:off+end])...)
+		s.event(s.buf[off : off+end])
 		off += end
 	}
 	s.buf = s.buf[:copy(s.buf, s.buf[off:])]
@@ -72,17 +73,20 @@ func (s *Stream) Close() error {
 	if len(s.buf) == 0 {
 		return nil
 	}
-	out := s.event(s.buf)
+	s.out = s.out[:0]
+	s.event(s.buf)
 	s.buf = nil
-	if len(out) == 0 {
+	if len(s.out) == 0 {
 		return nil
 	}
-	_, err := s.dst.Write(out)
+	_, err := s.dst.Write(s.out)
 	return err
 }
 
-// event reads one whole event and returns the bytes to pass on.
-func (s *Stream) event(ev []byte) []byte {
+// event reads one whole event and appends the bytes to pass on to out.
+// An event's data is read where it lies when it has one data line (the
+// case of every chunk of a chat completion stream), not copied.
+func (s *Stream) event(ev []byte) {
 	var data []byte
 	dataLines := 0
 	dataAt := [2]int{}
@@ -90,32 +94,42 @@ func (s *Stream) event(ev []byte) []byte {
 		l, n := line(ev[off:])
 		if v, ok := bytes.CutPrefix(l, []byte("data:")); ok {
 			v = bytes.TrimPrefix(v, []byte(" "))
-			if dataLines > 0 {
-				data = append(data, '\n')
+			switch dataLines {
+			case 0:
+				data = v
+			case 1:
+				s.data = append(append(append(s.data[:0], data...), '\n'), v...)
+				data = s.data
+			default:
+				s.data = append(append(s.data, '\n'), v...)
+				data = s.data
 			}
-			data = append(data, v...)
 			dataLines++
 			dataAt = [2]int{off + len(l) - len(v), off + len(l)}
 		}
 		off += n
 	}
 	if len(data) == 0 || data[0] != '{' {
-		return ev
+		s.out = append(s.out, ev...)
+		return
 	}
 	if u, ok := FromJSON(data); ok {
 		s.usage = u
 	}
 	if !s.strip || dataLines != 1 {
-		return ev
+		s.out = append(s.out, ev...)
+		return
 	}
 	stripped, drop := stripChunk(data)
-	if drop {
-		return nil
+	switch {
+	case drop:
+	case len(stripped) == len(data):
+		s.out = append(s.out, ev...)
+	default:
+		s.out = append(s.out, ev[:dataAt[0]]...)
+		s.out = append(s.out, stripped...)
+		s.out = append(s.out, ev[dataAt[1]:]...)
 	}
-	if len(stripped) == len(data) {
-		return ev
-	}
-	return replaceSpan(ev, dataAt[0], dataAt[1], string(stripped))
 }
 
 // line returns the first line of b without its end of line, and the

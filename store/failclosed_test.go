@@ -11,26 +11,13 @@ import (
 // fails and the store reports itself unhealthy, so the proxy refuses
 // traffic.
 func TestFailClosedOnWriteError(t *testing.T) {
-	files := &openFiles{}
-	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{
-		Logger:   quietLogger(),
-		openFile: files.open,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, files := openClosable(t)
 	ctx := context.Background()
-	if _, err := s.Append(ctx, exchange(1)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Healthy(); err != nil {
-		t.Fatal(err)
-	}
 	files.closeAll(t) // every later write and fsync fails
 	if _, err := s.Append(ctx, exchange(2)); err == nil {
 		t.Fatal("Append succeeded on a closed file")
 	}
-	err = s.Healthy()
+	err := s.Healthy()
 	if err == nil || !strings.Contains(err.Error(), "store: append") {
 		t.Fatalf("Healthy() = %v, want the write error", err)
 	}

@@ -14,18 +14,8 @@ import (
 // it) is kept as an aborted record to write once the store can; an
 // exchange never noted (a refusal) is not.
 func TestOrphansKeptWhenNoteAndRecordFail(t *testing.T) {
-	files := &openFiles{}
-	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{
-		Logger:   quietLogger(),
-		openFile: files.open,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, files := openClosable(t)
 	ctx := context.Background()
-	if _, err := s.Append(ctx, exchange(1)); err != nil {
-		t.Fatal(err)
-	}
 	files.closeAll(t) // every later write fails
 
 	together, waited, refused := exchange(2), exchange(3), exchange(4)
@@ -67,6 +57,27 @@ func TestOrphansKeptWhenNoteAndRecordFail(t *testing.T) {
 	if kept[refused.SessionID] != nil {
 		t.Error("a refusal never noted was kept as a forwarded exchange")
 	}
+}
+
+// openClosable opens a store whose files the test can close under it,
+// with one record appended while they work.
+func openClosable(t *testing.T) (*Store, *openFiles) {
+	t.Helper()
+	files := &openFiles{}
+	s, err := Open(filepath.Join(t.TempDir(), "s.db"), Options{
+		Logger:   quietLogger(),
+		openFile: files.open,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(context.Background(), exchange(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Healthy(); err != nil {
+		t.Fatal(err)
+	}
+	return s, files
 }
 
 // openFiles opens the files of a store (the database and its journal)

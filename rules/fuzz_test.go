@@ -87,34 +87,7 @@ func FuzzSSE(f *testing.F) {
 	f.Add([]byte("data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"STOP!\"}}]}}]}\n\n"), uint64(5))
 	s := fuzzSet(f)
 	f.Fuzz(func(t *testing.T, stream []byte, seed uint64) {
-		run := func(sizes func() int) ([]byte, error) {
-			var out bytes.Buffer
-			m := s.NewSSE(&out, nil, StreamOptions{Holdback: 64, MaxEvent: 1 << 16})
-			var err error
-			for rest := stream; len(rest) > 0 && err == nil; {
-				n := min(len(rest), sizes())
-				_, err = m.Write(rest[:n])
-				rest = rest[n:]
-			}
-			if err == nil {
-				err = m.Close()
-			}
-			return out.Bytes(), err
-		}
-		whole, err1 := run(func() int { return len(stream) })
-		x := seed | 1
-		pieces, err2 := run(func() int {
-			x ^= x << 13
-			x ^= x >> 7
-			x ^= x << 17
-			return 1 + int(x%17)
-		})
-		if (err1 == nil) != (err2 == nil) {
-			t.Fatalf("errors differ: %v / %v", err1, err2)
-		}
-		if err1 == nil && !bytes.Equal(whole, pieces) {
-			t.Fatalf("output depends on the writes:\n%q\n%q", whole, pieces)
-		}
+		checkWriteSplits(t, s, StreamOptions{Holdback: 64, MaxEvent: 1 << 16}, stream, seed)
 	})
 }
 
@@ -127,35 +100,42 @@ func FuzzAnthropicSSE(f *testing.F) {
 	f.Add([]byte(antStream(`{"type":"thinking","thinking":""}`, "thinking_delta", "thinking", []string{"STOP", "! sKEY"})), uint64(5))
 	s := fuzzSet(f)
 	f.Fuzz(func(t *testing.T, stream []byte, seed uint64) {
-		run := func(sizes func() int) ([]byte, error) {
-			var out bytes.Buffer
-			m := s.NewSSE(&out, nil, StreamOptions{Holdback: 64, MaxEvent: 1 << 16, Dialect: DialectAnthropic})
-			var err error
-			for rest := stream; len(rest) > 0 && err == nil; {
-				n := min(len(rest), sizes())
-				_, err = m.Write(rest[:n])
-				rest = rest[n:]
-			}
-			if err == nil {
-				err = m.Close()
-			}
-			return out.Bytes(), err
-		}
-		whole, err1 := run(func() int { return len(stream) })
-		x := seed | 1
-		pieces, err2 := run(func() int {
-			x ^= x << 13
-			x ^= x >> 7
-			x ^= x << 17
-			return 1 + int(x%17)
-		})
-		if (err1 == nil) != (err2 == nil) {
-			t.Fatalf("errors differ: %v / %v", err1, err2)
-		}
-		if err1 == nil && !bytes.Equal(whole, pieces) {
-			t.Fatalf("output depends on the writes:\n%q\n%q", whole, pieces)
-		}
+		checkWriteSplits(t, s, StreamOptions{Holdback: 64, MaxEvent: 1 << 16, Dialect: DialectAnthropic}, stream, seed)
 	})
+}
+
+// checkWriteSplits masks stream written whole and in pieces of 1 to 17
+// bytes (sizes drawn from seed): both must fail, or give the same output.
+func checkWriteSplits(t *testing.T, s *Set, opts StreamOptions, stream []byte, seed uint64) {
+	t.Helper()
+	run := func(sizes func() int) ([]byte, error) {
+		var out bytes.Buffer
+		m := s.NewSSE(&out, nil, opts)
+		var err error
+		for rest := stream; len(rest) > 0 && err == nil; {
+			n := min(len(rest), sizes())
+			_, err = m.Write(rest[:n])
+			rest = rest[n:]
+		}
+		if err == nil {
+			err = m.Close()
+		}
+		return out.Bytes(), err
+	}
+	whole, err1 := run(func() int { return len(stream) })
+	x := seed | 1
+	pieces, err2 := run(func() int {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		return 1 + int(x%17)
+	})
+	if (err1 == nil) != (err2 == nil) {
+		t.Fatalf("errors differ: %v / %v", err1, err2)
+	}
+	if err1 == nil && !bytes.Equal(whole, pieces) {
+		t.Fatalf("output depends on the writes:\n%q\n%q", whole, pieces)
+	}
 }
 
 // FuzzStreamSplits splices examples of the default rules (behind the key

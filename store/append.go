@@ -193,10 +193,7 @@ func (s *Store) BeginQueued(ctx context.Context, r *Record) (wait func(context.C
 		return nil, err
 	}
 	return func(ctx context.Context) error {
-		select {
-		case s.urgent <- struct{}{}:
-		default: // a request to commit is already pending
-		}
+		s.Hurry()
 		return s.await(ctx, j)
 	}, nil
 }
@@ -259,13 +256,13 @@ func (s *Store) appender() {
 	applyTimer.Stop()
 	armed := false
 	for {
-		if len(s.unapplied) > 0 && (s.applyDue() || !armed) {
-			if s.applyDue() {
-				s.applyPending()
-			} else {
-				applyTimer.Reset(s.opts.applyDelay)
-				armed = true
-			}
+		switch {
+		case len(s.unapplied) == 0:
+		case s.applyDue():
+			s.applyPending()
+		case !armed:
+			applyTimer.Reset(s.opts.applyDelay)
+			armed = true
 		}
 		select {
 		case j := <-s.jobs:
@@ -498,33 +495,8 @@ func (s *Store) apply(extra []*job, flush bool) error {
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		st = chainState{size: s.appliedSize, head: s.appliedHead}
 		packAppendOnly(tx)
-		recorded := recordedSessions(all)
-		for _, j := range all {
-			if j.fn != nil {
-				if err := j.fn(tx, &st); err != nil {
-					return err
-				}
-			}
-			if j.pending != nil {
-				if recorded[j.rec.SessionID] {
-					continue // its record is in this commit: the note is moot
-				}
-				if err := tx.Bucket(bucketPending).Put([]byte(j.rec.SessionID), j.pending); err != nil {
-					return err
-				}
-				continue
-			}
-			if j.rec == nil {
-				continue
-			}
-			if j.leaf == nil {
-				assign(&st, j)
-			} else if j.rec.Seq != st.size || j.rec.Prev != hex.EncodeToString(st.head[:]) {
-				return fmt.Errorf("journaled record %d does not follow record %d", j.rec.Seq, st.size-1)
-			}
-			if err := s.applyTx(tx, &st, j); err != nil {
-				return err
-			}
+		if err := s.applyJobs(tx, &st, all); err != nil {
+			return err
 		}
 		if err := s.flushIndex(tx, &st, flush); err != nil {
 			return err
@@ -554,6 +526,42 @@ func (s *Store) apply(extra []*job, flush bool) error {
 		s.jnl.rewind()
 	}
 	s.dropMapped()
+	return nil
+}
+
+// applyJobs writes jobs in tx, in order, after st: special jobs run,
+// notes go to the pending bucket (unless their record is among jobs),
+// records already placed in the chain (journaled) are checked to follow
+// st, the others are placed here.
+func (s *Store) applyJobs(tx *bbolt.Tx, st *chainState, jobs []*job) error {
+	recorded := recordedSessions(jobs)
+	for _, j := range jobs {
+		if j.fn != nil {
+			if err := j.fn(tx, st); err != nil {
+				return err
+			}
+		}
+		if j.pending != nil {
+			if recorded[j.rec.SessionID] {
+				continue // its record is in this commit: the note is moot
+			}
+			if err := tx.Bucket(bucketPending).Put([]byte(j.rec.SessionID), j.pending); err != nil {
+				return err
+			}
+			continue
+		}
+		if j.rec == nil {
+			continue
+		}
+		if j.leaf == nil {
+			assign(st, j)
+		} else if j.rec.Seq != st.size || j.rec.Prev != hex.EncodeToString(st.head[:]) {
+			return fmt.Errorf("journaled record %d does not follow record %d", j.rec.Seq, st.size-1)
+		}
+		if err := s.applyTx(tx, st, j); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

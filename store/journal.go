@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -308,7 +307,7 @@ func decodeBatch(p []byte) (uint64, []*job, error) {
 					return 0, nil, fmt.Errorf("batch %d: charges: %w", no, err)
 				}
 			}
-			j.rec = rec
+			j.rec, j.hash = rec, tlog.RecordHash(j.leaf)
 			jobs = append(jobs, j)
 		case jobNote:
 			id, note := d.field(), d.field()
@@ -464,28 +463,16 @@ func (s *Store) replayJournal() error {
 		all, last = append(all, jobs...), no
 	}
 	records := 0
+	for _, j := range all {
+		if j.pending == nil {
+			records++
+		}
+	}
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		packAppendOnly(tx)
 		st := chainState{size: size, head: head}
-		recorded := recordedSessions(all)
-		for _, j := range all {
-			if j.pending != nil {
-				if recorded[j.rec.SessionID] {
-					continue
-				}
-				if err := tx.Bucket(bucketPending).Put([]byte(j.rec.SessionID), j.pending); err != nil {
-					return err
-				}
-				continue
-			}
-			if j.rec.Seq != st.size || j.rec.Prev != hex.EncodeToString(st.head[:]) {
-				return fmt.Errorf("journaled record %d does not follow record %d of the log", j.rec.Seq, st.size-1)
-			}
-			j.hash = tlog.RecordHash(j.leaf)
-			if err := s.applyTx(tx, &st, j); err != nil {
-				return err
-			}
-			records++
+		if err := s.applyJobs(tx, &st, all); err != nil {
+			return err
 		}
 		// The index keys are left to buildIndex, which reads the
 		// records after meta/indexed.
